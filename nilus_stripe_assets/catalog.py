@@ -1,0 +1,132 @@
+"""The catalog: one row of data per Stripe object the package loads.
+
+Everything else (the fetch engine, the warehouse writer, the Dagster factory, the emulator) reads this
+table; nothing special-cases an object by name outside it. Rows follow the spec's "Supported objects"
+table (`shared/seed/stripe-source.md`) and Stripe's list API: which endpoints accept `created[...]`
+filters was checked against stripe-python's generated `*ListParams` types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Optional
+
+Strategy = Literal["merge", "replace", "append"]
+STRATEGIES: tuple[Strategy, ...] = ("merge", "replace", "append")
+
+
+@dataclass(frozen=True)
+class Parent:
+    """How a child list is reached through a parent list (Stripe has no top-level list for it)."""
+
+    object: str  # catalog name of the parent, e.g. "subscription"
+    path_template: str  # child list path, `{id}` is the parent id, e.g. "/v1/customers/{id}/payment_methods"
+    param: Optional[str] = None  # when the parent id is a query parameter instead, e.g. "subscription"
+    embedded_field: Optional[str] = None  # parent field holding the first page of children, e.g. "items"
+
+
+@dataclass(frozen=True)
+class StripeObject:
+    name: str  # singular, as in the spec: "invoice_item"
+    path: str  # Stripe list endpoint: "/v1/invoiceitems"
+    id_prefix: str  # prefix of Stripe ids, e.g. "ii_" (the emulator uses it; "" for user-chosen ids)
+    strategy: Strategy  # the spec's default write strategy
+    description: str
+    supports_created: bool = True  # endpoint accepts created[gt|gte|lt|lte]
+    merge_key: str = "id"
+    parent: Optional[Parent] = None
+    list_params: Mapping[str, str] = field(default_factory=dict)  # always sent, e.g. status=all
+    event_prefix: Optional[str] = None  # event type prefix, e.g. "invoiceitem" for invoiceitem.updated
+
+    @property
+    def events_type(self) -> str:
+        """Value for `GET /v1/events?type=` that selects this object's events."""
+        return f"{self.event_prefix or self.name}.*"
+
+    @property
+    def table(self) -> str:
+        return self.name
+
+
+def _o(name, path, prefix, strategy, description, **kw) -> StripeObject:
+    return StripeObject(name=name, path=path, id_prefix=prefix, strategy=strategy, description=description, **kw)
+
+
+CATALOG: dict[str, StripeObject] = {
+    o.name: o
+    for o in [
+        _o("charge", "/v1/charges", "ch_", "merge", "Payment charges."),
+        _o("payment_intent", "/v1/payment_intents", "pi_", "merge", "Payment intents."),
+        _o(
+            "payment_method",
+            "/v1/payment_methods",
+            "pm_",
+            "merge",
+            "Saved payment methods.",
+            supports_created=False,
+            # GET /v1/payment_methods without `customer` lists only Treasury payment methods.
+            parent=Parent(object="customer", path_template="/v1/customers/{id}/payment_methods"),
+        ),
+        _o("refund", "/v1/refunds", "re_", "merge", "Refunds."),
+        _o("payout", "/v1/payouts", "po_", "merge", "Payouts to bank accounts."),
+        _o("customer", "/v1/customers", "cus_", "merge", "Customer records."),
+        _o(
+            "subscription",
+            "/v1/subscriptions",
+            "sub_",
+            "merge",
+            "Customer subscriptions.",
+            list_params={"status": "all"},  # otherwise canceled subscriptions are hidden
+        ),
+        _o(
+            "subscription_item",
+            "/v1/subscription_items",
+            "si_",
+            "merge",
+            "Individual subscription items.",
+            supports_created=False,
+            parent=Parent(
+                object="subscription",
+                path_template="/v1/subscription_items",
+                param="subscription",
+                embedded_field="items",
+            ),
+            event_prefix="customer.subscription",  # items change through their subscription's events
+        ),
+        _o(
+            "subscription_schedule",
+            "/v1/subscription_schedules",
+            "sub_sched_",
+            "merge",
+            "Scheduled subscription updates.",
+        ),
+        _o("product", "/v1/products", "prod_", "merge", "Product catalog."),
+        _o("price", "/v1/prices", "price_", "merge", "Product prices."),
+        _o("coupon", "/v1/coupons", "", "replace", "Coupons."),
+        _o("promotion_code", "/v1/promotion_codes", "promo_", "merge", "Promotion codes."),
+        _o("invoice", "/v1/invoices", "in_", "merge", "Customer invoices."),
+        _o("invoice_item", "/v1/invoiceitems", "ii_", "merge", "Invoice line items.", event_prefix="invoiceitem"),
+        _o("credit_note", "/v1/credit_notes", "cn_", "merge", "Credit notes."),
+        _o("tax_rate", "/v1/tax_rates", "txr_", "replace", "Tax rates."),
+        _o("balance_transaction", "/v1/balance_transactions", "txn_", "merge", "Balance transaction history."),
+        _o("event", "/v1/events", "evt_", "append", "Event stream (account-level events)."),
+        _o("setup_intent", "/v1/setup_intents", "seti_", "merge", "Setup intents for future payments."),
+        _o(
+            "webhook_endpoint",
+            "/v1/webhook_endpoints",
+            "we_",
+            "replace",
+            "Configured webhook endpoints.",
+            supports_created=False,
+        ),
+    ]
+}
+
+# Stripe's `object` field value for each catalog name (the emulator renders it; events carry it).
+STRIPE_OBJECT_TYPE: dict[str, str] = {
+    name: {"invoice_item": "invoiceitem"}.get(name, name) for name in CATALOG
+}
+
+
+def get(name: str) -> StripeObject:
+    return CATALOG[name]
