@@ -263,6 +263,12 @@ def explain(exc: BaseException, object_name: str, api_key: Optional[str] = None)
                 f"ran, or belongs to another account or mode. Re-run the load; if it persists, check stripe_account "
                 f"and that the key's mode (test/live) matches the data{req}."
             )
+        elif not isinstance(exc, stripe.InvalidRequestError) and obj in CATALOG:
+            message = (
+                f"No such resource for '{obj}' (404 Not Found, and the answer is not a Stripe error): the server "
+                f"reached is not the Stripe API. Fix or drop api_base (object names are the singular names from "
+                f"the supported objects table){req}."
+            )
         elif obj in CATALOG:
             message = (
                 f"No such resource for '{obj}' (404 Not Found{detail}). Use singular names from the supported "
