@@ -29,6 +29,7 @@ __all__ = [
     "MODES",
     "SourceTable",
     "parse_source_table",
+    "suggest_object",
     "StripeURI",
     "URI_PARAMETERS",
     "parse_stripe_uri",
@@ -36,6 +37,7 @@ __all__ = [
     "mask_key",
     "key_mode",
     "default_global_rate",
+    "GLOBAL_RATE_LIMITS",
     "resolve_strategy",
 ]
 
