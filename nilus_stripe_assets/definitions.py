@@ -1,0 +1,25 @@
+"""The code location: `dagster asset materialize -m nilus_stripe_assets.definitions --select '*'`.
+
+All 21 Stripe objects as assets in group `stripe` (keys `stripe/<object>`), unpartitioned, each loading in
+the mode chosen by run config (`async` by default). The daily-partitioned variant lives in
+`nilus_stripe_assets.daily`.
+"""
+
+import dagster as dg
+
+from .wiring.defaults import default_resources
+from .wiring.factory import build_stripe_assets
+
+stripe_assets = build_stripe_assets()
+
+stripe_full_load = dg.define_asset_job(
+    "stripe_full_load",
+    selection=dg.AssetSelection.groups("stripe"),
+    description="Load every Stripe object into DuckDB (async mode by default).",
+)
+
+defs = dg.Definitions(
+    assets=stripe_assets,
+    jobs=[stripe_full_load],
+    resources=default_resources(),
+)

@@ -1,0 +1,206 @@
+"""The fetch engine: how one catalog object's list is read from Stripe.
+
+- `sync`: one cursor, `limit=100` + `starting_after`, newest first, in order.
+- `async`: the `created` range is split into disjoint half-open intervals that are paged concurrently. A
+  task that sees `has_more` hands the older part of its interval to a new task and keeps paging the newer
+  part with `starting_after`, so nearly every request returns a full page and objects that share one
+  `created` second are read exactly once (the cursor, not the clock, separates them).
+- objects without a top-level list (payment methods through customers, subscription items through
+  subscriptions) fan out over their parents.
+
+Objects go to a `sink` (normally a `Spool`) as pages arrive; nothing is accumulated here.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from .catalog import CATALOG, StripeObject
+from .stripe_api import StripeApi
+
+PAGE_LIMIT = 100  # Stripe's maximum page size
+# An async task hands off the older part of its interval once it holds about this many pages; larger
+# tasks mean fewer part-filled last pages (requests), smaller ones mean more parallelism.
+PAGES_PER_TASK = 8
+
+Sink = Callable[[Sequence[dict]], Any]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open interval [gte, lt) over `created` (epoch seconds); None means unbounded."""
+
+    gte: Optional[int] = None
+    lt: Optional[int] = None
+
+    def params(self) -> dict:
+        created = {}
+        if self.gte is not None:
+            created["gte"] = self.gte
+        if self.lt is not None:
+            created["lt"] = self.lt
+        return {"created": created} if created else {}
+
+    @property
+    def bounded(self) -> bool:
+        return self.gte is not None or self.lt is not None
+
+
+def iter_pages(api: StripeApi, path: str, params: dict, starting_after: Optional[str] = None) -> Iterator[list]:
+    """Sequential pagination over one list, newest first."""
+    while True:
+        query = {**params, "limit": PAGE_LIMIT}
+        if starting_after:
+            query["starting_after"] = starting_after
+        page = api.list_page(path, query)
+        data = page.get("data") or []
+        if data:
+            yield data
+        if not page.get("has_more") or not data:
+            return
+        starting_after = data[-1]["id"]
+
+
+def fetch_sequential(api: StripeApi, path: str, params: dict, sink: Sink) -> None:
+    for data in iter_pages(api, path, params):
+        sink(data)
+
+
+@dataclass(frozen=True)
+class _Task:
+    gte: Optional[int]
+    lt: Optional[int]
+    starting_after: Optional[str] = None
+
+    def params(self) -> dict:
+        query = Window(self.gte, self.lt).params()
+        query["limit"] = PAGE_LIMIT
+        if self.starting_after:
+            query["starting_after"] = self.starting_after
+        return query
+
+
+def _next_tasks(task: _Task, data: Sequence[dict], may_split: bool) -> list[_Task]:
+    """After a page that has more: continue the newer part with the cursor, maybe hand off the older part."""
+    last = data[-1]
+    oldest = int(last["created"])
+    # Everything not yet read lies in [task.gte, oldest]; ties on `oldest` are behind the cursor.
+    keep_going = _Task(task.gte, oldest + 1, last["id"])
+    if not may_split:
+        return [keep_going]
+    floor = task.gte if task.gte is not None else 0
+    seconds_per_page = max(1, int(data[0]["created"]) - oldest + 1) * PAGE_LIMIT / len(data)
+    chunk = int(PAGES_PER_TASK * seconds_per_page)
+    split_at = oldest - chunk
+    # Only split when the older part is expected to hold at least a few pages of its own.
+    if split_at - floor < chunk // 2 or split_at <= floor:
+        return [keep_going]
+    return [_Task(split_at, oldest + 1, last["id"]), _Task(task.gte, split_at)]
+
+
+def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: Sink, workers: int) -> None:
+    """Concurrent read of one `created`-filterable list; see the module docstring."""
+
+    def run(task: _Task) -> tuple[list, bool]:
+        page = api.list_page(path, {**params, **task.params()})
+        data = page.get("data") or []
+        if data:
+            sink(data)
+        return data, bool(page.get("has_more"))
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-split")
+    pending: dict[Future, _Task] = {}
+    try:
+        first = _Task(window.gte, window.lt)
+        pending[pool.submit(run, first)] = first
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                data, has_more = future.result()
+                if not data or not has_more:
+                    continue
+                for nxt in _next_tasks(task, data, may_split=len(pending) < workers):
+                    pending[pool.submit(run, nxt)] = nxt
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+
+
+def fetch_children(api: StripeApi, obj: StripeObject, mode: str, window: Window, sink: Sink, workers: int) -> None:
+    """Fan out over the parent list: each parent's children, concurrently unless mode is sync."""
+    relation = obj.parent
+    assert relation is not None
+    parent = CATALOG[relation.object]
+
+    def children_of(parent_obj: dict) -> None:
+        start_after = None
+        if relation.embedded_field:
+            embedded = parent_obj.get(relation.embedded_field) or {}
+            first = embedded.get("data") or []
+            if first:
+                sink(first)
+            if not embedded.get("has_more"):
+                return
+            start_after = first[-1]["id"] if first else None
+        if relation.param:
+            path, params = relation.path_template, {relation.param: parent_obj["id"]}
+        else:
+            path, params = relation.path_template.format(id=parent_obj["id"]), {}
+        for data in iter_pages(api, path, params, starting_after=start_after):
+            sink(data)
+
+    if mode == "sync" or workers <= 1:
+        list_parents(api, parent, "sync", window, lambda parents: [children_of(p) for p in parents], 1)
+        return
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-children")
+    slots = threading.BoundedSemaphore(workers * 4)  # bound the queue: parents are not kept in memory
+    futures: list[Future] = []
+    errors: list[BaseException] = []
+
+    def on_done(future: Future) -> None:
+        slots.release()
+        if future.exception() is not None:
+            errors.append(future.exception())
+
+    def on_parents(parents: Sequence[dict]) -> None:
+        for parent_obj in parents:
+            if errors:
+                raise errors[0]
+            slots.acquire()
+            future = pool.submit(children_of, parent_obj)
+            future.add_done_callback(on_done)
+
+    try:
+        # Parents are listed in this thread's own sequence so the child pool gets all the workers.
+        list_parents(api, parent, "sync", window, on_parents, 1)
+    finally:
+        pool.shutdown(wait=True)
+    if errors:
+        raise errors[0]
+
+
+def list_parents(api: StripeApi, parent: StripeObject, mode: str, window: Window, sink: Sink, workers: int) -> None:
+    params = dict(parent.list_params)
+    if mode == "async" and parent.supports_created:
+        fetch_split(api, parent.path, params, window, sink, workers)
+    else:
+        fetch_sequential(api, parent.path, params, sink)
+
+
+def fetch_object(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, window: Window = Window(), workers: int = 8) -> None:
+    """Read every object of one catalog entry within `window` (ignored where Stripe cannot filter on it)."""
+    if obj.parent is not None:
+        fetch_children(api, obj, mode, Window(), sink, workers)
+        return
+    params = dict(obj.list_params)
+    effective = window if obj.supports_created else Window()
+    if mode == "async" and obj.supports_created:
+        fetch_split(api, obj.path, params, effective, sink, workers)
+    else:
+        fetch_sequential(api, obj.path, {**params, **effective.params()}, sink)

@@ -1,0 +1,140 @@
+"""One account's Stripe API, as the fetch engine sees it: `list_page(path, params) -> page dict`.
+
+Built on stripe-python's `StripeClient`: its retries (5xx, 409, connection errors, `Stripe-Should-Retry`),
+its error classes and its parameter encoding (`created[gte]=…`). Two things are added around it:
+- every real HTTP attempt, including the SDK's own retries, waits for the shared request budget and is
+  counted (a `RequestsClient` subclass is the SDK's documented seam for the transport);
+- a 429 the SDK does not retry (no `Stripe-Should-Retry: true`) is retried here with jittered backoff that
+  honours `Retry-After`, after slowing every process down on the limiter Stripe named.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+import stripe
+
+from .budget import RequestBudget
+
+DEFAULT_API_BASE = "https://api.stripe.com"
+
+
+def endpoint_key(url: str) -> str:
+    """The endpoint Stripe's per-endpoint limiter counts: method-less path with the object id collapsed.
+
+    `GET /v1/customers/cus_1/payment_methods` and `…/cus_2/…` share one limit, as Stripe documents.
+    """
+    parts = urlsplit(url).path.split("/")
+    if len(parts) > 3 and parts[3]:
+        parts[3] = "{id}"
+    return "/".join(parts)
+
+
+@dataclass
+class RequestStats:
+    """Counters for one asset run; thread-safe."""
+
+    requests: int = 0
+    rate_limited: int = 0  # 429 responses
+    server_errors: int = 0  # 5xx responses
+    connection_errors: int = 0
+    retries: int = 0  # retries made by this module after a 429 (the SDK's own show up as extra requests)
+    wait_seconds: float = 0.0  # time spent waiting for the budget
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, value in deltas.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class _MeteredRequestsClient(stripe.RequestsClient):
+    """The SDK's requests transport, with every attempt paced by the budget and counted."""
+
+    def __init__(self, budget: RequestBudget, stats: RequestStats, timeout: float):
+        super().__init__(timeout=timeout)
+        self._budget = budget
+        self._stats = stats
+
+    def request(self, method, url, headers, post_data=None, *args, **kwargs):
+        endpoint = endpoint_key(url)
+        waited = self._budget.acquire(endpoint)
+        with self._budget.in_flight:
+            try:
+                body, code, rheaders = super().request(method, url, headers, post_data, *args, **kwargs)
+            except stripe.APIConnectionError:
+                self._stats.add(requests=1, connection_errors=1, wait_seconds=waited)
+                raise
+        self._stats.add(
+            requests=1,
+            wait_seconds=waited,
+            rate_limited=int(code == 429),
+            server_errors=int(code >= 500),
+        )
+        if code == 429:
+            self._budget.on_rate_limited(
+                endpoint, rheaders.get("Stripe-Rate-Limited-Reason"), _retry_after(rheaders, default=1.0)
+            )
+        return body, code, rheaders
+
+
+def _retry_after(headers: Optional[Mapping[str, str]], default: float) -> float:
+    try:
+        return max(0.0, float((headers or {}).get("Retry-After", default)))
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_network_retries: int = 6  # handed to the SDK: 5xx, 409, connection errors
+    max_rate_limit_retries: int = 12  # our own loop for 429s the SDK leaves to the caller
+    max_backoff_seconds: float = 30.0
+    timeout_seconds: float = 80.0
+
+
+class StripeApi:
+    """A thread-safe handle on one Stripe account."""
+
+    def __init__(
+        self,
+        api_key: str,
+        budget: RequestBudget,
+        api_base: str = DEFAULT_API_BASE,
+        stripe_account: Optional[str] = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ):
+        self.api_base = api_base.rstrip("/")
+        self.budget = budget
+        self.retry = retry
+        self.stats = RequestStats()
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_account=stripe_account,
+            base_addresses={"api": self.api_base},
+            max_network_retries=retry.max_network_retries,
+            http_client=_MeteredRequestsClient(budget, self.stats, retry.timeout_seconds),
+        )
+
+    def list_page(self, path: str, params: Mapping[str, Any]) -> dict:
+        """GET one list page. Raises stripe.StripeError once retries are spent."""
+        attempt = 0
+        while True:
+            try:
+                return self._client.raw_request("get", path, **params).data
+            except stripe.RateLimitError as exc:
+                attempt += 1
+                if attempt > self.retry.max_rate_limit_retries:
+                    raise
+                self.stats.add(retries=1)
+                # Exponential backoff with full jitter, never shorter than what Stripe asked for.
+                backoff = min(self.retry.max_backoff_seconds, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                time.sleep(max(backoff, _retry_after(exc.headers, default=0.0)))

@@ -1,0 +1,250 @@
+"""DuckDB writes that enforce a strategy: merge (upsert on the key), replace (snapshot), append (new ids only).
+
+Every write is one transaction: stage the spooled NDJSON, evolve the table's schema, apply the strategy,
+commit. A failure anywhere rolls back, so the table is either the old one or the new one, never half.
+
+Columns are Stripe's top-level fields. Scalars get SQL types from the data (`json_type`), nested objects and
+lists stay DuckDB `JSON` (query them with `->>`). A field that shows up later adds a column; a field whose
+type widens (int -> float, or a scalar that turns into an object) widens the column instead of failing.
+Three bookkeeping columns are added: `_loaded_at`, and `is_deleted` / `deleted_at` for objects Stripe
+reports deleted (change capture sets them; rows are kept so the fact is not lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import duckdb
+
+DEFAULT_SCHEMA = "stripe"
+BOOKKEEPING = {"_loaded_at": "TIMESTAMPTZ", "is_deleted": "BOOLEAN", "deleted_at": "TIMESTAMPTZ"}
+# The columns an empty table starts with, so downstream queries work before the first object arrives.
+MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR", "created": "BIGINT"}
+
+_NUMERIC = {"BIGINT", "UBIGINT", "DOUBLE"}
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class TableRef:
+    schema: str
+    name: str
+
+    @classmethod
+    def parse(cls, dest_table: str, default_schema: str = DEFAULT_SCHEMA) -> "TableRef":
+        parts = dest_table.split(".")
+        if len(parts) == 1:
+            return cls(default_schema, parts[0])
+        if len(parts) == 2 and all(parts):
+            return cls(parts[0], parts[1])
+        raise ValueError(f"dest_table {dest_table!r} must be 'table' or 'schema.table'")
+
+    @property
+    def sql(self) -> str:
+        return f"{quote(self.schema)}.{quote(self.name)}"
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Rows of a table owned by one partition: `column` in [gte, lt)."""
+
+    column: str
+    gte: int
+    lt: int
+
+    def condition(self, alias: str = "") -> str:
+        col = (alias + "." if alias else "") + quote(self.column)
+        return f"{col} >= {int(self.gte)} AND {col} < {int(self.lt)}"
+
+
+@dataclass
+class WriteResult:
+    table: str
+    strategy: str
+    received: int = 0  # objects in the batch after de-duplication by key
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0  # rows removed by a replace
+    unchanged: int = 0  # append: ids already present
+    rows: int = 0  # rows in the table after the write
+    added_columns: list[str] = field(default_factory=list)
+    widened_columns: list[str] = field(default_factory=list)
+
+
+def _sql_type(json_types: Sequence[str]) -> Optional[str]:
+    kinds = {t for t in json_types if t and t != "NULL"}
+    if not kinds:
+        return None  # only nulls seen: decided by the table, or VARCHAR for a new column
+    if kinds <= {"BIGINT", "UBIGINT"}:
+        return "BIGINT"
+    if kinds <= _NUMERIC:
+        return "DOUBLE"
+    if kinds == {"BOOLEAN"}:
+        return "BOOLEAN"
+    if kinds == {"VARCHAR"}:
+        return "VARCHAR"
+    return "JSON"
+
+
+def _widen(current: str, incoming: Optional[str]) -> str:
+    if incoming is None or incoming == current:
+        return current
+    if {current, incoming} <= {"BIGINT", "DOUBLE"}:
+        return "DOUBLE"
+    if current == "JSON" and incoming in {"BIGINT", "DOUBLE", "BOOLEAN"}:
+        return "JSON"
+    return "VARCHAR"  # a text column holds anything, JSON included (`->>` works on VARCHAR too)
+
+
+def _convert(column: str, target: str) -> str:
+    """Expression turning a JSON staging column into `target`; JSON null becomes SQL NULL."""
+    col = quote(column)
+    if target == "JSON":
+        return f"CASE WHEN json_type({col}) = 'NULL' THEN NULL ELSE {col} END"
+    if target == "VARCHAR":
+        # Strings unwrap to their text; objects, lists and numbers keep their JSON text.
+        return f"CASE WHEN json_type({col}) = 'VARCHAR' THEN {col}->>'$' WHEN json_type({col}) = 'NULL' THEN NULL ELSE CAST({col} AS VARCHAR) END"
+    return f"TRY_CAST({col} AS {target})"
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [table.schema, table.name],
+    ).fetchall()
+    return {name: dtype for name, dtype in rows}
+
+
+def _stage(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> dict[str, Optional[str]]:
+    """Load NDJSON files into temp table `_stage_raw` (top-level fields as JSON); return each column's type."""
+    con.execute("DROP TABLE IF EXISTS _stage_raw")
+    con.execute(
+        "CREATE TEMP TABLE _stage_raw AS SELECT * FROM read_json(?, format='newline_delimited', "
+        "maximum_depth=1, sample_size=-1, union_by_name=true)",
+        [list(files)],
+    )
+    columns = [row[0] for row in con.execute("DESCRIBE _stage_raw").fetchall()]
+    probes = ", ".join(f"list_distinct(list(json_type({quote(c)})))" for c in columns)
+    kinds = con.execute(f"SELECT {probes} FROM _stage_raw").fetchone()
+    return {c: _sql_type(k or []) for c, k in zip(columns, kinds)}
+
+
+def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult) -> dict[str, str]:
+    """Create or widen the table so every staged column fits; return the final column types."""
+    existing = table_columns(con, table)
+    if not existing:
+        columns = {c: (t or "VARCHAR") for c, t in staged.items()} or dict(MINIMAL_COLUMNS)
+        for c, t in MINIMAL_COLUMNS.items():
+            columns.setdefault(c, t)
+        columns.update(BOOKKEEPING)
+        ddl = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
+        con.execute(f"CREATE TABLE {table.sql} ({ddl})")
+        return columns
+    for column, incoming in staged.items():
+        if column not in existing:
+            existing[column] = incoming or "VARCHAR"
+            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {existing[column]}")
+            result.added_columns.append(column)
+            continue
+        target = _widen(existing[column], incoming)
+        if target != existing[column]:
+            con.execute(f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {target}")
+            existing[column] = target
+            result.widened_columns.append(column)
+    return existing
+
+
+def write(
+    con: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    files: Sequence[str],
+    strategy: str,
+    merge_key: str = "id",
+    scope: Optional[Slice] = None,
+) -> WriteResult:
+    """Write spooled objects into `table` with `strategy`, in one transaction.
+
+    `scope` limits a `replace` to one slice of the table (a partition); without it `replace` swaps the
+    whole table. `merge` and `append` never delete.
+    """
+    if strategy not in ("merge", "replace", "append"):
+        raise ValueError(f"unknown strategy {strategy!r}; use merge, replace or append")
+    result = WriteResult(table=str(table), strategy=strategy)
+    files = [f for f in files if f]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
+        staged = _stage(con, files) if files else {}
+        columns = _evolve(con, table, staged, result)
+        if staged:
+            if merge_key not in staged:
+                raise ValueError(f"objects have no {merge_key!r} field to merge on")
+            selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged)
+            key = quote(merge_key)
+            # De-duplicate by key inside the batch: MERGE and INSERT disagree on duplicate source rows.
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {selected}, now() AS _loaded_at, "
+                f"false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at FROM _stage_raw "
+                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1"
+            )
+            con.execute("DROP TABLE _stage_raw")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {table.sql} LIMIT 0")
+        result.received = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
+        _apply(con, table, strategy, merge_key, scope, result)
+        result.rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+        con.execute("DROP TABLE IF EXISTS _stage")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _apply(con, table: TableRef, strategy: str, merge_key: str, scope: Optional[Slice], result: WriteResult) -> None:
+    key = quote(merge_key)
+    stage_columns = [row[0] for row in con.execute("DESCRIBE _stage").fetchall()]
+    names = ", ".join(quote(c) for c in stage_columns)
+    matched = f"SELECT count(*) FROM _stage s JOIN {table.sql} t ON s.{key} = t.{key}"
+    if strategy == "replace":
+        where = f" WHERE {scope.condition()}" if scope else ""
+        before = con.execute(f"SELECT count(*) FROM {table.sql}{where}").fetchone()[0]
+        kept = con.execute(matched + (f" WHERE {scope.condition('t')}" if scope else "")).fetchone()[0]
+        con.execute(f"DELETE FROM {table.sql}{where}")
+        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM _stage")
+        result.deleted = before - kept
+        result.updated = kept
+        result.inserted = result.received - kept
+    elif strategy == "append":
+        # Idempotent by key: re-running the same window adds nothing twice.
+        result.unchanged = con.execute(matched).fetchone()[0]
+        con.execute(
+            f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM _stage s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
+        )
+        result.inserted = result.received - result.unchanged
+    else:  # merge
+        result.updated = con.execute(matched).fetchone()[0]
+        updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
+        values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
+        con.execute(
+            f"MERGE INTO {table.sql} t USING _stage s ON t.{key} = s.{key} "
+            f"WHEN MATCHED THEN UPDATE SET {updates} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+        )
+        result.inserted = result.received - result.updated
+
+
+def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str = "created") -> Optional[int]:
+    """The cursor for incremental loads, read from the data itself (None if the table is missing or empty)."""
+    if column not in table_columns(con, table):
+        return None
+    value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
+    return int(value) if value is not None else None

@@ -1,0 +1,1 @@
+"""The Dagster wiring layer: the only part of the package that imports Dagster."""

@@ -1,0 +1,31 @@
+"""Default resources: the key from STRIPE_API_KEY, the warehouse file from NILUS_DUCKDB_PATH."""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from .io_manager import StripeDuckDBIOManager
+from .resources import StripeResource
+
+DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
+# Not `stripe.duckdb`: a file named like the `stripe` schema makes DuckDB references ambiguous.
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+
+
+def duckdb_path() -> str:
+    path = Path(os.environ.get(DUCKDB_PATH_ENV, DEFAULT_DUCKDB_PATH)).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
+    return str(path)
+
+
+def default_resources() -> dict:
+    warehouse = DuckDBResource(database=duckdb_path())
+    return {
+        "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
+        "duckdb": warehouse,
+        "stripe_io_manager": StripeDuckDBIOManager(duckdb=warehouse),
+        "io_manager": StripeDuckDBIOManager(duckdb=warehouse),
+    }

@@ -1,0 +1,128 @@
+"""The IO manager that writes Stripe batches into DuckDB and enforces each asset's strategy.
+
+Why not dagster-duckdb's `DuckDBPandasIOManager` directly: its `DbIOManager` always deletes (the table or
+the partition's slice) before the type handler runs, so it cannot MERGE, and it would need the whole batch
+in memory as a DataFrame. This IO manager instead builds on `DuckDBResource` (connection handling, the
+file-lock retry with backoff) and hands the spooled files to `warehouse.write`, one transaction each.
+Downstream assets read tables back as pandas DataFrames, as they would from dagster-duckdb.
+"""
+
+
+import shutil
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from ..load import Batch
+from ..warehouse import TableRef, WriteResult, table_columns, write
+
+PREVIEW_ROWS = 5
+
+
+def _table_for(context) -> TableRef:
+    metadata = context.definition_metadata or {}
+    table = metadata.get("dagster/table_name")
+    if table:
+        return TableRef.parse(str(table))
+    return TableRef.parse("_".join(context.asset_key.path[1:]) or context.asset_key.path[-1], context.asset_key.path[0])
+
+
+class StripeDuckDBIOManager(dg.ConfigurableIOManager):
+    """Writes `Batch` outputs with their strategy; stores DataFrames by replace; loads tables as DataFrames."""
+
+    duckdb: dg.ResourceDependency[DuckDBResource]
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if isinstance(obj, Batch):
+            self._write_batch(context, obj)
+        elif isinstance(obj, pd.DataFrame):
+            self._write_frame(context, obj)
+        elif obj is not None:
+            raise TypeError(f"StripeDuckDBIOManager stores Batch or pandas DataFrame outputs, not {type(obj).__name__}")
+
+    def _write_batch(self, context: dg.OutputContext, batch: Batch) -> None:
+        try:
+            with self.duckdb.get_connection() as con:
+                result = write(con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key, batch.scope)
+                if batch.changes_dir:
+                    from ..changes import apply_changes  # change capture is optional per run
+
+                    changes = apply_changes(con, batch.table, batch.changes_dir)
+                    result.updated += changes.updated
+                    result.deleted += changes.deleted
+                metadata = _table_metadata(con, batch.table)
+        finally:
+            shutil.rmtree(batch.spool_dir, ignore_errors=True)
+            if batch.changes_dir:
+                shutil.rmtree(batch.changes_dir, ignore_errors=True)
+        context.add_output_metadata({**metadata, **_write_metadata(batch, result)})
+
+    def _write_frame(self, context: dg.OutputContext, frame: pd.DataFrame) -> None:
+        table = _table_for(context)
+        with self.duckdb.get_connection() as con:
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.schema}"')
+            con.register("_frame", frame)
+            con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM _frame")
+            con.unregister("_frame")
+            metadata = _table_metadata(con, table)
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        table = _table_for(context.upstream_output) if context.upstream_output else _table_for(context)
+        with self.duckdb.get_connection() as con:
+            if not table_columns(con, table):
+                return pd.DataFrame()
+            return con.execute(f"SELECT * FROM {table.sql}").df()
+
+
+def _table_metadata(con, table: TableRef) -> dict:
+    columns = table_columns(con, table)
+    rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    preview = con.execute(
+        f"SELECT * EXCLUDE (_loaded_at) FROM {table.sql} ORDER BY created DESC NULLS LAST LIMIT {PREVIEW_ROWS}"
+        if "created" in columns and "_loaded_at" in columns
+        else f"SELECT * FROM {table.sql} LIMIT {PREVIEW_ROWS}"
+    ).df()
+    # Nested JSON makes previews unreadable; keep scalar columns only.
+    scalar = [c for c, t in columns.items() if t not in ("JSON",) and c in preview.columns][:12]
+    return {
+        "dagster/row_count": dg.MetadataValue.int(int(rows)),
+        "dagster/table_name": str(table),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=c, type=t) for c, t in columns.items()]
+        ),
+        "preview": dg.MetadataValue.md(
+            "```\n" + preview[scalar].to_string(index=False, max_colwidth=40) + "\n```" if len(preview) else "(empty)"
+        ),
+    }
+
+
+def _write_metadata(batch: Batch, result: WriteResult) -> dict:
+    req = batch.requests
+    metadata = {
+        "strategy": result.strategy,
+        "mode": batch.mode,
+        "objects_fetched": batch.spool.objects,
+        "rows_inserted": result.inserted,
+        "rows_updated": result.updated,
+        "rows_deleted": result.deleted,
+        "rows_unchanged": result.unchanged,
+        "requests": int(req.get("requests", 0)),
+        "rate_limited_429": int(req.get("rate_limited", 0)),
+        "server_errors_5xx": int(req.get("server_errors", 0)),
+        "retries": int(req.get("retries", 0)),
+        "fetch_seconds": dg.MetadataValue.float(round(batch.seconds, 3)),
+        "objects_per_second": dg.MetadataValue.float(round(batch.objects_per_second, 1)),
+        "created_min": batch.spool.min_created if batch.spool.min_created is not None else "",
+        "created_max": batch.spool.max_created if batch.spool.max_created is not None else "",
+    }
+    if batch.window.bounded:
+        metadata["created_window"] = f"[{batch.window.gte}, {batch.window.lt})"
+    if result.added_columns:
+        metadata["columns_added"] = ", ".join(result.added_columns)
+    if result.widened_columns:
+        metadata["columns_widened"] = ", ".join(result.widened_columns)
+    if batch.notes:
+        metadata["notes"] = "\n".join(batch.notes)
+    return metadata

@@ -1,0 +1,69 @@
+"""`StripeResource`: the key, the API base, the Connect account and the request budget, as Dagster config."""
+
+
+import os
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from ..config import default_global_rate
+from ..budget import BudgetSettings, RequestBudget, account_fingerprint
+from ..stripe_api import DEFAULT_API_BASE, RetryPolicy, StripeApi
+
+API_BASE_ENV = "STRIPE_API_BASE"
+
+
+class StripeResource(dg.ConfigurableResource):
+    """A Stripe account to read from.
+
+    Configure the key with `EnvVar("STRIPE_API_KEY")` so it never appears in run config, logs or the UI.
+    """
+
+    api_key: str = Field(
+        description="Secret (sk_) or restricted (rk_) key. Use EnvVar('STRIPE_API_KEY'); the value is never logged.",
+    )
+    api_base: Optional[str] = Field(
+        default=None,
+        description=f"API base URL; default https://api.stripe.com, or ${API_BASE_ENV} (e.g. the bundled emulator).",
+    )
+    stripe_account: Optional[str] = Field(default=None, description="Connect account id (acct_…), sent as Stripe-Account.")
+    max_requests_per_second: Optional[float] = Field(
+        default=None,
+        description="Account-wide request budget shared by all assets and processes; default from the key: 25/s test, 100/s live.",
+    )
+    max_requests_per_second_per_endpoint: float = Field(default=25.0, description="Stripe's default per-endpoint limit.")
+    max_in_flight: int = Field(default=8, description="Concurrent requests per asset process.")
+    max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
+    max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
+    budget_dir: Optional[str] = Field(default=None, description="Folder for the cross-process budget state (default: temp dir).")
+
+    _budget: Optional[RequestBudget] = PrivateAttr(default=None)
+
+    @property
+    def resolved_api_base(self) -> str:
+        return (self.api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
+
+    def budget_settings(self) -> BudgetSettings:
+        return BudgetSettings(
+            global_rate=self.max_requests_per_second or default_global_rate(self.api_key),
+            endpoint_rate=self.max_requests_per_second_per_endpoint,
+            max_in_flight=self.max_in_flight,
+            state_dir=self.budget_dir,
+        )
+
+    def get_api(self) -> StripeApi:
+        """A new API handle (fresh request counters) drawing on this account's shared budget."""
+        if self._budget is None:
+            fingerprint = account_fingerprint(self.api_key, self.resolved_api_base, self.stripe_account)
+            self._budget = RequestBudget(fingerprint, self.budget_settings())
+        return StripeApi(
+            self.api_key,
+            self._budget,
+            api_base=self.resolved_api_base,
+            stripe_account=self.stripe_account,
+            retry=RetryPolicy(
+                max_network_retries=self.max_network_retries,
+                max_rate_limit_retries=self.max_rate_limit_retries,
+            ),
+        )
