@@ -402,9 +402,11 @@ def resolve_strategy(
     (sink option `incremental_strategy`), after rejecting combinations that lose or duplicate data.
 
     * Only `merge`, `replace` and `append` exist.
-    * `replace` (explicit, or the default of coupon / tax_rate / webhook_endpoint) with
-      `sync:incremental` or with a partitioned load is rejected: it would swap the table for only the
-      new rows. Use `merge` instead.
+    * `replace` on a partitioned load swaps only that partition's `created` slice, so it is allowed.
+    * `replace` for an object whose rows change (a `merge` object) with `sync:incremental` is rejected:
+      it would swap the table for only the new rows. Snapshot objects whose default is `replace`
+      (coupon, tax_rate, webhook_endpoint) are small; in `sync:incremental` they are refreshed whole,
+      so that mode works for them without losing rows.
     * `append` for an object whose rows change (everything but `event`) in `sync:incremental` mode or a
       partitioned load is rejected: re-fetched rows would be duplicated. Use `merge`. (`append` on a full
       async/sync load is allowed: it keeps one snapshot per run, which is a deliberate choice.)
@@ -425,13 +427,10 @@ def resolve_strategy(
             )
 
     incremental = mode == "sync:incremental"
-    if strategy == "replace" and (incremental or partitioned):
-        where = f"'{obj.name}:sync:incremental'" if incremental else f"a partitioned load of '{obj.name}'"
-        default_note = f" (the default strategy for {obj.name})" if is_default else ""
+    if strategy == "replace" and incremental and obj.strategy != "replace":
         raise ConfigError(
-            f"replace with {where}{default_note} would swap the table for only the new rows; "
-            f"set incremental_strategy: merge"
-            + (f" or load '{obj.name}' without ':sync:incremental'." if incremental else ".")
+            f"replace with '{obj.name}:sync:incremental' would swap the table for only the new rows; "
+            f"set incremental_strategy: merge or load '{obj.name}' without ':sync:incremental'."
         )
     if strategy == "append" and obj.name != "event" and (incremental or partitioned):
         where = "sync:incremental mode" if incremental else "a partitioned load"

@@ -288,9 +288,10 @@ def test_default_strategy_is_the_spec_default(name):
     obj = CATALOG[name]
     for mode in ("async", "sync"):
         assert resolve_strategy(obj, mode) == obj.strategy
-    if obj.strategy != "replace":
-        assert resolve_strategy(obj, "sync:incremental") == obj.strategy
-        assert resolve_strategy(obj, "sync", partitioned=True) == obj.strategy
+    # Every object works in every mode with its default strategy (snapshots refresh whole when incremental;
+    # a partitioned replace swaps only its slice).
+    assert resolve_strategy(obj, "sync:incremental") == obj.strategy
+    assert resolve_strategy(obj, "sync", partitioned=True) == obj.strategy
 
 
 @pytest.mark.parametrize(
@@ -306,6 +307,9 @@ def test_default_strategy_is_the_spec_default(name):
         ("coupon", "sync:incremental", "merge", False, "merge"),
         ("tax_rate", "async", "merge", True, "merge"),
         ("webhook_endpoint", "sync", None, False, "replace"),
+        ("coupon", "sync:incremental", None, False, "replace"),  # snapshot: refreshed whole
+        ("customer", "async", "replace", True, "replace"),  # partition slice only
+        ("tax_rate", "sync", None, True, "replace"),
         ("charge", "async", "", False, "merge"),
     ],
 )
@@ -326,20 +330,12 @@ def test_resolve_strategy_allowed(name, mode, override, partitioned, expected):
             ["replace with 'charge:sync:incremental'", "would swap the table for only the new rows", "incremental_strategy: merge"],
         ),
         (
-            "coupon",
+            "invoice",
             "sync:incremental",
-            None,
-            False,
-            ["(the default strategy for coupon)", "would swap the table for only the new rows", "merge"],
-        ),
-        (
-            "customer",
-            "async",
             "replace",
             True,
-            ["a partitioned load of 'customer'", "would swap the table for only the new rows", "incremental_strategy: merge"],
+            ["replace with 'invoice:sync:incremental'", "would swap the table for only the new rows", "merge"],
         ),
-        ("webhook_endpoint", "sync", None, True, ["partitioned load", "only the new rows"]),
         (
             "charge",
             "sync:incremental",

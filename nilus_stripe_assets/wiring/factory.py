@@ -142,7 +142,8 @@ def build_stripe_asset(
             window = Window(_epoch(time_window.start), _epoch(time_window.end))
             if run_strategy == "replace":
                 scope = Slice("created", window.gte, window.lt)
-        elif mode == "sync:incremental" and obj.supports_created:
+        elif mode == "sync:incremental" and obj.supports_created and run_strategy != "replace":
+            # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
             with duckdb.get_connection() as con:
                 cursor = newest_created(con, table)
             if cursor is None:
