@@ -1,0 +1,73 @@
+"""CLI: `python -m nilus_stripe_assets.emulator` / `nilus-stripe-emulator`; serves until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from typing import Optional, Sequence
+
+from .server import StripeEmulator
+
+
+def _count(text: str) -> tuple[str, int]:
+    name, sep, n = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected OBJECT=N, got {text!r}")
+    return name.strip(), int(n)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="nilus-stripe-emulator", description="Local Stripe API emulator (127.0.0.1).")
+    p.add_argument("--port", type=int, default=12111, help="port to listen on (0 = pick a free one)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--now", type=int, default=None, help="data reference time, epoch s (default: today 00:00 UTC)")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the default object counts")
+    p.add_argument("--count", type=_count, action="append", default=[], metavar="OBJECT=N",
+                   help="object count, e.g. charge=20000 (repeatable)")
+    p.add_argument("--api-key", action="append", default=None, help="accepted key (repeatable)")
+    p.add_argument("--accept-any-key", action="store_true", help="accept any (sk|rk)_(test|live)_... key")
+    p.add_argument("--latency-ms", type=float, default=0)
+    p.add_argument("--global-rate", type=float, default=None, help="requests/s for the account")
+    p.add_argument("--endpoint-rate", type=float, default=None, help="requests/s per endpoint")
+    p.add_argument("--max-concurrency", type=int, default=None)
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of random 500s")
+    p.add_argument("--rate-limit-should-retry", type=_bool, default=None, help="send Stripe-Should-Retry on 429s")
+    p.add_argument("--ready-file", default=None, help="write the URL here once listening")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    a = parse_args(argv)
+    emu = StripeEmulator(counts=dict(a.count) or None, scale=a.scale, seed=a.seed, now=a.now, port=a.port,
+                         api_keys=a.api_key, accept_any_key=a.accept_any_key, latency_ms=a.latency_ms,
+                         global_rate=a.global_rate, endpoint_rate=a.endpoint_rate, max_concurrency=a.max_concurrency,
+                         error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    emu.start()
+    print(f"Stripe emulator listening on {emu.url} (key {emu.api_key})", flush=True)
+    if a.ready_file:
+        tmp = f"{a.ready_file}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(emu.url + "\n")
+        os.replace(tmp, a.ready_file)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emu.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""Stripe-shaped field builders: one small function per object, registered in `BUILDERS` by catalog name.
+
+A builder gets a context (`ctx`: seeded RNG, `pick(name)` -> an existing id of that object or None,
+`obj(name)` -> an existing object as a dict, `token(n)`, `metadata()`), the new object's id, its
+`created` second and its parent id (for children listed through a parent), and returns the object's own
+fields. `build()` adds the common ones (id, object, created, livemode, metadata).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .model import API_VERSION, OBJECT_TYPE
+
+ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ALNUM_TABLE = bytes(ALNUM[i % 62] for i in range(256))  # random byte -> alphanumeric
+ID_LENGTH = {"customer": 14, "product": 14, "subscription_item": 14}  # others: 24 like ch_3MmlLrLkdIwHu7ix0snN0B15
+
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis", "Radia", "Niklaus"]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Torvalds", "Allen", "Ritchie"]
+CITIES = [("San Francisco", "CA", "94107"), ("New York", "NY", "10001"), ("Austin", "TX", "73301"), ("Seattle", "WA", "98101")]
+PRODUCTS = ["Starter plan", "Pro plan", "Team plan", "Enterprise plan", "API credits", "Support add-on", "Extra seats"]
+COUPON_WORDS = ["SPRING", "SUMMER", "FALL", "WINTER", "WELCOME", "LAUNCH", "VIP", "FRIENDS", "BLACKFRIDAY", "PROMO"]
+BRANDS = ["visa", "visa", "mastercard", "amex", "discover"]
+AMOUNTS = [500, 999, 1500, 2000, 2500, 4900, 9900, 12000, 19900, 49900]
+EVENTS = ["charge.succeeded", "charge.refunded", "customer.created", "invoice.paid", "customer.subscription.updated"]
+
+
+class RandomContext:
+    """Fast random helpers over one seeded `random.Random` (random() is ~5x cheaper than randint/choice)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self._random = rng.random
+
+    def choice(self, seq):
+        return seq[int(self._random() * len(seq))]
+
+    def randint(self, a: int, b: int) -> int:
+        return a + int(self._random() * (b - a + 1))
+
+    def token(self, n: int) -> str:
+        return self.rng.randbytes(n).translate(ALNUM_TABLE).decode("ascii")
+
+    def pick(self, name: str):  # an existing id of `name`, or None
+        raise NotImplementedError
+
+    def obj(self, name: str):  # an existing object of `name` as a dict, or None
+        raise NotImplementedError
+
+
+def _address(ctx) -> dict:
+    city, state, postal = ctx.choice(CITIES)
+    return {"city": city, "country": "US", "line1": f"{ctx.randint(1, 999)} Market St", "line2": None,
+            "postal_code": postal, "state": state}
+
+
+def _person(ctx) -> tuple[str, str]:
+    first, last = ctx.choice(FIRST), ctx.choice(LAST)
+    return f"{first} {last}", f"{first.lower()}.{last.lower()}@example.com"
+
+
+def _card(ctx) -> dict:
+    r = ctx.rng
+    return {"brand": ctx.choice(BRANDS), "checks": {"address_line1_check": None, "address_postal_code_check": "pass",
+            "cvc_check": "pass"}, "country": "US", "exp_month": ctx.randint(1, 12), "exp_year": ctx.randint(2026, 2032),
+            "fingerprint": ctx.token(16), "funding": "credit", "last4": f"{ctx.randint(0, 9999):04d}"}
+
+
+def _period(created: int, days: int = 30) -> dict:
+    return {"end": created + days * 86400, "start": created}
+
+
+def customer(ctx, oid, created, parent):
+    name, email = _person(ctx)
+    r = ctx.rng
+    return {"address": _address(ctx) if r.random() < 0.6 else None, "balance": 0, "currency": "usd",
+            "default_source": None, "delinquent": r.random() < 0.05, "description": None if r.random() < 0.7 else
+            "Imported customer", "discount": None, "email": email, "invoice_prefix": ctx.token(8).upper(),
+            "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
+                                 "rendering_options": None}, "name": name, "next_invoice_sequence": ctx.randint(1, 20),
+            "phone": None, "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None}
+
+
+def payment_method(ctx, oid, created, parent):
+    name, email = _person(ctx)
+    card = _card(ctx)
+    card.update({"display_brand": card["brand"], "generated_from": None, "networks": {"available": [card["brand"]],
+                 "preferred": None}, "three_d_secure_usage": {"supported": True}, "wallet": None})
+    return {"allow_redisplay": "unspecified", "billing_details": {"address": _address(ctx), "email": email,
+            "name": name, "phone": None}, "card": card, "customer": parent, "type": "card"}
+
+
+def charge(ctx, oid, created, parent):
+    r = ctx.rng
+    amount = ctx.choice(AMOUNTS)
+    status = "succeeded" if r.random() < 0.9 else ("failed" if r.random() < 0.7 else "pending")
+    ok = status == "succeeded"
+    refunded = ok and r.random() < 0.08
+    name, email = _person(ctx)
+    card = _card(ctx)
+    card.update({"network": card["brand"], "three_d_secure": None, "wallet": None})
+    return {
+        "amount": amount, "amount_captured": amount if ok else 0, "amount_refunded": amount if refunded else 0,
+        "application": None, "application_fee": None, "application_fee_amount": None,
+        "balance_transaction": ctx.pick("balance_transaction") if ok else None,
+        "billing_details": {"address": _address(ctx), "email": email, "name": name, "phone": None},
+        "calculated_statement_descriptor": "EMULATOR INC", "captured": ok, "currency": "usd",
+        "customer": ctx.pick("customer"), "description": None if r.random() < 0.6 else "Subscription payment",
+        "disputed": False, "failure_balance_transaction": None,
+        "failure_code": None if status != "failed" else "card_declined",
+        "failure_message": None if status != "failed" else "Your card was declined.", "fraud_details": {},
+        "invoice": ctx.pick("invoice") if r.random() < 0.3 else None,
+        "outcome": {"network_status": "approved_by_network" if ok else "declined_by_network", "reason": None,
+                    "risk_level": "normal", "risk_score": ctx.randint(0, 99),
+                    "seller_message": "Payment complete." if ok else "The bank did not return any further details.",
+                    "type": "authorized" if ok else "issuer_declined"},
+        "paid": ok, "payment_intent": ctx.pick("payment_intent"), "payment_method": ctx.pick("payment_method"),
+        "payment_method_details": {"card": card, "type": "card"}, "receipt_email": email if r.random() < 0.5 else None,
+        "receipt_number": None, "receipt_url": f"https://pay.stripe.com/receipts/{oid}", "refunded": refunded,
+        "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
+        "statement_descriptor_suffix": None, "status": status, "transfer_data": None, "transfer_group": None,
+    }
+
+
+def payment_intent(ctx, oid, created, parent):
+    r = ctx.rng
+    amount = ctx.choice(AMOUNTS)
+    status = ctx.choice(["succeeded", "succeeded", "succeeded", "requires_payment_method", "canceled", "processing"])
+    return {"amount": amount, "amount_capturable": 0, "amount_received": amount if status == "succeeded" else 0,
+            "application": None, "automatic_payment_methods": {"enabled": True},
+            "canceled_at": created + 3600 if status == "canceled" else None,
+            "cancellation_reason": "abandoned" if status == "canceled" else None, "capture_method": "automatic",
+            "client_secret": f"{oid}_secret_{ctx.token(24)}", "confirmation_method": "automatic", "currency": "usd",
+            "customer": ctx.pick("customer"), "description": None, "last_payment_error": None,
+            "latest_charge": ctx.pick("charge") if status == "succeeded" else None, "next_action": None,
+            "payment_method": ctx.pick("payment_method"), "payment_method_types": ["card"], "receipt_email": None,
+            "setup_future_usage": None, "shipping": None, "statement_descriptor": None, "status": status}
+
+
+def refund(ctx, oid, created, parent):
+    r = ctx.rng
+    return {"amount": ctx.choice(AMOUNTS), "balance_transaction": ctx.pick("balance_transaction"),
+            "charge": ctx.pick("charge"), "currency": "usd",
+            "destination_details": {"card": {"reference_status": "available", "reference_type": "acquirer_reference_number",
+                                             "type": "refund"}, "type": "card"},
+            "payment_intent": ctx.pick("payment_intent"),
+            "reason": ctx.choice([None, "requested_by_customer", "duplicate", "fraudulent"]), "receipt_number": None,
+            "source_transfer_reversal": None, "status": "succeeded" if r.random() < 0.9 else "pending",
+            "transfer_reversal": None}
+
+
+def payout(ctx, oid, created, parent):
+    r = ctx.rng
+    return {"amount": ctx.randint(10_000, 2_000_000), "arrival_date": created + 2 * 86400, "automatic": True,
+            "balance_transaction": ctx.pick("balance_transaction"), "currency": "usd", "description": "STRIPE PAYOUT",
+            "destination": "ba_1Emulator" + ctx.token(13), "failure_balance_transaction": None, "failure_code": None,
+            "failure_message": None, "method": "standard" if r.random() < 0.9 else "instant", "original_payout": None,
+            "reconciliation_status": "completed", "reversed_by": None, "source_type": "card",
+            "statement_descriptor": None, "status": ctx.choice(["paid", "paid", "paid", "in_transit", "failed"]),
+            "type": "bank_account"}
+
+
+def subscription(ctx, oid, created, parent):
+    r = ctx.rng
+    status = ctx.choice(["active", "active", "active", "trialing", "past_due", "canceled", "canceled", "incomplete"])
+    canceled = status == "canceled"
+    return {"application": None, "billing_cycle_anchor": created, "cancel_at": None, "cancel_at_period_end": False,
+            "canceled_at": created + 40 * 86400 if canceled else None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": "cancellation_requested" if canceled
+                                     else None}, "collection_method": "charge_automatically", "currency": "usd",
+            "customer": ctx.pick("customer"), "days_until_due": None, "default_payment_method": ctx.pick("payment_method"),
+            "description": None, "discounts": [], "ended_at": created + 40 * 86400 if canceled else None,
+            "latest_invoice": ctx.pick("invoice"), "pause_collection": None, "start_date": created, "status": status,
+            "test_clock": None, "trial_end": created + 14 * 86400 if status == "trialing" else None,
+            "trial_start": created if status == "trialing" else None}
+
+
+def subscription_item(ctx, oid, created, parent):
+    period = _period(created)
+    return {"billing_thresholds": None, "current_period_end": period["end"], "current_period_start": period["start"],
+            "discounts": [], "price": ctx.obj("price"), "quantity": ctx.randint(1, 5), "subscription": parent,
+            "tax_rates": []}
+
+
+def subscription_schedule(ctx, oid, created, parent):
+    r = ctx.rng
+    status = ctx.choice(["not_started", "active", "active", "completed", "released", "canceled"])
+    return {"application": None, "canceled_at": created + 86400 if status == "canceled" else None,
+            "completed_at": created + 90 * 86400 if status == "completed" else None,
+            "current_phase": {"end_date": created + 30 * 86400, "start_date": created} if status == "active" else None,
+            "customer": ctx.pick("customer"), "default_settings": {"application_fee_percent": None,
+            "billing_cycle_anchor": "automatic", "collection_method": "charge_automatically",
+            "default_payment_method": None, "description": None, "invoice_settings": {"days_until_due": None}},
+            "end_behavior": ctx.choice(["release", "cancel"]),
+            "phases": [{"end_date": created + 30 * 86400, "items": [{"price": ctx.pick("price"), "quantity": 1}],
+                        "start_date": created}], "released_at": None, "released_subscription": None,
+            "status": status, "subscription": ctx.pick("subscription"), "test_clock": None}
+
+
+def product(ctx, oid, created, parent):
+    r = ctx.rng
+    return {"active": r.random() < 0.85, "attributes": [], "default_price": None,
+            "description": None if r.random() < 0.5 else "A product sold by the emulator.", "images": [],
+            "marketing_features": [], "name": f"{ctx.choice(PRODUCTS)} {ctx.randint(1, 99)}", "package_dimensions": None,
+            "shippable": None, "statement_descriptor": None, "tax_code": None, "type": "service", "unit_label": None,
+            "updated": created + ctx.randint(0, 86400), "url": None}
+
+
+def price(ctx, oid, created, parent):
+    r = ctx.rng
+    amount = ctx.choice(AMOUNTS)
+    recurring = r.random() < 0.7
+    return {"active": r.random() < 0.9, "billing_scheme": "per_unit", "currency": "usd", "custom_unit_amount": None,
+            "lookup_key": None, "nickname": None if r.random() < 0.6 else "Standard", "product": ctx.pick("product"),
+            "recurring": {"interval": ctx.choice(["month", "month", "year"]), "interval_count": 1, "meter": None,
+                          "trial_period_days": None, "usage_type": "licensed"} if recurring else None,
+            "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
+            "type": "recurring" if recurring else "one_time", "unit_amount": amount, "unit_amount_decimal": str(amount)}
+
+
+def coupon(ctx, oid, created, parent):
+    r = ctx.rng
+    percent = r.random() < 0.7
+    duration = ctx.choice(["once", "repeating", "forever"])
+    return {"amount_off": None if percent else ctx.choice([500, 1000, 2500]), "currency": None if percent else "usd",
+            "duration": duration, "duration_in_months": 3 if duration == "repeating" else None,
+            "max_redemptions": ctx.choice([None, 100, 1000]), "name": oid.title(),
+            "percent_off": float(ctx.choice([10, 15, 20, 25, 50])) if percent else None, "redeem_by": None,
+            "times_redeemed": ctx.randint(0, 80), "valid": r.random() < 0.9}
+
+
+def promotion_code(ctx, oid, created, parent):
+    r = ctx.rng
+    return {"active": r.random() < 0.8, "code": ctx.token(8).upper(), "customer": None, "expires_at": None,
+            "max_redemptions": None, "promotion": {"coupon": ctx.pick("coupon"), "type": "coupon"},
+            "restrictions": {"first_time_transaction": r.random() < 0.3, "minimum_amount": None,
+                             "minimum_amount_currency": None}, "times_redeemed": ctx.randint(0, 40)}
+
+
+def invoice(ctx, oid, created, parent):
+    r = ctx.rng
+    status = ctx.choice(["paid", "paid", "paid", "open", "draft", "void", "uncollectible"])
+    lines = []
+    for _ in range(ctx.randint(1, 2)):
+        amount = ctx.choice(AMOUNTS)
+        lines.append({"id": "il_" + ctx.token(24), "object": "line_item", "amount": amount, "currency": "usd",
+                      "description": f"1 x {ctx.choice(PRODUCTS)}", "discountable": True, "invoice": oid,
+                      "livemode": False, "metadata": {}, "period": _period(created), "quantity": 1})
+    total = sum(line["amount"] for line in lines)
+    name, email = _person(ctx)
+    paid = status == "paid"
+    return {"account_country": "US", "account_name": "Emulator Inc.", "amount_due": total,
+            "amount_paid": total if paid else 0, "amount_remaining": 0 if paid else total, "attempt_count": int(paid),
+            "attempted": paid, "auto_advance": status == "draft", "billing_reason": "subscription_cycle",
+            "collection_method": "charge_automatically", "currency": "usd", "customer": ctx.pick("customer"),
+            "customer_email": email, "customer_name": name, "default_payment_method": None, "description": None,
+            "discounts": [], "due_date": None, "hosted_invoice_url": f"https://invoice.stripe.com/i/{oid}",
+            "invoice_pdf": f"https://pay.stripe.com/invoice/{oid}/pdf",
+            "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
+                      "url": f"/v1/invoices/{oid}/lines"},
+            "number": f"{ctx.token(8).upper()}-{ctx.randint(1, 9999):04d}", "period_end": created,
+            "period_start": created - 30 * 86400, "status": status, "subscription": ctx.pick("subscription"),
+            "subtotal": total, "tax": None, "total": total}
+
+
+def invoice_item(ctx, oid, created, parent):
+    r = ctx.rng
+    amount = ctx.choice(AMOUNTS)
+    return {"amount": amount, "currency": "usd", "customer": ctx.pick("customer"), "date": created,
+            "description": ctx.choice(PRODUCTS), "discountable": True, "discounts": [], "invoice": ctx.pick("invoice"),
+            "period": _period(created), "proration": r.random() < 0.1, "quantity": 1, "subscription": None,
+            "tax_rates": [], "test_clock": None, "unit_amount_decimal": str(amount)}
+
+
+def credit_note(ctx, oid, created, parent):
+    r = ctx.rng
+    amount = ctx.choice(AMOUNTS)
+    return {"amount": amount, "currency": "usd", "customer": ctx.pick("customer"), "customer_balance_transaction": None,
+            "invoice": ctx.pick("invoice"),
+            "lines": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                      "url": f"/v1/credit_notes/{oid}/lines"},
+            "memo": None, "number": f"{ctx.token(8).upper()}-CN-01", "pdf": f"https://pay.stripe.com/credit_notes/{oid}/pdf",
+            "reason": ctx.choice([None, "duplicate", "order_change", "product_unsatisfactory"]), "refund": None,
+            "status": "issued" if r.random() < 0.9 else "void", "subtotal": amount, "total": amount,
+            "type": ctx.choice(["pre_payment", "post_payment"]), "voided_at": None}
+
+
+def tax_rate(ctx, oid, created, parent):
+    r = ctx.rng
+    pct = ctx.choice([5.0, 7.25, 8.5, 19.0, 20.0])
+    return {"active": r.random() < 0.9, "country": ctx.choice(["US", "DE", "GB", None]), "description": None,
+            "display_name": "Sales Tax" if pct < 10 else "VAT", "effective_percentage": pct,
+            "inclusive": pct >= 10, "jurisdiction": None, "jurisdiction_level": None, "percentage": pct,
+            "state": None, "tax_type": "sales_tax" if pct < 10 else "vat"}
+
+
+def balance_transaction(ctx, oid, created, parent):
+    r = ctx.rng
+    kind = ctx.choice(["charge", "charge", "charge", "refund", "payout"])
+    amount = ctx.choice(AMOUNTS) * (1 if kind == "charge" else -1)
+    fee = abs(amount) * 29 // 1000 + 30 if kind == "charge" else 0
+    return {"amount": amount, "available_on": created + 2 * 86400, "currency": "usd", "description": None,
+            "exchange_rate": None, "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": "usd",
+            "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [], "net": amount - fee,
+            "reporting_category": kind, "source": ctx.pick(kind), "status": ctx.choice(["available", "pending"]),
+            "type": kind}
+
+
+def event(ctx, oid, created, parent):
+    return {"api_version": API_VERSION, "data": {"object": {}}, "pending_webhooks": 0,
+            "request": {"id": None, "idempotency_key": None}, "type": "emulator.ping"}
+
+
+def setup_intent(ctx, oid, created, parent):
+    status = ctx.choice(["succeeded", "succeeded", "requires_payment_method", "canceled"])
+    return {"application": None, "automatic_payment_methods": {"allow_redirects": "always", "enabled": True},
+            "cancellation_reason": "abandoned" if status == "canceled" else None,
+            "client_secret": f"{oid}_secret_{ctx.token(24)}", "customer": ctx.pick("customer"), "description": None,
+            "flow_directions": None, "last_setup_error": None, "latest_attempt": None, "mandate": None,
+            "next_action": None, "payment_method": ctx.pick("payment_method") if status == "succeeded" else None,
+            "payment_method_types": ["card"], "single_use_mandate": None, "status": status, "usage": "off_session"}
+
+
+def webhook_endpoint(ctx, oid, created, parent):
+    r = ctx.rng
+    return {"api_version": API_VERSION, "application": None, "description": None,
+            "enabled_events": r.sample(EVENTS, 2), "status": "enabled" if r.random() < 0.8 else "disabled",
+            "url": f"https://example.com/stripe/webhooks/{ctx.randint(1, 999)}"}
+
+
+BUILDERS: dict[str, Callable[..., dict]] = {
+    f.__name__: f
+    for f in [charge, payment_intent, payment_method, refund, payout, customer, subscription, subscription_item,
+              subscription_schedule, product, price, coupon, promotion_code, invoice, invoice_item, credit_note,
+              tax_rate, balance_transaction, event, setup_intent, webhook_endpoint]
+}
+NO_METADATA = frozenset({"event", "balance_transaction"})
+METADATA_KEYS = ["order_id", "plan", "source", "region"]
+
+
+def metadata(ctx) -> dict:
+    r = ctx.rng
+    if r.random() < 0.7:
+        return {}
+    return {k: f"{k}_{ctx.randint(1, 9999)}" for k in r.sample(METADATA_KEYS, ctx.randint(1, 2))}
+
+
+def build(name: str, ctx, oid: str, created: int, parent: Any = None) -> dict:
+    """A complete object: common fields + the builder's fields."""
+    obj = {"id": oid, "object": OBJECT_TYPE[name]}
+    obj.update(BUILDERS[name](ctx, oid, created, parent))
+    obj["created"] = created
+    obj["livemode"] = False
+    if name not in NO_METADATA:
+        obj["metadata"] = metadata(ctx)
+    return obj
+
+
+def coupon_ids(rng, n: int) -> list[str]:
+    """Short user-chosen-looking coupon ids like SPRING25X, unique."""
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        cid = f"{rng.choice(COUPON_WORDS)}{rng.choice([5, 10, 15, 20, 25, 50])}{ALNUM[rng.randrange(10, 36)]:c}"
+        if len(out) > 200:
+            cid += f"{rng.randrange(1000):03d}"
+        if cid not in seen:
+            seen.add(cid)
+            out.append(cid)
+    return out
+
+
+def new_ids(rng, name: str, prefix: str, n: int) -> list[str]:
+    """`n` distinct ids `<prefix><alphanumerics>`, from one block of random bytes."""
+    if not prefix:
+        return coupon_ids(rng, n)
+    length = ID_LENGTH.get(name, 24)
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < n:
+        want = n - len(ids)
+        block = rng.randbytes(want * length).translate(ALNUM_TABLE).decode("ascii")
+        for i in range(0, want * length, length):
+            oid = prefix + block[i : i + length]
+            if oid not in seen:
+                seen.add(oid)
+                ids.append(oid)
+    return ids

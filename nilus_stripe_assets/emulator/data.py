@@ -1,0 +1,176 @@
+"""Deterministic seed data: the same (seed, now, counts) always gives byte-identical objects.
+
+`generate()` returns, per catalog object, records `(created, id, json_bytes, attr)` (attr: the value of
+`model.ATTR_FIELD[name]`, or None). Objects are serialized once here; the store only slices bytes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Mapping, Optional
+
+import orjson
+
+from ..catalog import CATALOG
+from .builders import RandomContext, build, new_ids
+from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, EVENT_RETENTION_SECONDS, NAMES
+from .model import NO_SEED_EVENTS, PARENT, embedded_list
+
+Record = tuple[int, str, bytes, Optional[str]]
+
+DEFAULT_COUNTS: dict[str, int] = {
+    "charge": 600, "payment_intent": 250, "payment_method": 250, "refund": 60, "payout": 40, "customer": 200,
+    "subscription": 120, "subscription_item": 280, "subscription_schedule": 30, "product": 40, "price": 80,
+    "coupon": 20, "promotion_code": 30, "invoice": 300, "invoice_item": 200, "credit_note": 30, "tax_rate": 10,
+    "balance_transaction": 450, "setup_intent": 60, "webhook_endpoint": 5,
+}  # events are derived: one `<type>.created` per seeded object of the last 30 days (`counts["event"]` caps them)
+SPAN_SECONDS = 400 * 86400
+TIE_RATE = 0.1  # share of objects created in the same second as their predecessor
+DICT_SOURCES = ("price",)  # objects other builders embed whole (subscription_item.price)
+
+
+def default_now() -> int:
+    """Midnight UTC of the current day: data is reproducible within a day."""
+    return int(time.time()) // 86400 * 86400
+
+
+def resolve_counts(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0) -> dict[str, int]:
+    unknown = set(counts or ()) - set(NAMES)
+    if unknown:
+        raise ValueError(f"unknown objects in counts: {sorted(unknown)}")
+    out = {name: max(1, round(n * scale)) for name, n in DEFAULT_COUNTS.items()}
+    out.update({name: int(n) for name, n in (counts or {}).items()})
+    return out
+
+
+class GenContext(RandomContext):
+    """What builders see during generation: a per-object RNG and every object's (pre-drawn) ids."""
+
+    def __init__(self, rng: random.Random, ids: dict[str, list[str]], dicts: dict[str, list[dict]]):
+        super().__init__(rng)
+        self.ids, self.dicts = ids, dicts
+
+    def pick(self, name: str) -> Optional[str]:
+        ids = self.ids.get(name)
+        return self.choice(ids) if ids else None
+
+    def obj(self, name: str) -> Optional[dict]:
+        objs = self.dicts.get(name)
+        return self.choice(objs) if objs else None
+
+
+def timestamps(rng: random.Random, n: int, now: int) -> list[int]:
+    """`n` creation seconds over the last ~400 days, newest first, with ties (some straddling page ends)."""
+    ts = sorted((now - 1 - rng.randrange(SPAN_SECONDS) for _ in range(n)), reverse=True)
+    rand = rng.random
+    for i in range(1, n):
+        if rand() < TIE_RATE:
+            ts[i] = ts[i - 1]
+    # runs of equal seconds across the page boundaries of limit=7/10 and every 100th object
+    for b in [7, 10, 14, 21, *range(100, n, 100)]:
+        if b + 3 <= n:
+            ts[b - 2 : b + 3] = [ts[b - 3]] * 5
+    return ts
+
+
+def _distribute(rng: random.Random, parents: list[str], n: int) -> list[str]:
+    """Parent of each of `n` embedded children: a few parents get 11-15 (more than one embedded page)."""
+    if not parents:
+        return [None] * n  # type: ignore[list-item]
+    out: list[str] = []
+    big = rng.sample(parents, k=min(3, len(parents) // 10, n // 30))
+    for p in big:
+        out += [p] * rng.randint(EMBEDDED_PAGE + 1, EMBEDDED_PAGE + 5)
+    small = [p for p in parents if p not in set(big)] or parents
+    out += small[: max(0, n - len(out))]
+    while len(out) < n:
+        out.append(small[int(rng.random() * len(small))])
+    return out[:n]
+
+
+def _order() -> list[str]:
+    """Build order: embedded sources first, parents with embedded lists after their children, events last."""
+    late = [p for p in EMBEDDED]
+    return [*DICT_SOURCES, *(n for n in NAMES if n not in DICT_SOURCES and n not in late and n != "event"), *late]
+
+
+def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, seed: int = 42,
+             now: Optional[int] = None) -> dict[str, list[Record]]:
+    now = default_now() if now is None else int(now)
+    n_of = resolve_counts(counts, scale)
+    rngs = {name: random.Random(f"{seed}:{name}") for name in NAMES}
+    ids = {name: new_ids(rngs[name], name, CATALOG[name].id_prefix, n_of.get(name, 0))
+           for name in NAMES if name != "event"}
+    embedded_children = {child for _, child in EMBEDDED.values()}
+    created: dict[str, list[int]] = {name: timestamps(rngs[name], len(ids[name]), now)
+                                     for name in ids if name not in embedded_children}
+    parents: dict[str, list] = {}
+    for name in ids:
+        if name in embedded_children:  # a few parents hold more children than one embedded page
+            parent_name = PARENT[name][0]
+            parents[name] = _distribute(rngs[name], ids[parent_name], len(ids[name]))
+            created_at = dict(zip(ids[parent_name], created[parent_name]))
+            created[name] = [created_at[p] if p else now - 1 for p in parents[name]]
+        elif name in PARENT:
+            pool, rng = ids[PARENT[name][0]], rngs[name]
+            parents[name] = [pool[int(rng.random() * len(pool))] if pool else None for _ in ids[name]]
+        else:
+            parents[name] = [None] * len(ids[name])
+    keep = set(DICT_SOURCES) | embedded_children
+    dicts: dict[str, list[dict]] = {}
+    out: dict[str, list[Record]] = {}
+    for name in _order():
+        ctx = GenContext(rngs[name], ids, dicts)
+        field = ATTR_FIELD.get(name)
+        embed = EMBEDDED.get(name)
+        kids = _group_children(embed[1], dicts.get(embed[1], [])) if embed else {}
+        recs, objs = [], []
+        dumps = orjson.dumps
+        for oid, c, parent in zip(ids[name], created[name], parents[name]):
+            obj = build(name, ctx, oid, c, parent)
+            if embed:
+                mine = kids.get(oid, [])
+                obj[embed[0]] = embedded_list(oid, embed[1], mine[:EMBEDDED_PAGE], len(mine))
+            recs.append((c, oid, memoryview(dumps(obj)).tobytes(), obj[field] if field else None))
+            if name in keep:
+                objs.append(obj)
+        if name in keep:
+            dicts[name] = objs
+        out[name] = recs
+    out["event"] = seed_events(out, now, rngs["event"], n_of.get("event"))
+    return out
+
+
+def _group_children(child: str, children: list[dict]) -> dict[str, list[dict]]:
+    """Children per parent id, in list order (created desc, id desc)."""
+    field = PARENT[child][1]
+    by_parent: dict[str, list[dict]] = {}
+    for ch in sorted(children, key=lambda d: (d["created"], d["id"]), reverse=True):
+        by_parent.setdefault(ch[field], []).append(ch)
+    return by_parent
+
+
+def event_bytes(eid: str, etype: str, created: int, obj: bytes, extra: bytes = b"") -> bytes:
+    """An event around an already-serialized object (no re-encoding)."""
+    return b"".join([
+        b'{"id":"', eid.encode(), b'","object":"event","api_version":"', API_VERSION.encode(), b'","created":',
+        str(created).encode(), b',"data":{"object":', obj, extra, b'},"livemode":false,"pending_webhooks":0,',
+        b'"request":{"id":null,"idempotency_key":null},"type":"', etype.encode(), b'"}',
+    ])
+
+
+def seed_events(data: dict[str, list[Record]], now: int, rng: random.Random, cap: Optional[int]) -> list[Record]:
+    """One `<prefix>.created` event per seeded object created in the last 30 days before `now`."""
+    since = now - EVENT_RETENTION_SECONDS
+    todo = [(c, name, body) for name, recs in data.items() if name not in NO_SEED_EVENTS
+            for c, _, body, _ in recs if c >= since]
+    eids = new_ids(rng, "event", CATALOG["event"].id_prefix, len(todo))
+    events = []
+    for eid, (c, name, body) in zip(eids, todo):
+        etype = f"{EVENT_PREFIX[name]}.created"
+        events.append((c, eid, event_bytes(eid, etype, c, body), etype))
+    if cap is not None and cap < len(events):
+        events.sort(reverse=True)
+        events = events[:cap]
+    return events

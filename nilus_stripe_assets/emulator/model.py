@@ -1,0 +1,62 @@
+"""Catalog-derived facts the emulator needs, in one place (no per-object code elsewhere).
+
+Everything here is computed from `nilus_stripe_assets.catalog`; the emulator never names an object
+outside this module and the field-builder table in `builders.py`.
+"""
+
+from __future__ import annotations
+
+from ..catalog import CATALOG, STRIPE_OBJECT_TYPE
+
+API_VERSION = "2025-03-31.basil"
+ACCOUNT_ID = "acct_1Emulator"
+EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists events of the last 30 days only
+
+NAMES: tuple[str, ...] = tuple(CATALOG)
+OBJECT_TYPE: dict[str, str] = dict(STRIPE_OBJECT_TYPE)
+PATH_TO_NAME: dict[str, str] = {o.path: o.name for o in CATALOG.values()}
+
+# Event type prefix per object: the catalog's `event_prefix`, else Stripe's `object` value. Stripe names
+# subscription events `customer.subscription.*`; the catalog row may not say so, hence the fallback.
+EVENT_PREFIX: dict[str, str] = {
+    name: o.event_prefix or {"subscription": "customer.subscription"}.get(name, OBJECT_TYPE[name])
+    for name, o in CATALOG.items()
+}
+
+# Child objects reached through a parent: child name -> (parent name, field on the child holding the parent id)
+PARENT: dict[str, tuple[str, str]] = {
+    name: (o.parent.object, o.parent.param or o.parent.object) for name, o in CATALOG.items() if o.parent
+}
+
+# Parents whose objects embed the first page of a child list: parent -> (field, child name)
+EMBEDDED: dict[str, tuple[str, str]] = {
+    o.parent.object: (o.parent.embedded_field, name)
+    for name, o in CATALOG.items()
+    if o.parent and o.parent.embedded_field
+}
+EMBEDDED_PAGE = 10  # Stripe embeds at most 10 subscription items
+
+# The one field per object the store keeps beside the JSON bytes: children's parent id (indexed) and the
+# fields list endpoints filter on (subscription status, event type).
+ATTR_FIELD: dict[str, str] = {name: field for name, (_, field) in PARENT.items()}
+ATTR_FIELD.update({"subscription": "status", "event": "type"})
+
+# Children whose changes Stripe reports through their parent's events (same event prefix as the parent):
+# mutating a subscription item emits `customer.subscription.updated` carrying the subscription.
+VIA_PARENT = frozenset(name for name, (parent, _) in PARENT.items() if EVENT_PREFIX[name] == EVENT_PREFIX[parent])
+
+# Objects with no seeded `<type>.created` event: events themselves, and children whose changes are
+# reported through their parent's events (subscription items -> customer.subscription.*).
+NO_SEED_EVENTS = frozenset({"event"} | VIA_PARENT)
+
+
+def embedded_list(parent_id: str, child: str, items: list, total: int) -> dict:
+    """Stripe's embedded list object, e.g. subscription.items."""
+    _, field = PARENT[child]
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": total > len(items),
+        "total_count": total,
+        "url": f"{CATALOG[child].path}?{field}={parent_id}",
+    }

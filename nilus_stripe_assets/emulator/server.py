@@ -1,0 +1,237 @@
+"""The HTTP server (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive) and `StripeEmulator`, which wires the
+store, auth, fault switches and stats together.
+
+Request pipeline for `/v1/...`: concurrency cap and rate limits (429) -> latency -> auth (401) -> route
+(404) -> restricted key (403) -> random failure (500) -> Stripe API (200/400/404). Control routes under
+`/_emulator/` skip all of it and are not counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterable, Mapping, Optional
+from urllib.parse import unquote
+
+import orjson
+
+from . import api
+from .auth import Auth
+from .data import generate
+from .errors import StripeError, api_error, rate_limited, unrecognized
+from .limits import Faults, Limiter, Stats
+from .model import API_VERSION, NAMES
+from .store import Store
+
+HOST = "127.0.0.1"
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "nilus-stripe-emulator"
+
+    def setup(self):
+        super().setup()
+        self.server.connections.add(self.connection)
+
+    def finish(self):
+        self.server.connections.discard(self.connection)
+        super().finish()
+
+    def do_GET(self):
+        self.server.emulator._dispatch(self, "GET")
+
+    def do_POST(self):
+        self.server.emulator._dispatch(self, "POST")
+
+    def do_DELETE(self):
+        self.server.emulator._dispatch(self, "DELETE")
+
+    def log_message(self, format, *args):  # no per-request logging
+        pass
+
+    def respond(self, status: int, body: bytes, request_id: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", "Content-Type: application/json",
+                 f"Content-Length: {len(body)}", f"Request-Id: {request_id}", f"Stripe-Version: {API_VERSION}"]
+        lines += [f"{k}: {v}" for k, v in headers]
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def read_body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n > 0 else b""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 256
+
+    def __init__(self, emulator: "StripeEmulator", port: int):
+        self.emulator = emulator
+        self.connections: set[socket.socket] = set()
+        super().__init__((HOST, port), _Handler)
+
+
+class StripeEmulator:
+    """A local Stripe API (list + retrieve for the catalog objects) over deterministic seed data."""
+
+    def __init__(self, counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, seed: int = 42,
+                 now: Optional[int] = None, port: int = 0, api_keys: Optional[Iterable[str]] = None,
+                 accept_any_key: bool = False, restricted_keys: Optional[Mapping[str, Iterable[str]]] = None,
+                 latency_ms: float = 0, global_rate: Optional[float] = None, endpoint_rate: Optional[float] = None,
+                 max_concurrency: Optional[int] = None, error_rate: float = 0.0,
+                 rate_limit_should_retry: Optional[bool] = None):
+        self.store = Store(generate(counts, scale, seed, now), seed)
+        self.auth = Auth(api_keys, accept_any_key, restricted_keys)
+        self.limiter = Limiter(Faults(latency_ms, global_rate, endpoint_rate, max_concurrency, error_rate,
+                                      rate_limit_should_retry), seed)
+        self._stats = Stats()
+        self.port = port
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._request_ids = itertools.count(1)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "StripeEmulator":
+        if self._server is None:
+            self._server = _Server(self, self.port)
+            self.port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                            name="stripe-emulator", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        for conn in list(server.connections):  # end keep-alive connections still parked in handler threads
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "StripeEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def api_key(self) -> str:
+        return self.auth.api_key
+
+    # ---- Python control API (same as the HTTP control routes) --------------------------------
+    def create(self, object: str, **fields) -> dict:
+        return self.store.create(_check_name(object), fields)
+
+    def update(self, object: str, id: str, **fields) -> dict:
+        return self.store.update(_check_name(object), id, fields)
+
+    def delete(self, object: str, id: str) -> dict:
+        return self.store.delete(_check_name(object), id)
+
+    def stats(self) -> dict:
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    def configure(self, **switches) -> dict:
+        return self.limiter.configure(**switches)
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    def _request_id(self) -> str:
+        return f"req_{next(self._request_ids):014d}"
+
+    def _dispatch(self, h: _Handler, method: str) -> None:
+        path, _, qs = h.path.partition("?")
+        if path.startswith("/_emulator/"):
+            body = h.read_body()
+            status, payload = self._control(method, path, body)
+            h.respond(status, orjson.dumps(payload), self._request_id())
+        else:
+            if method != "GET":
+                h.read_body()
+            self._api(h, method, path, qs)
+
+    def _api(self, h: _Handler, method: str, path: str, qs: str) -> None:
+        request_id = self._request_id()
+        route = api.resolve(method, path)
+        endpoint = route.endpoint if route else f"{method} {path}"
+        limiter = self.limiter
+        objects, headers = 0, ()
+        reason = limiter.enter(endpoint)
+        try:
+            if reason:
+                raise rate_limited(reason, limiter.faults.rate_limit_should_retry)
+            latency = limiter.faults.latency_ms
+            if latency:
+                time.sleep(latency / 1000.0)
+            key = self.auth.authenticate(h.headers.get("Authorization"))
+            if route is None:
+                raise unrecognized(method, path)
+            self.auth.authorize(key, route.name)
+            if limiter.random_failure():
+                raise api_error()
+            body, objects = api.handle(self.store, route, qs, path)
+            status = 200
+        except StripeError as e:
+            status, body, headers = e.status, e.body, e.headers
+        finally:
+            limiter.leave()
+        self._stats.record(endpoint, status, objects, h.headers.get("Stripe-Account"))
+        h.respond(status, body, request_id, headers)
+
+    def _control(self, method: str, path: str, body: bytes) -> tuple[int, object]:
+        parts = [unquote(p) for p in path.strip("/").split("/")[1:]]  # after "_emulator"
+        try:
+            fields = orjson.loads(body) if body.strip() else {}
+            if method == "GET" and parts == ["stats"]:
+                return 200, self.stats()
+            if method == "GET" and parts == ["counts"]:
+                return 200, self.counts()
+            if method == "GET" and parts == ["config"]:
+                return 200, self.limiter.config()
+            if method == "POST" and parts == ["stats", "reset"]:
+                self.reset_stats()
+                return 200, {"ok": True}
+            if method == "POST" and parts == ["config"]:
+                return 200, self.configure(**fields)
+            if parts[:1] == ["objects"] and len(parts) in (2, 3):
+                if method == "POST" and len(parts) == 2:
+                    return 200, self.create(parts[1], **fields)
+                if method == "POST":
+                    return 200, self.update(parts[1], parts[2], **fields)
+                if method == "DELETE" and len(parts) == 3:
+                    return 200, self.delete(parts[1], parts[2])
+            return 404, {"error": {"message": f"Unknown control route {method} {path}", "type": "emulator_error"}}
+        except KeyError as e:
+            return 404, {"error": {"message": f"Not found: {e.args[0]}", "type": "emulator_error"}}
+        except (ValueError, TypeError) as e:
+            return 400, {"error": {"message": str(e), "type": "emulator_error"}}
+
+
+def _check_name(name: str) -> str:
+    if name not in NAMES:
+        raise KeyError(name)
+    return name

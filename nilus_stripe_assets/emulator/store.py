@@ -1,0 +1,288 @@
+"""In-memory object store: per object a list of (created, id) keys sorted ascending (list order, newest
+first, is that list read backwards), the JSON bytes per id, and per-parent key lists for child objects.
+
+Pages are found with bisect (created filters, cursors) and slicing; objects are never re-serialized on
+read. Mutations re-serialize the one object they touch and append a Stripe event.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from bisect import bisect_left, insort
+from typing import Callable, Iterable, Optional
+
+import orjson
+
+from ..catalog import CATALOG
+from .builders import RandomContext, build, coupon_ids, new_ids
+from .data import Record, event_bytes
+from .model import ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT
+from .model import embedded_list
+
+Key = tuple[int, str]
+
+
+def _dumps(obj) -> bytes:
+    return memoryview(orjson.dumps(obj)).tobytes()  # exact-size copy (orjson over-allocates)
+
+
+class Table:
+    """One object type."""
+
+    __slots__ = ("name", "keys", "data", "created", "attr", "children", "deleted")
+
+    def __init__(self, name: str, records: Iterable[Record] = ()):
+        self.name = name
+        recs = sorted(records, key=lambda r: (r[0], r[1]))
+        self.keys: list[Key] = [(c, oid) for c, oid, _, _ in recs]
+        self.data: dict[str, bytes] = {oid: body for _, oid, body, _ in recs}
+        self.created: dict[str, int] = {oid: c for c, oid, _, _ in recs}
+        self.attr: dict[str, Optional[str]] = {oid: a for _, oid, _, a in recs} if name in ATTR_FIELD else {}
+        self.children: Optional[dict[str, list[Key]]] = {} if name in PARENT else None
+        if self.children is not None:
+            for key in self.keys:  # already sorted, so each parent's list is too
+                self.children.setdefault(self.attr[key[1]], []).append(key)
+        self.deleted: dict[str, int] = {}  # id -> created, so cursors on deleted objects keep working
+
+    def add(self, oid: str, created: int, body: bytes, attr: Optional[str]) -> None:
+        key = (created, oid)
+        insort(self.keys, key)
+        self.data[oid], self.created[oid] = body, created
+        if self.name in ATTR_FIELD:
+            self.attr[oid] = attr
+        if self.children is not None:
+            insort(self.children.setdefault(attr, []), key)
+
+    def remove(self, oid: str) -> None:
+        key = (self.created[oid], oid)
+        _discard(self.keys, key)
+        if self.children is not None:
+            _discard(self.children.get(self.attr[oid], []), key)
+        del self.data[oid], self.created[oid]
+        self.attr.pop(oid, None)
+
+    def key_list(self, parent: Optional[str]) -> list[Key]:
+        return self.keys if parent is None else (self.children or {}).get(parent, [])
+
+
+def _discard(keys: list[Key], key: Key) -> None:
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+
+
+def page(keys: list[Key], limit: int, lo: int, hi: int, after: Optional[int], before: Optional[int],
+         pred: Optional[Callable[[str], bool]]) -> tuple[list[Key], bool]:
+    """One page in list order (newest first) from ascending `keys[lo:hi]`.
+
+    `after`: walk older than index `after` (exclusive upper bound); `before`: walk newer from index
+    `before` (inclusive) and return the `limit` objects closest to the cursor. Returns (keys, has_more).
+    """
+    if before is not None:
+        start = max(lo, before)
+        if pred is None:
+            end = min(hi, start + limit)
+            out = keys[start:end] if start < end else []
+            out.reverse()
+            return out, end < hi
+        out = []
+        for i in range(start, hi):
+            if pred(keys[i][1]):
+                if len(out) == limit:
+                    out.reverse()
+                    return out, True
+                out.append(keys[i])
+        out.reverse()
+        return out, False
+    top = hi if after is None else min(hi, after)
+    if pred is None:
+        bottom = max(lo, top - limit)
+        out = keys[bottom:top] if bottom < top else []
+        out.reverse()
+        return out, bottom > lo
+    out = []
+    for i in range(top - 1, lo - 1, -1):
+        if pred(keys[i][1]):
+            if len(out) == limit:
+                return out, True
+            out.append(keys[i])
+    return out, False
+
+
+class CursorMissing(LookupError):
+    """The starting_after/ending_before id is unknown."""
+
+
+class StoreContext(RandomContext):
+    """Builder context for objects created at runtime: references point at objects in the store."""
+
+    def __init__(self, store: "Store", rng: random.Random):
+        super().__init__(rng)
+        self.store = store
+
+    def pick(self, name: str) -> Optional[str]:
+        keys = self.store.tables[name].keys
+        return self.choice(keys)[1] if keys else None
+
+    def obj(self, name: str) -> Optional[dict]:
+        oid = self.pick(name)
+        return orjson.loads(self.store.tables[name].data[oid]) if oid else None
+
+
+class Store:
+    def __init__(self, data: dict[str, list[Record]], seed: int = 42, clock: Callable[[], float] = time.time):
+        self.tables: dict[str, Table] = {name: Table(name, data.get(name, ())) for name in NAMES}
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.ctx = StoreContext(self, random.Random(f"{seed}:runtime"))
+
+    # ---- reads -------------------------------------------------------------------------------
+    def list(self, name: str, limit: int, *, starting_after: Optional[str] = None,
+             ending_before: Optional[str] = None, gte: Optional[int] = None, lte: Optional[int] = None,
+             parent: Optional[str] = None, pred: Optional[Callable[[str], bool]] = None) -> tuple[list[bytes], bool]:
+        """A page of serialized objects (newest first) and has_more. Raises CursorMissing."""
+        with self.lock:
+            table = self.tables[name]
+            keys = table.key_list(parent)
+            lo = 0 if gte is None else bisect_left(keys, (gte,))
+            hi = len(keys) if lte is None else bisect_left(keys, (lte + 1,))
+            after = before = None
+            cursor = starting_after or ending_before
+            if cursor is not None:
+                created = table.created.get(cursor, table.deleted.get(cursor))
+                if created is None:
+                    raise CursorMissing(cursor)
+                i = bisect_left(keys, (created, cursor))
+                if starting_after is not None:
+                    after = i
+                else:
+                    before = i + (i < len(keys) and keys[i][1] == cursor)
+            sel, has_more = page(keys, limit, lo, hi, after, before, pred)
+            data = table.data
+            return [data[oid] for _, oid in sel], has_more
+
+    def attr_of(self, name: str) -> dict[str, Optional[str]]:
+        return self.tables[name].attr
+
+    def exists(self, name: str, oid: str) -> bool:
+        return oid in self.tables[name].data
+
+    def retrieve(self, name: str, oid: str) -> Optional[bytes]:
+        """The object's bytes, a `deleted: true` stub for deleted objects, or None."""
+        with self.lock:
+            table = self.tables[name]
+            body = table.data.get(oid)
+            if body is None and oid in table.deleted:
+                body = _dumps({"id": oid, "object": OBJECT_TYPE[name], "deleted": True})
+            return body
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            return {name: len(t.data) for name, t in self.tables.items()}
+
+    # ---- mutations ---------------------------------------------------------------------------
+    def create(self, name: str, fields: dict) -> dict:
+        fields = dict(fields)
+        with self.lock:
+            table = self.tables[name]
+            oid = fields.pop("id", None) or self._new_id(name)
+            if oid in table.data:
+                raise ValueError(f"{OBJECT_TYPE[name]} {oid!r} already exists")
+            created = int(fields.pop("created", None) or self.clock())
+            parent = None
+            if name in PARENT:
+                parent = fields.get(PARENT[name][1]) or self.ctx.pick(PARENT[name][0])
+            obj = build(name, self.ctx, oid, created, parent)
+            obj.update(fields)
+            if name in EMBEDDED:
+                field, child = EMBEDDED[name]
+                obj[field] = self._embedded(oid, child)
+            self._put(name, obj)
+            if name in VIA_PARENT:
+                self._refresh_parent(name, obj)
+            else:
+                self._event(name, "created", obj)
+            return obj
+
+    def update(self, name: str, oid: str, fields: dict) -> dict:
+        with self.lock:
+            table = self.tables[name]
+            if oid not in table.data:
+                raise KeyError(oid)
+            obj = orjson.loads(table.data[oid])
+            if fields.get("id", oid) != oid:
+                raise ValueError("id cannot be changed")
+            previous = {k: obj.get(k) for k, v in fields.items() if obj.get(k) != v}
+            if not previous:
+                return obj
+            old = dict(obj)
+            obj.update(fields)
+            table.remove(oid)
+            self._put(name, obj)
+            if name in VIA_PARENT:
+                self._refresh_parent(name, obj, old)
+            else:
+                self._event(name, "updated", obj, previous)
+            return obj
+
+    def delete(self, name: str, oid: str) -> dict:
+        with self.lock:
+            table = self.tables[name]
+            if oid not in table.data:
+                raise KeyError(oid)
+            obj = orjson.loads(table.data[oid])
+            table.deleted[oid] = table.created[oid]
+            table.remove(oid)
+            if name in VIA_PARENT:
+                self._refresh_parent(name, obj)
+            else:
+                self._event(name, "deleted", obj)
+            return {"id": oid, "object": OBJECT_TYPE[name], "deleted": True}
+
+    # ---- helpers (lock held) -----------------------------------------------------------------
+    def _put(self, name: str, obj: dict) -> None:
+        field = ATTR_FIELD.get(name)
+        self.tables[name].add(obj["id"], int(obj["created"]), _dumps(obj), obj.get(field) if field else None)
+
+    def _new_id(self, name: str) -> str:
+        table, rng = self.tables[name], self.ctx.rng
+        while True:
+            prefix = CATALOG[name].id_prefix
+            oid = new_ids(rng, name, prefix, 1)[0] if prefix else coupon_ids(rng, 1)[0] + self.ctx.token(4).upper()
+            if oid not in table.data and oid not in table.deleted:
+                return oid
+
+    def _embedded(self, parent_id: str, child: str) -> dict:
+        table = self.tables[child]
+        keys = table.key_list(parent_id)
+        first = [orjson.loads(table.data[oid]) for _, oid in reversed(keys[-EMBEDDED_PAGE:])]
+        return embedded_list(parent_id, child, first, len(keys))
+
+    def _refresh_parent(self, child: str, *objs: dict) -> None:
+        """Re-render the embedded child list of the parent(s) of `objs` and emit the parents' updated events."""
+        parent_name, field = PARENT[child]
+        embed_field = EMBEDDED[parent_name][0] if parent_name in EMBEDDED else None
+        table = self.tables[parent_name]
+        for pid in dict.fromkeys(o.get(field) for o in objs):
+            if pid not in table.data:
+                continue
+            parent = orjson.loads(table.data[pid])
+            previous = {}
+            if embed_field:
+                previous[embed_field] = parent.get(embed_field)
+                parent[embed_field] = self._embedded(pid, child)
+            table.remove(pid)
+            self._put(parent_name, parent)
+            self._event(parent_name, "updated", parent, previous)
+
+    def _event(self, name: str, action: str, obj: dict, previous: Optional[dict] = None) -> None:
+        if name == "event":
+            return
+        events = self.tables["event"]
+        eid = self._new_id("event")
+        created = int(self.clock())
+        etype = f"{EVENT_PREFIX[name]}.{action}"
+        extra = b',"previous_attributes":' + orjson.dumps(previous) if previous is not None else b""
+        events.add(eid, created, event_bytes(eid, etype, created, _dumps(obj), extra), etype)
