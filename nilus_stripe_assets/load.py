@@ -14,7 +14,7 @@ from .catalog import StripeObject
 from .fetch import Window, fetch_object
 from .spool import Spool, SpoolSummary
 from .stripe_api import StripeApi
-from .warehouse import Slice, TableRef
+from .warehouse import ChangeSet, Slice, TableRef
 
 
 @dataclass
@@ -30,8 +30,10 @@ class Batch:
     window: Window
     scope: Optional[Slice]  # set for partitioned replace: only this slice is swapped
     seconds: float
+    started_at: int  # epoch seconds when reading began: the rows' state is at least this new
     requests: dict = field(default_factory=dict)
-    # Change capture applied after the write (objects' newest states from events, deletions).
+    # Change capture applied in the same transaction (objects' newest states from events, deletions).
+    changes: Optional[ChangeSet] = None
     changes_dir: Optional[str] = None
     notes: list[str] = field(default_factory=list)
 
@@ -54,6 +56,7 @@ def extract(
     """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them)."""
     fetch_mode = "sync" if mode.startswith("sync") else "async"
     spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-")
+    started_at = int(time.time())
     started = time.perf_counter()
     try:
         fetch_object(api, obj, fetch_mode, spool.write, window=window, workers=workers)
@@ -72,5 +75,6 @@ def extract(
         window=window,
         scope=scope,
         seconds=time.perf_counter() - started,
+        started_at=started_at,
         requests=api.stats.as_dict(),
     )

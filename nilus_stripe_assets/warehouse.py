@@ -6,8 +6,10 @@ commit. A failure anywhere rolls back, so the table is either the old one or the
 Columns are Stripe's top-level fields. Scalars get SQL types from the data (`json_type`), nested objects and
 lists stay DuckDB `JSON` (query them with `->>`). A field that shows up later adds a column; a field whose
 type widens (int -> float, or a scalar that turns into an object) widens the column instead of failing.
-Three bookkeeping columns are added: `_loaded_at`, and `is_deleted` / `deleted_at` for objects Stripe
-reports deleted (change capture sets them; rows are kept so the fact is not lost).
+Bookkeeping columns: `_loaded_at`; `_state_at`, the Stripe-side time the row's state is known from (the
+load's start for list reads, the event's `created` for change capture), which lets the newest state win
+whatever order events arrive in; and `is_deleted` / `deleted_at` for objects Stripe reports deleted (rows are
+kept so the fact is not lost).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Optional, Sequence
 import duckdb
 
 DEFAULT_SCHEMA = "stripe"
-BOOKKEEPING = {"_loaded_at": "TIMESTAMPTZ", "is_deleted": "BOOLEAN", "deleted_at": "TIMESTAMPTZ"}
+BOOKKEEPING = {"_loaded_at": "TIMESTAMPTZ", "_state_at": "BIGINT", "is_deleted": "BOOLEAN", "deleted_at": "TIMESTAMPTZ"}
+# Fields the change-capture spool adds to each object; used for staging, never stored as columns.
+EVENT_CREATED, EVENT_TYPE = "_event_created", "_event_type"
+_EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
 # The columns an empty table starts with, so downstream queries work before the first object arrives.
 MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR", "created": "BIGINT"}
 
@@ -147,6 +152,10 @@ def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: Writ
         ddl = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
         con.execute(f"CREATE TABLE {table.sql} ({ddl})")
         return columns
+    for column, dtype in BOOKKEEPING.items():
+        if column not in existing:  # tables made by an older version of this package
+            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {dtype}")
+            existing[column] = dtype
     for column, incoming in staged.items():
         if column not in existing:
             existing[column] = incoming or "VARCHAR"
@@ -161,6 +170,18 @@ def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: Writ
     return existing
 
 
+@dataclass(frozen=True)
+class ChangeSet:
+    """Objects' newest states from Stripe events, applied after a load in the same transaction.
+
+    Each spooled object carries `_event_created` and `_event_type`; a `*.deleted` type flags the row.
+    """
+
+    files: Sequence[str]
+    state_key: str  # where the events cursor is kept, see `set_cursor`
+    cursor: Optional[int]  # the new events cursor, committed with the rows
+
+
 def write(
     con: duckdb.DuckDBPyConnection,
     table: TableRef,
@@ -168,37 +189,30 @@ def write(
     strategy: str,
     merge_key: str = "id",
     scope: Optional[Slice] = None,
+    state_at: Optional[int] = None,
+    changes: Optional[ChangeSet] = None,
 ) -> WriteResult:
-    """Write spooled objects into `table` with `strategy`, in one transaction.
+    """Write spooled objects into `table` with `strategy`, then apply `changes`, in one transaction.
 
     `scope` limits a `replace` to one slice of the table (a partition); without it `replace` swaps the
-    whole table. `merge` and `append` never delete.
+    whole table. `merge` and `append` never delete. `state_at` is when the objects were read (epoch s).
     """
     if strategy not in ("merge", "replace", "append"):
         raise ValueError(f"unknown strategy {strategy!r}; use merge, replace or append")
     result = WriteResult(table=str(table), strategy=strategy)
-    files = [f for f in files if f]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
-        staged = _stage(con, files) if files else {}
-        columns = _evolve(con, table, staged, result)
-        if staged:
-            if merge_key not in staged:
-                raise ValueError(f"objects have no {merge_key!r} field to merge on")
-            selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged)
-            key = quote(merge_key)
-            # De-duplicate by key inside the batch: MERGE and INSERT disagree on duplicate source rows.
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {selected}, now() AS _loaded_at, "
-                f"false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at FROM _stage_raw "
-                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1"
-            )
-            con.execute("DROP TABLE _stage_raw")
-        else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {table.sql} LIMIT 0")
+        _stage_batch(con, table, [f for f in files if f], merge_key, state_at, result)
         result.received = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
         _apply(con, table, strategy, merge_key, scope, result)
+        if changes is not None:
+            change_files = [f for f in changes.files if f]
+            if change_files:
+                _stage_batch(con, table, change_files, merge_key, None, result, from_events=True)
+                _apply_changes(con, table, merge_key, result)
+            if changes.cursor is not None:
+                set_cursor(con, table.schema, changes.state_key, changes.cursor)
         result.rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
         con.execute("DROP TABLE IF EXISTS _stage")
         con.execute("COMMIT")
@@ -206,6 +220,87 @@ def write(
         con.execute("ROLLBACK")
         raise
     return result
+
+
+def _stage_batch(con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, from_events=False) -> None:
+    """Fill temp table `_stage` with typed, de-duplicated rows ready to go into `table`."""
+    staged = _stage(con, files) if files else {}
+    event_columns = {c: staged.pop(c) for c in _EVENT_FIELDS if c in staged}
+    columns = _evolve(con, table, staged, result)
+    if not staged:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {table.sql} LIMIT 0")
+        return
+    if merge_key not in staged:
+        raise ValueError(f"objects have no {merge_key!r} field to merge on")
+    if from_events and len(event_columns) != len(_EVENT_FIELDS):
+        raise ValueError("change-capture objects must carry _event_created and _event_type")
+    selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged if c not in BOOKKEEPING)
+    if from_events:
+        created = f"CAST({quote(EVENT_CREATED)} AS BIGINT)"
+        deleted = f"({quote(EVENT_TYPE)}->>'$') LIKE '%.deleted'"
+        bookkeeping = (
+            f"{created} AS _state_at, {deleted} AS is_deleted, "
+            f"CASE WHEN {deleted} THEN to_timestamp({created}) END AS deleted_at"
+        )
+        newest_first = f"ORDER BY {created} DESC"
+    else:
+        stamp = "NULL" if state_at is None else str(int(state_at))
+        bookkeeping = f"CAST({stamp} AS BIGINT) AS _state_at, false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at"
+        newest_first = ""
+    # De-duplicate by key inside the batch (the newest state wins): MERGE and INSERT disagree on duplicates.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {selected}, now() AS _loaded_at, {bookkeeping} "
+        f"FROM _stage_raw QUALIFY row_number() OVER (PARTITION BY {quote(merge_key)} {newest_first}) = 1"
+    )
+    con.execute("DROP TABLE _stage_raw")
+
+
+def _apply_changes(con, table: TableRef, merge_key: str, result: WriteResult) -> None:
+    """Apply event states where they are at least as new as the row's; flag deletions."""
+    key = quote(merge_key)
+    stage_columns = [row[0] for row in con.execute("DESCRIBE _stage").fetchall()]
+    newer = "(t._state_at IS NULL OR t._state_at <= s._state_at)"
+    counts = con.execute(
+        f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
+        f"count(*) FILTER (WHERE s.is_deleted AND (t.{key} IS NULL OR {newer})), "
+        f"count(*) FILTER (WHERE t.{key} IS NULL AND NOT s.is_deleted) "
+        f"FROM _stage s LEFT JOIN {table.sql} t ON s.{key} = t.{key}"
+    ).fetchone()
+    result.updated += counts[0]
+    result.deleted += counts[1]
+    result.inserted += counts[2]
+    names = ", ".join(quote(c) for c in stage_columns)
+    updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
+    values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
+    con.execute(
+        f"MERGE INTO {table.sql} t USING _stage s ON t.{key} = s.{key} "
+        f"WHEN MATCHED AND {newer} THEN UPDATE SET {updates} "
+        f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    )
+
+
+STATE_TABLE = "_nilus_state"
+
+
+def get_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str) -> Optional[int]:
+    """A cursor kept in the warehouse next to the data it describes (so the two cannot drift)."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, STATE_TABLE]
+    ).fetchone()[0]
+    if not exists:
+        return None
+    row = con.execute(f"SELECT value FROM {quote(schema)}.{STATE_TABLE} WHERE key = ?", [key]).fetchone()
+    return int(row[0]) if row else None
+
+
+def set_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str, value: int) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{STATE_TABLE} (key VARCHAR PRIMARY KEY, value BIGINT, updated_at TIMESTAMPTZ)")
+    con.execute(
+        f"INSERT INTO {quote(schema)}.{STATE_TABLE} VALUES (?, ?, now()) "
+        f"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        [key, int(value)],
+    )
 
 
 def _apply(con, table: TableRef, strategy: str, merge_key: str, scope: Optional[Slice], result: WriteResult) -> None:

@@ -6,6 +6,7 @@ methods a user overrides to rename keys, regroup, or add tags, instead of subcla
 
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, Optional, Sequence
@@ -18,8 +19,10 @@ from ..catalog import CATALOG, StripeObject
 from ..config import ConfigError, parse_source_table, resolve_strategy
 from ..errors import explain
 from ..fetch import Window
+from ..changes import capture as capture_changes
+from ..changes import EVENT_RETENTION_SECONDS, state_key
 from ..load import Batch, extract
-from ..warehouse import Slice, TableRef, newest_created
+from ..warehouse import ChangeSet, Slice, TableRef, get_cursor, newest_created
 from .resources import StripeResource
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
@@ -137,27 +140,55 @@ def build_stripe_asset(
         mode = default_mode if config.mode is None else run_mode(obj, config.mode)
         run_strategy = resolve_strategy(obj, mode, pipeline.strategy, partitioned=partitioned)
         window, scope, notes = Window(), None, []
+        events_cursor, incremental = None, mode == "sync:incremental" and run_strategy != "replace"
         if partitioned:
             time_window = context.partition_time_window
             window = Window(_epoch(time_window.start), _epoch(time_window.end))
             if run_strategy == "replace":
                 scope = Slice("created", window.gte, window.lt)
-        elif mode == "sync:incremental" and obj.supports_created and run_strategy != "replace":
+        elif incremental:
             # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
             with duckdb.get_connection() as con:
-                cursor = newest_created(con, table)
-            if cursor is None:
-                notes.append(f"No rows in {table} yet: first incremental run loads everything.")
-            else:
+                cursor = newest_created(con, table) if obj.supports_created else None
+                events_cursor = get_cursor(con, table.schema, state_key(obj, str(table)))
+            if cursor is not None:
                 window = Window(gte=max(0, cursor - config.lookback_seconds))
+            elif obj.supports_created:
+                notes.append(f"No rows in {table} yet: this first incremental run loads everything.")
         api = stripe.get_api()
+        spool_root = os.environ.get("NILUS_SPOOL_DIR")
+        keeps_events_cursor = not partitioned and obj.name != "event" and run_strategy != "replace"
         try:
+            capture = None
+            if incremental and config.capture_changes and obj.name != "event":
+                now = int(time.time())
+                # Rows but no cursor yet (e.g. loaded by partitions): read all the changes Stripe still has.
+                since = events_cursor if events_cursor is not None else (now - EVENT_RETENTION_SECONDS + 3600 if window.bounded else None)
+                if since is not None:
+                    capture = capture_changes(api, obj, since, now, spool_root)
+                if capture is not None and capture.expired:
+                    notes.append(
+                        f"Events cursor {since} is older than Stripe's 30-day event retention: changes since "
+                        f"then cannot all be read, so {obj.name} is reloaded in full."
+                    )
+                    context.log.warning(notes[-1])
+                    window, mode = Window(), "async"
             batch = extract(
                 api, obj, mode, run_strategy, table, window=window, scope=scope,
-                workers=stripe.max_in_flight, spool_root=os.environ.get("NILUS_SPOOL_DIR"),
+                workers=stripe.max_in_flight, spool_root=spool_root,
             )
         except StripeError as exc:
             raise dg.Failure(description=str(explain(exc, obj.name, stripe.api_key))) from None
+        if keeps_events_cursor:
+            # The events cursor is committed in the same transaction as the rows it describes.
+            key = state_key(obj, str(table))
+            if capture is not None and not capture.expired:
+                batch.changes = ChangeSet(files=capture.files, state_key=key, cursor=capture.cursor)
+                batch.changes_dir = capture.spool_dir
+                notes.append(f"change capture: {capture.events} events, {capture.objects} object states")
+            elif not (incremental and not config.capture_changes):
+                # A full read reflects every change made before it started.
+                batch.changes = ChangeSet(files=[], state_key=key, cursor=batch.started_at)
         batch.notes.extend(notes)
         context.log.info(
             f"{obj.name}: {batch.spool.objects} objects in {batch.seconds:.1f}s "

@@ -44,13 +44,10 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
     def _write_batch(self, context: dg.OutputContext, batch: Batch) -> None:
         try:
             with self.duckdb.get_connection() as con:
-                result = write(con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key, batch.scope)
-                if batch.changes_dir:
-                    from ..changes import apply_changes  # change capture is optional per run
-
-                    changes = apply_changes(con, batch.table, batch.changes_dir)
-                    result.updated += changes.updated
-                    result.deleted += changes.deleted
+                result = write(
+                    con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
+                    scope=batch.scope, state_at=batch.started_at, changes=batch.changes,
+                )
                 metadata = _table_metadata(con, batch.table)
         finally:
             shutil.rmtree(batch.spool_dir, ignore_errors=True)
