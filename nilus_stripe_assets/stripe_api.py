@@ -113,6 +113,7 @@ class StripeApi:
         retry: RetryPolicy = RetryPolicy(),
     ):
         self.api_base = api_base.rstrip("/")
+        self.api_key = api_key  # kept for masking in error messages; never logged
         self.budget = budget
         self.retry = retry
         self.stats = RequestStats()

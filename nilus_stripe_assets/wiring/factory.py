@@ -155,7 +155,10 @@ def build_stripe_asset(
                 window = Window(gte=max(0, cursor - config.lookback_seconds))
             elif obj.supports_created:
                 notes.append(f"No rows in {table} yet: this first incremental run loads everything.")
-        api = stripe.get_api()
+        try:
+            api = stripe.get_api()
+        except ConfigError as exc:
+            raise dg.Failure(description=str(exc)) from None
         spool_root = os.environ.get("NILUS_SPOOL_DIR")
         keeps_events_cursor = not partitioned and obj.name != "event" and run_strategy != "replace"
         try:
@@ -178,7 +181,7 @@ def build_stripe_asset(
                 workers=stripe.max_in_flight, spool_root=spool_root,
             )
         except StripeError as exc:
-            raise dg.Failure(description=str(explain(exc, obj.name, stripe.api_key))) from None
+            raise dg.Failure(description=str(explain(exc, obj.name, api.api_key))) from None
         if keeps_events_cursor:
             # The events cursor is committed in the same transaction as the rows it describes.
             key = state_key(obj, str(table))

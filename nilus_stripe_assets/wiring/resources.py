@@ -7,7 +7,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..config import default_global_rate
+from ..config import ConfigError, StripeURI, default_global_rate, parse_stripe_uri, validate_api_key
 from ..budget import BudgetSettings, RequestBudget, account_fingerprint
 from ..stripe_api import DEFAULT_API_BASE, RetryPolicy, StripeApi
 
@@ -20,8 +20,14 @@ class StripeResource(dg.ConfigurableResource):
     Configure the key with `EnvVar("STRIPE_API_KEY")` so it never appears in run config, logs or the UI.
     """
 
-    api_key: str = Field(
+    api_key: Optional[str] = Field(
+        default=None,
         description="Secret (sk_) or restricted (rk_) key. Use EnvVar('STRIPE_API_KEY'); the value is never logged.",
+    )
+    uri: Optional[str] = Field(
+        default=None,
+        description="The spec's source address, e.g. stripe://?api_key={STRIPE_API_KEY}&stripe_account=acct_…; "
+        "{NAME} placeholders are read from the environment. Fills api_key, stripe_account and api_base.",
     )
     api_base: Optional[str] = Field(
         default=None,
@@ -40,13 +46,32 @@ class StripeResource(dg.ConfigurableResource):
 
     _budget: Optional[RequestBudget] = PrivateAttr(default=None)
 
+    def _from_uri(self) -> StripeURI:
+        return parse_stripe_uri(self.uri) if self.uri else StripeURI(api_key=None, stripe_account=None, api_base=None)
+
+    @property
+    def resolved_api_key(self) -> str:
+        """The key to use, validated (publishable, malformed or missing keys fail before any request)."""
+        key = self.api_key or self._from_uri().api_key
+        if not key:
+            raise ConfigError(
+                "No Stripe API key configured; set STRIPE_API_KEY (StripeResource(api_key=EnvVar('STRIPE_API_KEY'))) "
+                "or give uri='stripe://?api_key={STRIPE_API_KEY}'."
+            )
+        validate_api_key(key)
+        return key
+
     @property
     def resolved_api_base(self) -> str:
-        return (self.api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
+        return (self.api_base or self._from_uri().api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
+
+    @property
+    def resolved_stripe_account(self) -> Optional[str]:
+        return self.stripe_account or self._from_uri().stripe_account
 
     def budget_settings(self) -> BudgetSettings:
         return BudgetSettings(
-            global_rate=self.max_requests_per_second or default_global_rate(self.api_key),
+            global_rate=self.max_requests_per_second or default_global_rate(self.resolved_api_key),
             endpoint_rate=self.max_requests_per_second_per_endpoint,
             max_in_flight=self.max_in_flight,
             state_dir=self.budget_dir,
@@ -54,14 +79,15 @@ class StripeResource(dg.ConfigurableResource):
 
     def get_api(self) -> StripeApi:
         """A new API handle (fresh request counters) drawing on this account's shared budget."""
+        key, account = self.resolved_api_key, self.resolved_stripe_account
         if self._budget is None:
-            fingerprint = account_fingerprint(self.api_key, self.resolved_api_base, self.stripe_account)
+            fingerprint = account_fingerprint(key, self.resolved_api_base, account)
             self._budget = RequestBudget(fingerprint, self.budget_settings())
         return StripeApi(
-            self.api_key,
+            key,
             self._budget,
             api_base=self.resolved_api_base,
-            stripe_account=self.stripe_account,
+            stripe_account=account,
             retry=RetryPolicy(
                 max_network_retries=self.max_network_retries,
                 max_rate_limit_retries=self.max_rate_limit_retries,
