@@ -56,12 +56,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     emu.start()
-    print(f"Stripe emulator listening on {emu.url} (key {emu.api_key})", flush=True)
-    if a.ready_file:
+    if a.ready_file:  # written (atomically) before the banner, so either signal means "ready"
         tmp = f"{a.ready_file}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
             f.write(emu.url + "\n")
         os.replace(tmp, a.ready_file)
+    print(f"Stripe emulator listening on {emu.url} (key {emu.api_key})", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -29,9 +29,12 @@ EVENTS = ["charge.succeeded", "charge.refunded", "customer.created", "invoice.pa
 class RandomContext:
     """Fast random helpers over one seeded `random.Random` (random() is ~5x cheaper than randint/choice)."""
 
+    POOL_SIZE = 101
+
     def __init__(self, rng):
         self.rng = rng
         self._random = rng.random
+        self._pools: dict[str, list] = {}
 
     def choice(self, seq):
         return seq[int(self._random() * len(seq))]
@@ -41,6 +44,13 @@ class RandomContext:
 
     def token(self, n: int) -> str:
         return self.rng.randbytes(n).translate(ALNUM_TABLE).decode("ascii")
+
+    def pooled(self, factory: Callable[["RandomContext"], Any]):
+        """One of POOL_SIZE values made by `factory` (repeat buyers, cards, addresses); treat as read-only."""
+        pool = self._pools.get(factory.__name__)
+        if pool is None:
+            pool = self._pools[factory.__name__] = [factory(self) for _ in range(self.POOL_SIZE)]
+        return pool[int(self._random() * len(pool))]
 
     def pick(self, name: str):  # an existing id of `name`, or None
         raise NotImplementedError
@@ -65,6 +75,17 @@ def _card(ctx) -> dict:
     return {"brand": ctx.choice(BRANDS), "checks": {"address_line1_check": None, "address_postal_code_check": "pass",
             "cvc_check": "pass"}, "country": "US", "exp_month": ctx.randint(1, 12), "exp_year": ctx.randint(2026, 2032),
             "fingerprint": ctx.token(16), "funding": "credit", "last4": f"{ctx.randint(0, 9999):04d}"}
+
+
+def _billing(ctx) -> dict:
+    name, email = _person(ctx)
+    return {"address": _address(ctx), "email": email, "name": name, "phone": None}
+
+
+def _charge_card(ctx) -> dict:
+    card = _card(ctx)
+    card.update({"network": card["brand"], "three_d_secure": None, "wallet": None})
+    return {"card": card, "type": "card"}
 
 
 def _period(created: int, days: int = 30) -> dict:
@@ -97,14 +118,12 @@ def charge(ctx, oid, created, parent):
     status = "succeeded" if r.random() < 0.9 else ("failed" if r.random() < 0.7 else "pending")
     ok = status == "succeeded"
     refunded = ok and r.random() < 0.08
-    name, email = _person(ctx)
-    card = _card(ctx)
-    card.update({"network": card["brand"], "three_d_secure": None, "wallet": None})
+    billing = ctx.pooled(_billing)
     return {
         "amount": amount, "amount_captured": amount if ok else 0, "amount_refunded": amount if refunded else 0,
         "application": None, "application_fee": None, "application_fee_amount": None,
         "balance_transaction": ctx.pick("balance_transaction") if ok else None,
-        "billing_details": {"address": _address(ctx), "email": email, "name": name, "phone": None},
+        "billing_details": billing,
         "calculated_statement_descriptor": "EMULATOR INC", "captured": ok, "currency": "usd",
         "customer": ctx.pick("customer"), "description": None if r.random() < 0.6 else "Subscription payment",
         "disputed": False, "failure_balance_transaction": None,
@@ -116,7 +135,8 @@ def charge(ctx, oid, created, parent):
                     "seller_message": "Payment complete." if ok else "The bank did not return any further details.",
                     "type": "authorized" if ok else "issuer_declined"},
         "paid": ok, "payment_intent": ctx.pick("payment_intent"), "payment_method": ctx.pick("payment_method"),
-        "payment_method_details": {"card": card, "type": "card"}, "receipt_email": email if r.random() < 0.5 else None,
+        "payment_method_details": ctx.pooled(_charge_card),
+        "receipt_email": billing["email"] if r.random() < 0.5 else None,
         "receipt_number": None, "receipt_url": f"https://pay.stripe.com/receipts/{oid}", "refunded": refunded,
         "review": None, "shipping": None, "source_transfer": None, "statement_descriptor": None,
         "statement_descriptor_suffix": None, "status": status, "transfer_data": None, "transfer_group": None,
