@@ -77,6 +77,7 @@ CATALOG: dict[str, StripeObject] = {
             "merge",
             "Customer subscriptions.",
             list_params={"status": "all"},  # otherwise canceled subscriptions are hidden
+            event_prefix="customer.subscription",
         ),
         _o(
             "subscription_item",

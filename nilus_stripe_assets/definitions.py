@@ -7,6 +7,7 @@ the mode chosen by run config (`async` by default). The daily-partitioned varian
 
 import dagster as dg
 
+from .wiring.automation import build_events_sensor, build_incremental_job, build_incremental_schedule
 from .wiring.defaults import default_resources
 from .wiring.factory import build_stripe_assets
 
@@ -18,8 +19,12 @@ stripe_full_load = dg.define_asset_job(
     description="Load every Stripe object into DuckDB (async mode by default).",
 )
 
+stripe_incremental = build_incremental_job(stripe_assets)
+
 defs = dg.Definitions(
     assets=stripe_assets,
-    jobs=[stripe_full_load],
+    jobs=[stripe_full_load, stripe_incremental],
+    schedules=[build_incremental_schedule(stripe_incremental)],
+    sensors=[build_events_sensor(stripe_assets, stripe_incremental)],
     resources=default_resources(),
 )
