@@ -36,6 +36,12 @@ def start_emulator(extra_args: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, ready.read_text().strip()
 
 
+def _dagster() -> str:
+    """The `dagster` CLI of this interpreter's environment (works without activating the venv)."""
+    beside = Path(sys.executable).with_name("dagster")
+    return str(beside) if beside.exists() else "dagster"
+
+
 def dagster_home() -> str:
     """The repo's dagster.yaml when run from a checkout, else a private instance folder."""
     if Path("dagster.yaml").exists():
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         result = subprocess.run(
-            ["dagster", "asset", "materialize", "-m", "nilus_stripe_assets.definitions", "--select", args.select,
+            [_dagster(), "asset", "materialize", "-m", "nilus_stripe_assets.definitions", "--select", args.select,
              "-c", str(run_config)],
             env=env,
         )
