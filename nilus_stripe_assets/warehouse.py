@@ -269,12 +269,19 @@ def _apply_changes(con, table: TableRef, merge_key: str, result: WriteResult) ->
     result.updated += counts[0]
     result.deleted += counts[1]
     result.inserted += counts[2]
+    _merge_stage(con, table, merge_key, stage_columns, only_if=newer)
+
+
+def _merge_stage(con, table: TableRef, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None) -> None:
+    """Upsert `_stage` into `table` on the key; `only_if` guards updates (e.g. only newer states)."""
+    key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
     updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
+    guard = f" AND {only_if}" if only_if else ""
     con.execute(
         f"MERGE INTO {table.sql} t USING _stage s ON t.{key} = s.{key} "
-        f"WHEN MATCHED AND {newer} THEN UPDATE SET {updates} "
+        f"WHEN MATCHED{guard} THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
     )
 
@@ -327,13 +334,7 @@ def _apply(con, table: TableRef, strategy: str, merge_key: str, scope: Optional[
         result.inserted = result.received - result.unchanged
     else:  # merge
         result.updated = con.execute(matched).fetchone()[0]
-        updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
-        values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
-        con.execute(
-            f"MERGE INTO {table.sql} t USING _stage s ON t.{key} = s.{key} "
-            f"WHEN MATCHED THEN UPDATE SET {updates} "
-            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
-        )
+        _merge_stage(con, table, merge_key, stage_columns)
         result.inserted = result.received - result.updated
 
 
