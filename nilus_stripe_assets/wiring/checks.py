@@ -1,0 +1,344 @@
+"""Asset checks on every Stripe table, built from the assets' catalog metadata by one function.
+
+`build_stripe_checks(assets)` returns one `@multi_asset_check` per Stripe asset (op `<asset>_checks`, e.g.
+`stripe__charge_checks`). Each targets its asset, so Dagster runs it in the same run right after the asset
+materializes (`--select '*'` includes them) and shows the results on the asset's Checks tab. None blocks
+downstream assets (`blocking=False`): a failed check flags the table, it does not stop the run.
+
+Checks per table (`<key>` is the asset's merge key, `id` for every catalog object):
+- `<key>_unique` (ERROR): no two rows share the key.
+- `<key>_not_null` (ERROR): every row has a key.
+- `fresh` (WARN): the newest `created` is at most `max_age` old. Snapshot objects (tax rates, webhook
+  endpoints...) rarely get new rows, so the default age is generous; tighten it per object with
+  `max_age_overrides`. A table without a `created` column passes with a note saying it was not judged.
+- `no_stale_rows` (WARN, merge tables only): no row's state (`_state_at`, when the row's state was read)
+  is older than the newest change Stripe recorded for that object in the events table: a `<prefix>.*`
+  event other than `.created` whose `data.object.id` is the row's id (for subscription items, the ids in
+  `data.object.items.data`). Such a row missed an update; a `sync:incremental` run with change capture, or a
+  full reload, fixes it. Skipped (passed, with a note) while the events table is not loaded.
+
+Every result carries metadata: the table, rows checked, counts of offending rows and a few example ids.
+
+Each multi-asset check is its own step, i.e. its own process under the multiprocess executor. An asset can
+instead evaluate its checks in its own step through `StripeTableChecks` (see there).
+"""
+
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Iterable, Iterator, Mapping, Optional
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from ..catalog import CATALOG, StripeObject
+from ..warehouse import TableRef, quote, table_columns
+
+DEFAULT_MAX_AGE = timedelta(days=400)
+EXAMPLES = 5  # example ids per failing check
+
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+
+
+def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str]]:
+    """(object, table, strategy, merge key) of a Stripe asset spec, None for other assets."""
+    name = spec.metadata.get("stripe/object")
+    if name not in CATALOG:
+        return None
+    obj = CATALOG[name]
+    table = TableRef.parse(str(spec.metadata.get("dagster/table_name") or f"stripe.{obj.table}"))
+    return obj, table, str(spec.metadata.get("strategy", obj.strategy)), str(spec.metadata.get("merge_key", obj.merge_key))
+
+
+def _ids(rows) -> str:
+    return ", ".join(str(r[0]) for r in rows) if rows else ""
+
+
+def _missing(table: TableRef, check: str, severity) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=check,
+        passed=False,
+        severity=severity,
+        description=f"Table {table} does not exist: materialize the asset first.",
+        metadata={"table": str(table)},
+    )
+
+
+def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
+    k = quote(key)
+    rows, duplicated_keys, extra_rows = con.execute(
+        f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
+        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1)"
+    ).fetchone()
+    examples = con.execute(
+        f"SELECT {k} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 "
+        f"ORDER BY count(*) DESC, {k} LIMIT {EXAMPLES}"
+    ).fetchall()
+    return dg.AssetCheckResult(
+        check_name=f"{key}_unique",
+        passed=duplicated_keys == 0,
+        severity=ERROR,
+        description=(
+            f"{duplicated_keys} {key} value(s) appear more than once ({extra_rows} extra rows)."
+            if duplicated_keys else f"All {rows} rows have a distinct {key}."
+        ),
+        metadata={
+            "table": str(table),
+            "rows": int(rows),
+            "duplicated_keys": int(duplicated_keys),
+            "extra_rows": int(extra_rows),
+            "example_ids": _ids(examples),
+        },
+    )
+
+
+def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.AssetCheckResult:
+    k = quote(key)
+    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k} IS NULL) FROM {table.sql}").fetchone()
+    loaded = []
+    if nulls and "_loaded_at" in columns:
+        loaded = con.execute(
+            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {table.sql} WHERE {k} IS NULL LIMIT {EXAMPLES}"
+        ).fetchall()
+    return dg.AssetCheckResult(
+        check_name=f"{key}_not_null",
+        passed=nulls == 0,
+        severity=ERROR,
+        description=f"{nulls} of {rows} rows have a null {key}." if nulls else f"All {rows} rows have a non-null {key}.",
+        metadata={
+            "table": str(table),
+            "rows": int(rows),
+            "null_rows": int(nulls),
+            "null_rows_loaded_at": _ids(loaded),
+        },
+    )
+
+
+def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta) -> dg.AssetCheckResult:
+    max_age_days = round(max_age.total_seconds() / 86400, 3)
+    base = {"table": str(table), "max_age_days": dg.MetadataValue.float(max_age_days)}
+    if "created" not in columns:
+        return dg.AssetCheckResult(
+            check_name="fresh",
+            passed=True,
+            severity=WARN,
+            description=f"Not judged: {table} has no `created` column.",
+            metadata={**base, "skipped": "no created column"},
+        )
+    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST(created AS DOUBLE)) FROM {table.sql}").fetchone()
+    if newest is None:
+        return dg.AssetCheckResult(
+            check_name="fresh",
+            passed=True,
+            severity=WARN,
+            description=f"Not judged: {table} has no rows with a `created` time.",
+            metadata={**base, "rows": int(rows), "skipped": "no created values"},
+        )
+    age_days = (time.time() - newest) / 86400
+    passed = age_days <= max_age_days
+    return dg.AssetCheckResult(
+        check_name="fresh",
+        passed=passed,
+        severity=WARN,
+        description=(
+            f"The newest row was created {age_days:.1f} days ago"
+            + ("." if passed else f", more than the allowed {max_age_days:g} days.")
+        ),
+        metadata={
+            **base,
+            "rows": int(rows),
+            "newest_created": dg.MetadataValue.timestamp(float(newest)),
+            "age_days": dg.MetadataValue.float(round(age_days, 3)),
+        },
+    )
+
+
+def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> dg.AssetCheckResult:
+    prefix = obj.events_type[: -len("*")]  # "charge." / "customer.subscription."
+    base = {"table": str(table), "events_table": str(events), "event_types": f"{prefix}* except {prefix}created"}
+
+    def skipped(reason: str) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name="no_stale_rows", passed=True, severity=WARN,
+            description=f"Not judged: {reason}.", metadata={**base, "skipped": reason},
+        )
+
+    if "_state_at" not in columns:
+        return skipped(f"{table} has no _state_at column")
+    event_columns = table_columns(con, events)
+    if not {"data", "type", "created"} <= set(event_columns):
+        return skipped(f"events table {events} is not loaded")
+    embedded = obj.parent.embedded_field if obj.parent else None
+    if embedded:  # e.g. subscription items: their states travel inside their subscription's events
+        source = f"{events.sql} e, unnest(json_extract(e.data, '$.object.{embedded}.data[*]')) AS u(item)"
+        object_id = "u.item->>'$.id'"
+    else:
+        source = f"{events.sql} e"
+        object_id = "e.data->>'$.object.id'"
+    k = quote(key)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _stale AS "
+        f"WITH latest AS (SELECT {object_id} AS oid, max(e.created) AS event_created FROM {source} "
+        f"WHERE starts_with(e.type, ?) AND NOT ends_with(e.type, '.created') GROUP BY 1) "
+        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
+        f"WHERE t._state_at < l.event_created",
+        [prefix],
+    )
+    rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    stale, worst = con.execute("SELECT count(*), max(event_created - _state_at) FROM _stale").fetchone()
+    examples = con.execute(f"SELECT oid FROM _stale ORDER BY event_created - _state_at DESC, oid LIMIT {EXAMPLES}").fetchall()
+    con.execute("DROP TABLE _stale")
+    return dg.AssetCheckResult(
+        check_name="no_stale_rows",
+        passed=stale == 0,
+        severity=WARN,
+        description=(
+            f"{stale} row(s) hold a state older than their latest change in {events}; run sync:incremental "
+            f"(change capture) or a full reload." if stale else f"No row is older than its latest change in {events}."
+        ),
+        metadata={
+            **base,
+            "rows": int(rows),
+            "stale_rows": int(stale),
+            "max_lag_seconds": int(worst or 0),
+            "example_ids": _ids(examples),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class StripeTableChecks:
+    """The checks of one Stripe table: their specs, and their evaluation on a DuckDB connection.
+
+    `build_stripe_checks` wraps each in a `@multi_asset_check`. The same object also lets an asset check its
+    own table in its own step (declare `specs()` as the asset's `check_specs`, `yield Output(...)` so the IO
+    manager writes first, then `yield from evaluate(con)`), which saves a step process per table.
+    """
+
+    key: dg.AssetKey
+    object: StripeObject
+    table: TableRef
+    strategy: str
+    merge_key: str
+    max_age: timedelta
+    events: TableRef
+
+    def specs(self) -> list[dg.AssetCheckSpec]:
+        table, key, obj = self.table, self.merge_key, self.object
+        specs = [
+            dg.AssetCheckSpec(
+                f"{key}_unique", asset=self.key, blocking=False,
+                description=f"Every row of {table} has a distinct `{key}` (severity ERROR).",
+            ),
+            dg.AssetCheckSpec(
+                f"{key}_not_null", asset=self.key, blocking=False,
+                description=f"No row of {table} has a null `{key}` (severity ERROR).",
+            ),
+            dg.AssetCheckSpec(
+                "fresh", asset=self.key, blocking=False,
+                description=(
+                    f"The newest `created` in {table} is at most {self.max_age.total_seconds() / 86400:g} days old "
+                    f"(severity WARN; not judged without a `created` column)."
+                ),
+            ),
+        ]
+        if self.strategy == "merge" and obj.name != "event":
+            specs.append(
+                dg.AssetCheckSpec(
+                    "no_stale_rows", asset=self.key, blocking=False,
+                    description=(
+                        f"No row of {table} has a `_state_at` older than its latest `{obj.events_type}` change "
+                        f"(other than `.created`) in {self.events} (severity WARN)."
+                    ),
+                )
+            )
+        return specs
+
+    def evaluate(self, con, selected: Optional[Iterable[str]] = None) -> Iterator[dg.AssetCheckResult]:
+        """Results of the checks named in `selected` (all by default), in spec order."""
+        names = [s.name for s in self.specs()]
+        chosen = set(names if selected is None else selected)
+        key, table = self.merge_key, self.table
+        columns = table_columns(con, table)
+        for name in names:
+            if name not in chosen:
+                continue
+            if not columns:
+                yield _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
+            elif name == f"{key}_unique":
+                yield _unique(con, table, key)
+            elif name == f"{key}_not_null":
+                yield _not_null(con, table, key, columns)
+            elif name == "fresh":
+                yield _fresh(con, table, columns, self.max_age)
+            else:
+                yield _stale(con, self.object, table, key, columns, self.events)
+
+
+def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:
+    specs = target.specs()
+
+    @dg.multi_asset_check(
+        specs=specs,
+        name=f"{target.key.to_python_identifier()}_checks",
+        description=f"Data quality of {target.table}: {', '.join(s.name for s in specs)}.",
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+        selected = [k.name for k in context.selected_asset_check_keys]
+        with duckdb.get_connection() as con:
+            yield from target.evaluate(con, selected)
+
+    return _checks
+
+
+def stripe_table_checks(
+    assets: Iterable[dg.AssetsDefinition],
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    max_age_overrides: Optional[Mapping[str, timedelta]] = None,
+    events_table: Optional[str] = None,
+) -> list[StripeTableChecks]:
+    """The checks of every Stripe asset in `assets` (others are ignored); see `build_stripe_checks`."""
+    overrides = dict(max_age_overrides or {})
+    unknown = set(overrides) - set(CATALOG)
+    if unknown:
+        raise ValueError(f"max_age_overrides names unknown Stripe objects: {sorted(unknown)}")
+    targets = []
+    for asset in assets:
+        for spec in asset.specs:
+            facts = _spec_facts(spec)
+            if facts:
+                targets.append((spec.key, *facts))
+    events = TableRef.parse(events_table) if events_table else None
+    if events is None:
+        events = next((table for _, obj, table, _, _ in targets if obj.name == "event"), None)
+    if events is None:
+        events = TableRef(targets[0][2].schema if targets else "stripe", "event")
+    return [
+        StripeTableChecks(key, obj, table, strategy, merge_key, overrides.get(obj.name, max_age), events)
+        for key, obj, table, strategy, merge_key in targets
+    ]
+
+
+def build_stripe_checks(
+    assets: Iterable[dg.AssetsDefinition],
+    *,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+    max_age_overrides: Optional[Mapping[str, timedelta]] = None,
+    events_table: Optional[str] = None,
+) -> list[dg.AssetChecksDefinition]:
+    """One multi-asset check (op `<asset>_checks`) per Stripe asset in `assets`; other assets are ignored.
+
+    `max_age` is the freshness limit, `max_age_overrides` changes it per catalog object
+    (`{"charge": timedelta(days=2)}`). The events table is `events_table` when given, else the `stripe/event`
+    asset's table when it is among `assets`, else `event` in the first Stripe table's schema.
+    """
+    targets = stripe_table_checks(
+        assets, max_age=max_age, max_age_overrides=max_age_overrides, events_table=events_table
+    )
+    return [_as_check(t) for t in targets]
+
+
+__all__ = ["DEFAULT_MAX_AGE", "StripeTableChecks", "build_stripe_checks", "stripe_table_checks"]

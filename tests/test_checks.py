@@ -1,0 +1,150 @@
+"""Asset checks on the Stripe tables: they pass on a clean load and fail on a broken table, with metadata."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+
+from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.wiring.checks import build_stripe_checks
+from nilus_stripe_assets.wiring.factory import build_stripe_assets
+
+from .conftest import make_resources, materialize, mode_config, query
+
+OBJECTS = ["charge", "subscription", "subscription_item", "event", "webhook_endpoint"]
+
+
+def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def meta(evaluation, name):
+    return evaluation.metadata[name].value
+
+
+def run_checks(assets, checks, resources):
+    """Only the checks (no asset step, no Stripe request), as `dagster asset check` would."""
+    return dg.materialize(
+        [*assets, *checks], resources=resources, selection=dg.AssetSelection.all_asset_checks(),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+
+
+def execute(database: str, sql: str, params=None) -> None:
+    with duckdb.connect(database) as con:
+        con.execute(sql, params or [])
+
+
+def test_every_stripe_table_has_its_checks_in_the_code_location():
+    from nilus_stripe_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    by_asset: dict[str, set[str]] = {}
+    for key in graph.asset_check_keys:
+        by_asset.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
+    for name, obj in CATALOG.items():
+        expected = {"id_unique", "id_not_null", "fresh"} | ({"no_stale_rows"} if obj.strategy == "merge" else set())
+        assert by_asset.pop(f"stripe/{name}") == expected, name
+    assert by_asset == {}, "checks only on Stripe tables"
+    for key in graph.asset_check_keys:
+        spec = graph.get_check_spec(key)
+        assert not spec.blocking and spec.description, key
+
+
+def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, warehouse_path):
+    assets = build_stripe_assets(OBJECTS)
+    checks = build_stripe_checks(assets)
+    resources = make_resources(emulator, warehouse_path)
+
+    # Clean load: every check runs right after its asset, in the same run, and passes.
+    result = materialize([*assets, *checks], resources, mode_config(assets, "sync"))
+    assert result.success
+    clean = evaluations(result)
+    assert {k for k in clean if k[0] == "charge"} == {("charge", c) for c in ("id_unique", "id_not_null", "fresh", "no_stale_rows")}
+    assert {k for k in clean if k[0] == "webhook_endpoint"} == {("webhook_endpoint", c) for c in ("id_unique", "id_not_null", "fresh")}
+    assert len(clean) == 3 * len(OBJECTS) + 3  # charge, subscription, subscription_item are merge tables
+    assert all(e.passed for e in clean.values()), [k for k, e in clean.items() if not e.passed]
+    rows = query(warehouse_path, "SELECT count(*) FROM stripe.charge")[0][0]
+    assert meta(clean["charge", "id_unique"], "rows") == rows
+    assert meta(clean["charge", "no_stale_rows"], "stale_rows") == 0
+    assert clean["charge", "id_unique"].severity == dg.AssetCheckSeverity.ERROR
+
+    # Break it: a duplicated id, a null id, and rows Stripe changed after they were read.
+    dup, stale = [r[0] for r in query(warehouse_path, "SELECT id FROM stripe.charge ORDER BY id LIMIT 2")]
+    execute(warehouse_path, "INSERT INTO stripe.charge SELECT * FROM stripe.charge WHERE id = ?", [dup])
+    execute(warehouse_path, "INSERT INTO stripe.charge (id, object, created) VALUES (NULL, 'charge', 1700000000)")
+    item, sub = query(
+        warehouse_path,
+        "SELECT i.id, i.subscription FROM stripe.subscription_item i JOIN stripe.subscription s ON s.id = i.subscription "
+        "WHERE json_array_length(s.items->'$.data') < 10 ORDER BY i.id LIMIT 1",
+    )[0]
+    time.sleep(1.1)  # `_state_at` has second precision: the change must come strictly after the read
+    emulator.update("charge", stale, description="changed after the load")  # -> charge.updated
+    emulator.update("subscription_item", item, quantity=42)  # -> customer.subscription.updated
+    # Only the events are loaded again: the charge and subscription tables now lag behind them.
+    events = [a for a in assets if a.key.path[-1] == "event"]
+    assert materialize(events, resources, mode_config(events, "sync")).success
+    newest = query(warehouse_path, "SELECT max(created) FROM stripe.charge")[0][0]
+    age = time.time() - newest
+    strict = build_stripe_checks(assets, max_age_overrides={"charge": timedelta(seconds=age / 2)})
+    execute(warehouse_path, "ALTER TABLE stripe.webhook_endpoint DROP COLUMN created")
+
+    result = run_checks(assets, strict, resources)
+    assert result.success, "a failed check is not a failed run (blocking=False)"
+    broken = evaluations(result)
+    unique = broken["charge", "id_unique"]
+    assert not unique.passed and unique.severity == dg.AssetCheckSeverity.ERROR
+    assert meta(unique, "duplicated_keys") == 1 and meta(unique, "extra_rows") == 1
+    assert meta(unique, "example_ids") == dup
+    not_null = broken["charge", "id_not_null"]
+    assert not not_null.passed and not_null.severity == dg.AssetCheckSeverity.ERROR
+    assert meta(not_null, "null_rows") == 1 and meta(not_null, "rows") == rows + 2
+    stale_charge = broken["charge", "no_stale_rows"]
+    assert not stale_charge.passed and stale_charge.severity == dg.AssetCheckSeverity.WARN
+    assert meta(stale_charge, "stale_rows") == 1 and meta(stale_charge, "example_ids") == stale
+    assert meta(stale_charge, "max_lag_seconds") >= 1
+    stale_item = broken["subscription_item", "no_stale_rows"]
+    assert not stale_item.passed and item in meta(stale_item, "example_ids").split(", ")
+    assert not broken["subscription", "no_stale_rows"].passed
+    assert sub in meta(broken["subscription", "no_stale_rows"], "example_ids").split(", ")
+    fresh = broken["charge", "fresh"]
+    assert not fresh.passed and fresh.severity == dg.AssetCheckSeverity.WARN
+    assert meta(fresh, "age_days") == pytest.approx(age / 86400, abs=0.01)
+    no_created = broken["webhook_endpoint", "fresh"]
+    assert no_created.passed and meta(no_created, "skipped") == "no created column"
+    assert broken["event", "id_unique"].passed and broken["subscription", "id_unique"].passed
+
+    # A reload brings the lagging rows up to date; the stale-row check passes again.
+    lagging = [a for a in assets if a.key.path[-1] in ("charge", "subscription", "subscription_item")]
+    assert materialize(lagging, resources, mode_config(lagging, "sync")).success
+    healed = evaluations(run_checks(assets, checks, resources))
+    assert healed["charge", "no_stale_rows"].passed
+    assert healed["subscription_item", "no_stale_rows"].passed
+    assert healed["subscription", "no_stale_rows"].passed
+    assert not healed["charge", "id_unique"].passed, "a reload merges; it does not hide duplicates"
+
+
+def test_checks_fail_clearly_before_the_first_load(shared_emulator, warehouse_path):
+    assets = build_stripe_assets(["coupon"])
+    result = run_checks(assets, build_stripe_checks(assets), make_resources(shared_emulator, warehouse_path))
+    found = evaluations(result)
+    assert set(found) == {("coupon", "id_unique"), ("coupon", "id_not_null"), ("coupon", "fresh")}
+    for evaluation in found.values():
+        assert not evaluation.passed and "does not exist" in evaluation.description
+
+
+def test_stale_check_is_skipped_while_events_are_not_loaded(shared_emulator, warehouse_path):
+    assets = build_stripe_assets(["refund"])
+    checks = build_stripe_checks(assets)
+    result = materialize([*assets, *checks], make_resources(shared_emulator, warehouse_path))
+    stale = evaluations(result)["refund", "no_stale_rows"]
+    assert stale.passed and meta(stale, "skipped") == "events table stripe.event is not loaded"
+
+
+def test_overrides_must_name_catalog_objects():
+    with pytest.raises(ValueError, match="chargez"):
+        build_stripe_checks(build_stripe_assets(["charge"]), max_age_overrides={"chargez": timedelta(days=1)})
