@@ -175,14 +175,14 @@ BAD = [
     (dict(address="stripe://?apikey={STRIPE_API_KEY}"), "source.address: Unknown parameter 'apikey'"),
     (dict(address="https://api.stripe.com"), "source.address: The Stripe source address must start with 'stripe://'"),
     (dict(address="stripe://?api_key={STRIPE_KEY"), "unsupported placeholder"),
-    (dict(address="stripe://?stripe_account=acct_1"), "source.address: source.address has no api_key"),
+    (dict(address="stripe://?stripe_account=acct_1"), "source.address: the address has no api_key; write stripe://?api_key={STRIPE_API_KEY}"),
     (
         dict(address="stripe://?api_key=sk_test_LiteralKeyInYaml9876"),
-        "source.address contains the API key sk_test_…9876 itself",
+        "source.address: the address contains the API key sk_test_…9876 itself",
     ),
     (dict(address="stripe://sk_test_LiteralKeyInYaml9876"), "must have no host or path"),
-    (dict(sink_address="dataos://warehouse?purpose=rw"), "sink.address: sink.address 'dataos://…' is not a DuckDB file"),
-    (dict(sink_address="':memory:'"), "in-memory DuckDB database"),
+    (dict(sink_address="dataos://warehouse?purpose=rw"), "sink.address: 'dataos://…' is not a DuckDB file"),
+    (dict(sink_address="':memory:'"), "sink.address: an in-memory DuckDB database would start empty in every step"),
     (dict(dest_table="finance.stripe.charges"), "sink.options.dest_table: 'finance.stripe.charges' must be"),
     (dict(name="stripe charges"), "Stripe pipeline name 'stripe charges' must be 1 to 63 letters"),
 ]
@@ -229,3 +229,14 @@ def test_asset_key_and_group_can_be_set(env):
     assert spec.key == dg.AssetKey(["raw", "stripe", "customers"])
     assert spec.group_name == "finance_raw"
     assert spec.metadata["dagster/table_name"] == "finance.stripe_customers"
+
+
+def test_sink_address_forms(env, tmp_path, monkeypatch):
+    default = _build(_pipeline_yaml())
+    assert default.resources["duckdb"].database == env  # $NILUS_DUCKDB_PATH
+    explicit = _build(_pipeline_yaml(sink_address=f"duckdb://{tmp_path}/a/b.duckdb"))
+    assert explicit.resources["duckdb"].database == str(tmp_path / "a" / "b.duckdb")
+    assert (tmp_path / "a").is_dir()
+    monkeypatch.setenv("WAREHOUSE_FILE", str(tmp_path / "c.duckdb"))
+    for address in ("'{WAREHOUSE_FILE}'", "'{{ env.WAREHOUSE_FILE }}'"):
+        assert _build(_pipeline_yaml(sink_address=address)).resources["duckdb"].database == str(tmp_path / "c.duckdb")

@@ -154,7 +154,7 @@ def check_address(address: str) -> None:
     read again where the asset runs. Raises ConfigError."""
     if "{{" in address or "}}" in address:
         raise ConfigError(
-            "source.address has a template other than {{ env.NAME }}; write api_key={STRIPE_API_KEY} "
+            "the address has a template other than {{ env.NAME }}; write api_key={STRIPE_API_KEY} "
             "(read from the environment when the asset runs)."
         )
     params = [(k.strip().lower(), v) for k, v in parse_qsl(urlsplit(address).query, keep_blank_values=True)] if "?" in address else []
@@ -167,11 +167,11 @@ def check_address(address: str) -> None:
     api_key = next((v for k, v in params if k == "api_key"), None)
     if api_key is None:
         raise ConfigError(
-            "source.address has no api_key; write stripe://?api_key={STRIPE_API_KEY} and set STRIPE_API_KEY."
+            "the address has no api_key; write stripe://?api_key={STRIPE_API_KEY} and set STRIPE_API_KEY."
         )
     if not _PLACEHOLDER_RE.search(api_key):
         raise ConfigError(
-            f"source.address contains the API key {mask_key(api_key)} itself, which Dagster would store and "
+            f"the address contains the API key {mask_key(api_key)} itself, which Dagster would store and "
             f"show; write api_key={{STRIPE_API_KEY}} (or {{{{ env.STRIPE_API_KEY }}}}) and set STRIPE_API_KEY "
             f"through your secrets."
         )
@@ -186,7 +186,7 @@ def sink_path(address: Optional[str]) -> str:
     def lookup(m: re.Match) -> str:
         value = os.environ.get(m.group(1), "").strip()
         if not value:
-            raise ConfigError(f"Environment variable {m.group(1)} in sink.address is not set; export it or drop sink.address.")
+            raise ConfigError(f"environment variable {m.group(1)} is not set; export it or drop sink.address.")
         return value
 
     text = _PLACEHOLDER_RE.sub(lookup, text)
@@ -195,13 +195,13 @@ def sink_path(address: Optional[str]) -> str:
     elif _SCHEME_RE.match(text):
         scheme = text.split("://", 1)[0]
         raise ConfigError(
-            f"sink.address '{scheme}://…' is not a DuckDB file: this package writes to DuckDB; give a file path "
+            f"'{scheme}://…' is not a DuckDB file: this package writes to DuckDB; give a file path "
             f"such as {DEFAULT_DUCKDB_PATH} (or duckdb:///abs/path.duckdb), or omit sink.address to use "
             f"${DUCKDB_PATH_ENV} (default {DEFAULT_DUCKDB_PATH})."
         )
     if not text or text.startswith(":memory:"):
         raise ConfigError(
-            "sink.address points at an in-memory DuckDB database, which every step would start empty; give a "
+            "an in-memory DuckDB database would start empty in every step; give a "
             f"file path such as {DEFAULT_DUCKDB_PATH}."
         )
     path = Path(text).expanduser().resolve()
