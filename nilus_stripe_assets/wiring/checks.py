@@ -117,7 +117,7 @@ def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.
 
 def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta) -> dg.AssetCheckResult:
     max_age_days = round(max_age.total_seconds() / 86400, 3)
-    base = {"table": str(table), "max_age_days": dg.MetadataValue.float(max_age_days)}
+    base = {"table": str(table), "max_age": f"{max_age_days:g} days"}
     if "created" not in columns:
         return dg.AssetCheckResult(
             check_name="fresh",
