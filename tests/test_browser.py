@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -69,6 +70,12 @@ def webserver(tmp_path_factory):
     run_config = tmp / "run.yaml"
     run_config.write_text("execution:\n  config:\n    in_process: {}\n")
     database = str(tmp / "warehouse.duckdb")
+    # Create the instance's SQLite storage once, before the CLI and the webserver both try to migrate it.
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.get_runs(limit=1)
+    instance.get_asset_keys()
+    instance.all_instigator_state()
+    instance.dispose()
     with StripeEmulator(scale=0.1, seed=5) as emu:
         env = {
             **os.environ,
@@ -116,7 +123,7 @@ def page(webserver):
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
             page = context.new_page()
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(60_000)  # generous: CI machines may be busy
             # The UI greets a fresh instance on 127.0.0.1 with a newsletter dialog; mark it seen, as its Skip does.
             page.request.post(webserver["base"] + "/graphql", data={"query": "mutation { setNuxSeen }"})
             yield page
