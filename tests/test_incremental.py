@@ -215,6 +215,8 @@ def test_cli_partition_concurrent_partitions_and_a_30_day_backfill_in_one_run(sh
         "NILUS_PARTITIONS_START": "2024-01-01",
     }
     module = ["-m", "nilus_stripe_assets.daily", "--select", "stripe/charge"]
+    # Create the instance's storage first: two CLIs racing to create its SQLite tables can fail.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     procs = [
         subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "dagster"), "asset", "materialize", *module, "--partition", day],

@@ -24,6 +24,7 @@ from ..changes import capture as capture_changes
 from ..changes import EVENT_RETENTION_SECONDS, state_key
 from ..load import Batch, extract
 from ..warehouse import ChangeSet, Slice, TableRef, get_cursor, newest_created
+from .checks import DEFAULT_MAX_AGE, StripeTableChecks
 from .resources import StripeResource
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
@@ -104,7 +105,10 @@ def build_stripe_asset(
     translator: Optional[StripeTranslator] = None,
     partitions_def: Optional[dg.TimeWindowPartitionsDefinition] = None,
     io_manager_key: str = IO_MANAGER_KEY,
+    with_checks: bool = True,
 ) -> dg.AssetsDefinition:
+    """One Stripe asset. With `with_checks`, its table checks run in the asset's own step, right after the
+    write (a separate check step would cost one more process per table under the multiprocess executor)."""
     translator = translator or StripeTranslator()
     obj = pipeline.object
     partitioned = partitions_def is not None and obj.supports_created
@@ -112,12 +116,19 @@ def build_stripe_asset(
     strategy = resolve_strategy(obj, pipeline.mode, pipeline.strategy, partitioned=partitioned)
     table = TableRef.parse(pipeline.dest_table or translator.get_table(obj))
     default_mode = pipeline.mode
+    asset_key = pipeline.key or translator.get_asset_key(obj)
+    table_checks = (
+        StripeTableChecks(asset_key, obj, table, strategy, obj.merge_key, DEFAULT_MAX_AGE, TableRef(table.schema, "event"))
+        if with_checks
+        else None
+    )
 
     # BackfillPolicy is beta in Dagster 1.13; the single-run policy is what makes ranged backfills one run.
     warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
     @dg.asset(
-        key=pipeline.key or translator.get_asset_key(obj),
+        key=asset_key,
+        check_specs=table_checks.specs() if table_checks else None,
         group_name=translator.get_group_name(obj),
         description=translator.get_description(obj),
         kinds=translator.get_kinds(obj),
@@ -140,7 +151,7 @@ def build_stripe_asset(
     )
     def _stripe_asset(
         context: dg.AssetExecutionContext, config: StripeLoadConfig, stripe: StripeResource, duckdb: DuckDBResource
-    ) -> Batch:
+    ):
         mode = default_mode if config.mode is None else run_mode(obj, config.mode)
         run_strategy = resolve_strategy(obj, mode, pipeline.strategy, partitioned=partitioned)
         window, scope, notes = Window(), None, []
@@ -201,7 +212,11 @@ def build_stripe_asset(
             f"{obj.name}: {batch.spool.objects} objects in {batch.seconds:.1f}s "
             f"({batch.objects_per_second:.0f}/s), {int(batch.requests.get('requests', 0))} requests, mode {mode}"
         )
-        return batch
+        yield dg.Output(batch)  # the IO manager writes it before the checks below run
+        if table_checks is not None:
+            selected = [k.name for k in context.selected_asset_check_keys]
+            with duckdb.get_connection() as con:
+                yield from table_checks.evaluate(con, selected)
 
     return _stripe_asset
 
@@ -215,6 +230,7 @@ def build_stripe_assets(
     dest_tables: Optional[Mapping[str, str]] = None,
     partitions_def: Optional[dg.TimeWindowPartitionsDefinition] = None,
     io_manager_key: str = IO_MANAGER_KEY,
+    with_checks: bool = True,
 ) -> list[dg.AssetsDefinition]:
     """Build one asset per catalog object (all 21 by default)."""
     names = list(objects) if objects is not None else list(CATALOG)
@@ -229,7 +245,10 @@ def build_stripe_assets(
             dest_table=dest_tables.get(parsed.object.name),
         )
         assets.append(
-            build_stripe_asset(pipeline, translator=translator, partitions_def=partitions_def, io_manager_key=io_manager_key)
+            build_stripe_asset(
+                pipeline, translator=translator, partitions_def=partitions_def, io_manager_key=io_manager_key,
+                with_checks=with_checks,
+            )
         )
     return assets
 
