@@ -111,9 +111,10 @@ def _write_metadata(batch: Batch, result: WriteResult) -> dict:
         "retries": int(req.get("retries", 0)),
         "fetch_seconds": dg.MetadataValue.float(round(batch.seconds, 3)),
         "objects_per_second": dg.MetadataValue.float(round(batch.objects_per_second, 1)),
-        "created_min": batch.spool.min_created if batch.spool.min_created is not None else "",
-        "created_max": batch.spool.max_created if batch.spool.max_created is not None else "",
     }
+    if batch.spool.min_created is not None:
+        metadata["created_min"] = dg.MetadataValue.timestamp(float(batch.spool.min_created))
+        metadata["created_max"] = dg.MetadataValue.timestamp(float(batch.spool.max_created))
     if batch.window.bounded:
         metadata["created_window"] = f"[{batch.window.gte}, {batch.window.lt})"
     if result.added_columns:
