@@ -163,6 +163,9 @@ def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: Writ
             result.added_columns.append(column)
             continue
         target = _widen(existing[column], incoming)
+        if incoming not in (None, existing[column]) and _all_null(con, table, column):
+            # Typed from nulls only (e.g. VARCHAR for a field never set yet): take the real type now.
+            target = incoming
         if target != existing[column]:
             con.execute(f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {target}")
             existing[column] = target
@@ -180,6 +183,10 @@ class ChangeSet:
     files: Sequence[str]
     state_key: str  # where the events cursor is kept, see `set_cursor`
     cursor: Optional[int]  # the new events cursor, committed with the rows
+
+
+def _all_null(con, table: TableRef, column: str) -> bool:
+    return con.execute(f"SELECT count({quote(column)}) = 0 FROM {table.sql}").fetchone()[0]
 
 
 def write(

@@ -164,3 +164,15 @@ def test_definitions_module_loads_all_assets():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {f"stripe/{n}" for n in CATALOG}
     assert isinstance(defs.resolve_job_def("stripe_full_load"), dg.JobDefinition)
+
+
+def test_a_column_first_seen_only_as_null_takes_its_type_when_values_arrive(emulator, warehouse_path):
+    assets = build_stripe_assets(["charge"])
+    resources = make_resources(emulator, warehouse_path)
+    target = emulator.create("charge", amount=100, currency="usd", nilus_late_number=None)
+    assert materialize(assets, resources, mode_config(assets, "sync")).success
+    emulator.update("charge", target["id"], nilus_late_number=42)
+    assert materialize(assets, resources, mode_config(assets, "sync")).success
+    types = dict(query(warehouse_path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'charge'"))
+    assert types["nilus_late_number"] == "BIGINT"
+    assert query(warehouse_path, "SELECT nilus_late_number FROM stripe.charge WHERE id = ?", [target["id"]]) == [(42,)]
