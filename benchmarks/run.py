@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -158,6 +158,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+MODULE = "nilus_stripe_assets.definitions"  # --module: another code location (e.g. a prototype in --pythonpath)
+PYTHONPATH_OVERRIDE: Optional[str] = None  # --pythonpath: try an engine change from a scratch copy of the package
+
+
+def _pythonpath_env() -> dict:
+    if not PYTHONPATH_OVERRIDE:
+        return {}
+    return {"PYTHONPATH": os.pathsep.join(p for p in (PYTHONPATH_OVERRIDE, os.environ.get("PYTHONPATH")) if p)}
+
+
 class Emulator:
     def __init__(self, args: list[str], workdir: Path, timeout: float = 180):
         ready = workdir / "emulator.url"
@@ -165,7 +175,8 @@ class Emulator:
         self.argv = [PY, "-m", "nilus_stripe_assets.emulator", "--port", "0", "--ready-file", str(ready),
                      "--accept-any-key", *args]
         started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
+                                     env={**os.environ, **_pythonpath_env()})
         while not (ready.exists() and ready.read_text().strip()):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"emulator exited with {self.proc.returncode}; see {workdir / 'emulator.log'}")
@@ -297,9 +308,14 @@ def write_instance_yaml(home: Path, pool_limit: Optional[int]) -> dict:
 
 
 def git_revision() -> str:
+    """HEAD plus the package files that differ from it (others edit the working tree concurrently)."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                               text=True, timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "nilus_stripe_assets"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=10).stdout.split("\n")
+        changed = [line[3:] for line in changed if line.strip() and not line[3:].endswith(".pyc")]
+        return head + (f" +changes: {', '.join(changed)}" if changed else "")
     except Exception:
         return "unknown"
 
@@ -421,6 +437,8 @@ def dagster_cli() -> str:
 
 def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -> dict:
     """Run one case end to end; return its record (also appended to latest.jsonl)."""
+    if case.in_process and not case.label.endswith("inproc"):
+        case.label += "-inproc"
     workdir = Path(tempfile.mkdtemp(prefix=f"nilus-bench-{case.scenario}-"))
     home, database = workdir / "dagster_home", workdir / "warehouse.duckdb"
     pools = write_instance_yaml(home, case.pool_limit)
@@ -432,15 +450,16 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
     record: dict = {"scenario": case.scenario, "label": case.label, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "git": git_revision(), "cpus": os.cpu_count(), "select": case.select,
                     "emulator_args": case.emulator_args, "run_config": config, "pools": pools,
-                    "emulator_startup_seconds": round(emulator.startup_seconds, 2)}
+                    "emulator_startup_seconds": round(emulator.startup_seconds, 2),
+                    "pythonpath": PYTHONPATH_OVERRIDE, "module": MODULE, "executor": "in_process" if case.in_process else "multiprocess"}
     log_path = workdir / "dagster.log"
     try:
         expected = emulator.client.counts()
         emulator.client.reset_stats()
-        env = {**os.environ, "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": emulator.url,
+        env = {**os.environ, **_pythonpath_env(), "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": emulator.url,
                "NILUS_DUCKDB_PATH": str(database), "DAGSTER_HOME": str(home), "NILUS_SPOOL_DIR": str(workdir / "spool"),
                "PYTHONUNBUFFERED": "1"}
-        argv = [dagster_cli(), "asset", "materialize", "-m", "nilus_stripe_assets.definitions",
+        argv = [dagster_cli(), "asset", "materialize", "-m", MODULE,
                 "--select", case.select, "-c", str(config_path)]
         record["command"] = " ".join(argv)
         if profile:  # py-spy samples every process of the tree; collapsed stacks for flame graphs / grep
@@ -465,13 +484,10 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
                 returncode = proc.wait(timeout=case.timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                returncode = proc.returncode
+                returncode = _stop_group(proc)
+            except BaseException:  # Ctrl-C: never leave a dagster tree behind
+                _stop_group(proc)
+                raise
             wall = time.monotonic() - started
             sampler.stop()
             if poller:
@@ -518,6 +534,19 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
     return record
 
 
+def _stop_group(proc: subprocess.Popen) -> Optional[int]:
+    """End the CLI's own process group (it was started in a new session): SIGTERM, then SIGKILL."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+    return proc.returncode
+
+
 def save(record: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in record.items() if not k.startswith("_")}
@@ -562,7 +591,8 @@ def scenario_async_rate(a) -> list[dict]:
     case = Case("async-rate", f"{a.charges}ch-{latency:g}ms-{rate}rps",
                 ["--count", f"charge={a.charges}", "--latency-ms", str(latency), "--global-rate", str(rate),
                  "--endpoint-rate", str(rate)],
-                "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout)
+                "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
+                in_process=a.in_process)
     r = materialize(case, a.keep, a.profile)
     ceiling = rate * PAGE  # one endpoint at 25 req/s, 100 objects a page
     meta = r["assets"].get("charge", {})
@@ -646,7 +676,7 @@ def _no_limit_config(a) -> dict:
 
 def scenario_throughput(a) -> list[dict]:
     case = Case("throughput", f"{a.charges}ch-nolimit", ["--count", f"charge={a.charges}"], "stripe/charge", ["charge"],
-                stripe_config=_no_limit_config(a), timeout=a.timeout)
+                stripe_config=_no_limit_config(a), timeout=a.timeout, in_process=a.in_process)
     r = materialize(case, a.keep, a.profile)
     meta = r["assets"].get("charge", {})
     wall_ex_start = r["wall_seconds"]
@@ -672,16 +702,17 @@ def scenario_memory(a) -> list[dict]:
     sizes = [int(x) for x in a.sizes.split(",")]
     for n in sizes:
         case = Case("memory", f"{n}ch", ["--count", f"charge={n}"], "stripe/charge", ["charge"],
-                    stripe_config=_no_limit_config(a), timeout=a.timeout, pss_every=a.pss_every)
+                    stripe_config=_no_limit_config(a), timeout=a.timeout, pss_every=a.pss_every,
+                    in_process=a.in_process)
         r = materialize(case, a.keep, a.profile)
         save(r)
         print(base_line(r))
         print(f"    peak process: {r['peak_single_rss_mb']:,.0f} MB RSS")
         print_failure(r)
         records.append(r)
-    by = {int(r["label"].removesuffix("ch")): r for r in records}
+    by = {int(r["label"].split("ch")[0]): r for r in records}
     base, small, big = by.get(sizes[0]), by.get(sizes[1]) if len(sizes) > 1 else None, by.get(sizes[-1])
-    if base and small and big:
+    if base and small and big and all(r["green"] for r in (base, small, big)):
         ratio = big["peak_rss_mb"] / small["peak_rss_mb"]
         added = big["peak_rss_mb"] - base["peak_rss_mb"]
         summary = {"scenario": "memory", "label": "summary", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -704,7 +735,7 @@ def scenario_faults(a) -> list[dict]:
                                                "--latency-ms", str(a.latency_ms), "--seed", str(42 + i)],
                     "stripe/charge", ["charge"],
                     stripe_config={"max_requests_per_second": a.rate, "max_requests_per_second_per_endpoint": a.rate,
-                                   **(a.stripe_config or {})}, timeout=a.timeout)
+                                   **(a.stripe_config or {})}, timeout=a.timeout, in_process=a.in_process)
         r = materialize(case, a.keep, a.profile)
         exact = r["rows"] == r["expected"] and r["distinct"] == r["expected"]
         r["figures"] = {"exact": exact, "retries": r["assets"].get("charge", {}).get("retries")}
@@ -733,11 +764,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep each run's temp folder (logs, DuckDB file)")
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="run the CLI under `py-spy record --subprocesses` and write collapsed stacks to DIR")
+    p.add_argument("--in-process", action="store_true",
+                   help="single-asset scenarios: run config selects the in_process executor (one process)")
+    p.add_argument("--repeat-all", type=int, default=1, metavar="N", help="run the scenario N times")
+    p.add_argument("--pythonpath", default=None, metavar="DIR",
+                   help="prepend DIR to PYTHONPATH of the emulator and the CLI (a scratch copy of the package)")
+    p.add_argument("--module", default=MODULE, help="code location module for `dagster asset materialize -m`")
     p.add_argument("--stripe-config", type=json.loads, default=None,
                    help='extra StripeResource fields as JSON, e.g. \'{"max_in_flight": 16}\'')
     sub = p.add_subparsers(dest="scenario", required=True)
 
-    s = sub.add_parser("async-rate", help="100k charges, 200 ms latency, 25 req/s: % of the 2,500 obj/s ceiling")
+    s = sub.add_parser("async-rate", help="100k charges, 200 ms latency, 25 req/s: %% of the 2,500 obj/s ceiling")
     s.add_argument("--charges", type=int, default=100_000)
     s.add_argument("--latency-ms", type=float, default=200)
     s.add_argument("--timeout", type=float, default=300)
@@ -761,7 +798,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--timeout", type=float, default=300)
 
     s = sub.add_parser("faults", help="5%% HTTP 500s at 10 req/s, repeated")
-    s.add_argument("--charges", type=int, default=5000)
+    s.add_argument("--charges", type=int, default=20_000)
     s.add_argument("--error-rate", type=float, default=0.05)
     s.add_argument("--rate", type=float, default=10)
     s.add_argument("--latency-ms", type=float, default=0)
@@ -773,15 +810,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    global PYTHONPATH_OVERRIDE, MODULE
     a = parse_args(argv)
-    if a.scenario == "all":
-        records = []
-        for name, fn in SCENARIOS.items():
-            sa = parse_args([*(["--keep"] if a.keep else []), *(["--profile", a.profile] if a.profile else []),
-                             *(["--stripe-config", json.dumps(a.stripe_config)] if a.stripe_config else []), name])
-            records += fn(sa)
-    else:
-        records = SCENARIOS[a.scenario](a)
+    MODULE = a.module
+    PYTHONPATH_OVERRIDE = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
+    records = []
+    for _ in range(a.repeat_all):
+        if a.scenario == "all":
+            for name, fn in SCENARIOS.items():
+                sa = parse_args([*(["--keep"] if a.keep else []), *(["--profile", a.profile] if a.profile else []),
+                                 *(["--in-process"] if a.in_process else []),
+                                 *(["--stripe-config", json.dumps(a.stripe_config)] if a.stripe_config else []), name])
+                records += fn(sa)
+        else:
+            records += SCENARIOS[a.scenario](a)
     print(f"records appended to {RESULTS.relative_to(REPO)}")
     return 0 if all(r.get("green", True) for r in records) else 1
 
