@@ -24,7 +24,7 @@ from .stripe_api import StripeApi
 PAGE_LIMIT = 100  # Stripe's maximum page size
 # An async task hands off the older part of its interval once it holds about this many pages; larger
 # tasks mean fewer part-filled last pages (requests), smaller ones mean more parallelism.
-PAGES_PER_TASK = 8
+PAGES_PER_TASK = 16
 
 Sink = Callable[[Sequence[dict]], Any]
 
