@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
+import orjson
 import stripe
 
 from .budget import RequestBudget
@@ -63,6 +64,11 @@ class _MeteredRequestsClient(stripe.RequestsClient):
         super().__init__(timeout=timeout)
         self._budget = budget
         self._stats = stats
+        self._decoded = threading.local()  # the last successful page decoded by this thread
+
+    def take_page(self) -> dict:
+        page, self._decoded.page = self._decoded.page, None
+        return page
 
     def request(self, method, url, headers, post_data=None, *args, **kwargs):
         endpoint = endpoint_key(url)
@@ -79,6 +85,12 @@ class _MeteredRequestsClient(stripe.RequestsClient):
             rate_limited=int(code == 429),
             server_errors=int(code >= 500),
         )
+        if 200 <= code < 300:
+            # Decode the page here with orjson and hand the SDK an empty object: its own
+            # json.loads(..., object_pairs_hook=OrderedDict) was about half the fetch CPU. Error bodies pass
+            # through untouched, so the SDK's error classes and retries work as before.
+            self._decoded.page = orjson.loads(body)
+            body = b"{}"
         if code == 429:
             self._budget.on_rate_limited(
                 endpoint, rheaders.get("Stripe-Rate-Limited-Reason"), _retry_after(rheaders, default=1.0)
@@ -117,12 +129,13 @@ class StripeApi:
         self.budget = budget
         self.retry = retry
         self.stats = RequestStats()
+        self._transport = _MeteredRequestsClient(budget, self.stats, retry.timeout_seconds)
         self._client = stripe.StripeClient(
             api_key,
             stripe_account=stripe_account,
             base_addresses={"api": self.api_base},
             max_network_retries=retry.max_network_retries,
-            http_client=_MeteredRequestsClient(budget, self.stats, retry.timeout_seconds),
+            http_client=self._transport,
         )
 
     def list_page(self, path: str, params: Mapping[str, Any]) -> dict:
@@ -130,7 +143,8 @@ class StripeApi:
         attempt = 0
         while True:
             try:
-                return self._client.raw_request("get", path, **params).data
+                self._client.raw_request("get", path, **params)  # raises Stripe's errors, retries
+                return self._transport.take_page()
             except stripe.RateLimitError as exc:
                 attempt += 1
                 if attempt > self.retry.max_rate_limit_retries:

@@ -12,6 +12,7 @@ from ..budget import BudgetSettings, RequestBudget, account_fingerprint
 from ..stripe_api import DEFAULT_API_BASE, RetryPolicy, StripeApi
 
 API_BASE_ENV = "STRIPE_API_BASE"
+API_KEY_ENV = "STRIPE_API_KEY"
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -52,7 +53,9 @@ class StripeResource(dg.ConfigurableResource):
     @property
     def resolved_api_key(self) -> str:
         """The key to use, validated (publishable, malformed or missing keys fail before any request)."""
-        key = self.api_key or self._from_uri().api_key
+        # Run config that sets any field replaces the resource's whole config, EnvVar included:
+        # fall back to the documented variable so raising the budget does not lose the key.
+        key = self.api_key or self._from_uri().api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise ConfigError(
                 "No Stripe API key configured; set STRIPE_API_KEY (StripeResource(api_key=EnvVar('STRIPE_API_KEY'))) "
