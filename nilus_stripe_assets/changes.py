@@ -35,6 +35,7 @@ def state_key(obj: StripeObject, table_name: str) -> str:
 class Capture:
     spool_dir: Optional[str] = None
     files: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
     events: int = 0
     objects: int = 0
     cursor: Optional[int] = None  # newest event `created` seen (or the previous cursor)
@@ -78,6 +79,7 @@ def capture(api: StripeApi, obj: StripeObject, since: int, now: int, spool_root:
         spool.finish()
         spool.cleanup()
         raise
-    result.files = spool.finish().files
+    summary = spool.finish()
+    result.files, result.fields = summary.files, summary.fields
     result.spool_dir = str(spool.path)
     return result

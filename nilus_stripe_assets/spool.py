@@ -23,6 +23,7 @@ class SpoolSummary:
     objects: int
     min_created: Optional[int]
     max_created: Optional[int]
+    fields: list[str]  # top-level field names in first-seen order, so DuckDB need not scan to find them
 
 
 class Spool:
@@ -36,6 +37,7 @@ class Spool:
         self.objects = 0
         self.min_created: Optional[int] = None
         self.max_created: Optional[int] = None
+        self._fields: dict[str, None] = {}
 
     def _file(self):
         handle = getattr(self._local, "handle", None)
@@ -53,7 +55,11 @@ class Spool:
         handle = self._file()
         handle.write(b"\n".join(lines) + b"\n")
         created = [obj.get("created") for obj in objects if isinstance(obj.get("created"), int)]
+        fields: dict[str, None] = {}
+        for obj in objects:
+            fields.update(dict.fromkeys(obj))
         with self._lock:
+            self._fields.update(fields)
             self.objects += len(lines)
             if created:
                 lo, hi = min(created), max(created)
@@ -66,7 +72,10 @@ class Spool:
             for handle in self._files:
                 handle.close()
             files = [handle.name for handle in self._files]
-        return SpoolSummary(files=files, objects=self.objects, min_created=self.min_created, max_created=self.max_created)
+        return SpoolSummary(
+            files=files, objects=self.objects, min_created=self.min_created, max_created=self.max_created,
+            fields=list(self._fields),
+        )
 
     def cleanup(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

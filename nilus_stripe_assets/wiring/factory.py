@@ -204,7 +204,7 @@ def build_stripe_asset(
             # The events cursor is committed in the same transaction as the rows it describes.
             key = state_key(obj, str(table))
             if capture is not None and not capture.expired:
-                batch.changes = ChangeSet(files=capture.files, state_key=key, cursor=capture.cursor)
+                batch.changes = ChangeSet(files=capture.files, state_key=key, cursor=capture.cursor, fields=capture.fields)
                 batch.changes_dir = capture.spool_dir
                 notes.append(f"change capture: {capture.events} events, {capture.objects} object states")
             elif not (incremental and not config.capture_changes):

@@ -46,7 +46,7 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             with self.duckdb.get_connection() as con:
                 result = write(
                     con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
-                    scope=batch.scope, state_at=batch.started_at, changes=batch.changes,
+                    scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
                 )
                 metadata = _table_metadata(con, batch.table)
         finally:
