@@ -60,12 +60,6 @@ class SharedRateLimiter:
 
         return self._update(step)
 
-    def acquire(self) -> float:
-        wait = self.reserve()
-        if wait > 0:
-            time.sleep(wait)
-        return wait
-
     def penalize(self, seconds: float) -> None:
         """Push every process's next slot back after Stripe said we went too fast (a 429)."""
         self._update(lambda tat, now: (max(tat, now) + seconds, None))

@@ -131,7 +131,7 @@ def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: S
         pool.shutdown(wait=True)
 
 
-def fetch_children(api: StripeApi, obj: StripeObject, mode: str, window: Window, sink: Sink, workers: int) -> None:
+def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, workers: int) -> None:
     """Fan out over the parent list: each parent's children, concurrently unless mode is sync."""
     relation = obj.parent
     assert relation is not None
@@ -154,13 +154,13 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, window: Window,
         for data in iter_pages(api, path, params, starting_after=start_after):
             sink(data)
 
+    parent_params = dict(parent.list_params)
     if mode == "sync" or workers <= 1:
-        list_parents(api, parent, "sync", window, lambda parents: [children_of(p) for p in parents], 1)
+        fetch_sequential(api, parent.path, parent_params, lambda parents: [children_of(p) for p in parents])
         return
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-children")
     slots = threading.BoundedSemaphore(workers * 4)  # bound the queue: parents are not kept in memory
-    futures: list[Future] = []
     errors: list[BaseException] = []
 
     def on_done(future: Future) -> None:
@@ -177,26 +177,18 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, window: Window,
             future.add_done_callback(on_done)
 
     try:
-        # Parents are listed in this thread's own sequence so the child pool gets all the workers.
-        list_parents(api, parent, "sync", window, on_parents, 1)
+        # Parents are listed in this thread, in order, so the child pool gets all the workers.
+        fetch_sequential(api, parent.path, parent_params, on_parents)
     finally:
         pool.shutdown(wait=True)
     if errors:
         raise errors[0]
 
 
-def list_parents(api: StripeApi, parent: StripeObject, mode: str, window: Window, sink: Sink, workers: int) -> None:
-    params = dict(parent.list_params)
-    if mode == "async" and parent.supports_created:
-        fetch_split(api, parent.path, params, window, sink, workers)
-    else:
-        fetch_sequential(api, parent.path, params, sink)
-
-
 def fetch_object(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, window: Window = Window(), workers: int = 8) -> None:
     """Read every object of one catalog entry within `window` (ignored where Stripe cannot filter on it)."""
     if obj.parent is not None:
-        fetch_children(api, obj, mode, Window(), sink, workers)
+        fetch_children(api, obj, mode, sink, workers)
         return
     params = dict(obj.list_params)
     effective = window if obj.supports_created else Window()
