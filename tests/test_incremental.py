@@ -275,3 +275,20 @@ def test_events_sensor_requests_runs_only_for_changed_objects(emulator, warehous
         cursor = context.cursor
     with dg.build_sensor_context(cursor=cursor, resources={"stripe": resources["stripe"]}, definitions=defs) as context:
         assert isinstance(sensor_def(context), dg.SkipReason)  # nothing new: nothing requested
+
+
+def test_incremental_mode_on_a_partition_reads_only_its_day(shared_emulator, tmp_path):
+    """A partition is a slice of history: incremental config must not add change capture requests."""
+    reference = str(tmp_path / "reference.duckdb")
+    full = build_stripe_assets(["charge"])
+    assert materialize(full, make_resources(shared_emulator, reference), mode_config(full, "sync")).success
+    day = _busiest_days(reference, "stripe.charge", 1)[0]
+    expected = query(reference, "SELECT count(*) FROM stripe.charge WHERE created >= ? AND created < ?", list(_day_bounds(day)))[0][0]
+    database = str(tmp_path / "w.duckdb")
+    assets = _daily_assets(["charge"])
+    result = materialize(assets, make_resources(shared_emulator, database), mode_config(assets, "sync:incremental"), partition_key=day)
+    assert result.success
+    meta = _meta(result, "charge")
+    assert meta["objects_fetched"] == expected
+    assert meta["requests"] == expected // 100 + 1  # list pages only: no /v1/events reads
+    assert "change capture" not in meta.get("notes", "")

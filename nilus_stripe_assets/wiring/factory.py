@@ -158,7 +158,11 @@ def build_stripe_asset(
         mode = default_mode if config.mode is None else run_mode(obj, config.mode)
         run_strategy = resolve_strategy(obj, mode, pipeline.strategy, partitioned=partitioned)
         window, scope, notes = Window(), None, []
-        events_cursor, incremental = None, mode == "sync:incremental" and run_strategy != "replace"
+        # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
+        # slice of history, and snapshots (replace) and the event stream itself have no changes to capture.
+        keeps_events_cursor = not partitioned and obj.name != "event" and run_strategy != "replace"
+        incremental = not partitioned and mode == "sync:incremental" and run_strategy != "replace"
+        events_cursor = None
         if partitioned:
             time_window = context.partition_time_window
             window = Window(_epoch(time_window.start), _epoch(time_window.end))
@@ -178,10 +182,9 @@ def build_stripe_asset(
         except ConfigError as exc:
             raise dg.Failure(description=str(exc)) from None
         spool_root = os.environ.get("NILUS_SPOOL_DIR")
-        keeps_events_cursor = not partitioned and obj.name != "event" and run_strategy != "replace"
         try:
             capture = None
-            if incremental and config.capture_changes and obj.name != "event":
+            if incremental and keeps_events_cursor and config.capture_changes:
                 now = int(time.time())
                 # Rows but no cursor yet (e.g. loaded by partitions): read all the changes Stripe still has.
                 since = events_cursor if events_cursor is not None else (now - EVENT_RETENTION_SECONDS + 3600 if window.bounded else None)
