@@ -15,7 +15,7 @@ import os
 import dagster as dg
 
 from .wiring.automation import build_incremental_job
-from .wiring.defaults import default_resources
+from .wiring.defaults import default_executor, default_resources
 from .wiring.factory import build_stripe_assets
 
 PARTITIONS_START_ENV = "NILUS_PARTITIONS_START"
@@ -23,7 +23,8 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=os.environ.get(PARTITIONS_START_ENV, "2024-01-01"), timezone="UTC", end_offset=0
 )
 
-stripe_assets = build_stripe_assets(partitions_def=daily_partitions)
+# One step for the 18 partitioned objects (op `stripe_objects`), one for the 3 others.
+stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)
 partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 
 stripe_daily = dg.define_asset_job(
@@ -42,4 +43,5 @@ defs = dg.Definitions(
     jobs=[stripe_daily, incremental],
     schedules=[stripe_daily_schedule],
     resources=default_resources(),
+    executor=default_executor(),
 )

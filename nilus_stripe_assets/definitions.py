@@ -1,18 +1,20 @@
 """The code location: `dagster asset materialize -m nilus_stripe_assets.definitions --select '*'`.
 
 All 21 Stripe objects as assets in group `stripe` (keys `stripe/<object>`), unpartitioned, each loading in
-the mode chosen by run config (`async` by default). The daily-partitioned variant lives in
+the mode chosen by run config (`async` by default). They share one step (op `stripe_objects`): a run loads
+the selected objects concurrently in one process, on one request budget. Runs use the in-process executor
+unless run config picks `execution: {config: {multiprocess: {}}}`. The daily-partitioned variant lives in
 `nilus_stripe_assets.daily`.
 """
 
 import dagster as dg
 
 from .wiring.automation import build_events_sensor, build_incremental_job, build_incremental_schedule
-from .wiring.defaults import default_resources
+from .wiring.defaults import default_executor, default_resources
 from .wiring.factory import build_stripe_assets
 from .wiring.finance import build_finance_assets
 
-stripe_assets = build_stripe_assets()
+stripe_assets = build_stripe_assets(one_step=True)
 # Each Stripe asset checks its own table in its own step (id unique/not null, freshness, stale rows);
 # the finance models read the Stripe tables.
 finance_assets = build_finance_assets()
@@ -31,4 +33,5 @@ defs = dg.Definitions(
     schedules=[build_incremental_schedule(stripe_incremental)],
     sensors=[build_events_sensor(stripe_assets, stripe_incremental)],
     resources=default_resources(),
+    executor=default_executor(),
 )

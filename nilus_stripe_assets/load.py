@@ -6,6 +6,7 @@ The Dagster asset (wiring layer) calls `extract`, returns the `Batch` to the IO 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -15,6 +16,10 @@ from .fetch import Window, fetch_object
 from .spool import Spool, SpoolSummary
 from .stripe_api import StripeApi
 from .warehouse import ChangeSet, Slice, TableRef
+
+
+class Cancelled(Exception):
+    """The load was stopped from outside (another object's write failed, or the run was interrupted)."""
 
 
 @dataclass
@@ -52,14 +57,22 @@ def extract(
     scope: Optional[Slice] = None,
     workers: int = 8,
     spool_root: Optional[str] = None,
+    cancel: Optional[threading.Event] = None,
 ) -> Batch:
-    """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them)."""
+    """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
+    and `Cancelled` at the next page once `cancel` is set."""
     fetch_mode = "sync" if mode.startswith("sync") else "async"
     spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-")
     started_at = int(time.time())
     started = time.perf_counter()
     try:
-        fetch_object(api, obj, fetch_mode, spool.write, window=window, workers=workers)
+        sink = spool.write
+        if cancel is not None:
+            def sink(objects, _write=spool.write):
+                if cancel.is_set():
+                    raise Cancelled(obj.name)
+                return _write(objects)
+        fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers)
     except BaseException:
         spool.finish()
         spool.cleanup()

@@ -27,17 +27,28 @@ MAX_EVENTS_PER_TICK = 2000  # bound one tick's work; the cursor resumes the rest
 
 
 def incremental_run_config(asset_keys: Sequence[dg.AssetKey], assets_defs: Sequence[dg.AssetsDefinition]) -> dict:
-    """Run config putting the given Stripe assets in sync:incremental mode."""
+    """Run config putting the given Stripe assets in sync:incremental mode (one entry per step that holds any)."""
     wanted = set(asset_keys)
-    ops = {a.op.name: {"config": {"mode": "sync:incremental"}} for a in assets_defs if a.key in wanted}
+    ops = {a.op.name: {"config": {"mode": "sync:incremental"}} for a in assets_defs if wanted & set(a.keys)}
     return {"ops": ops}
 
 
+def _keys_by_object(assets_defs: Sequence[dg.AssetsDefinition]) -> dict[str, dg.AssetKey]:
+    """Catalog object name -> asset key, from the specs' `stripe/object` metadata."""
+    return {
+        str(spec.metadata["stripe/object"]): spec.key
+        for a in assets_defs
+        for spec in a.specs
+        if spec.metadata.get("stripe/object") in CATALOG
+    }
+
+
 def build_incremental_job(stripe_assets: Sequence[dg.AssetsDefinition]):
+    keys = [key for a in stripe_assets for key in a.keys]
     return dg.define_asset_job(
         INCREMENTAL_JOB,
-        selection=dg.AssetSelection.assets(*stripe_assets),
-        config=incremental_run_config([a.key for a in stripe_assets], stripe_assets),
+        selection=dg.AssetSelection.assets(*keys),
+        config=incremental_run_config(keys, stripe_assets),
         description="Only what changed since the last run: new objects over `created`, updates and deletes from events.",
     )
 
@@ -75,7 +86,7 @@ def _parse_cursor(cursor: Optional[str]) -> tuple[Optional[int], list[str]]:
 def build_events_sensor(
     stripe_assets: Sequence[dg.AssetsDefinition], job, minimum_interval_seconds: int = 60
 ) -> dg.SensorDefinition:
-    by_object = {a.key.path[-1]: a for a in stripe_assets if a.key.path[-1] in CATALOG}
+    by_object = _keys_by_object(stripe_assets)
 
     @dg.sensor(
         name="stripe_events_sensor",
@@ -114,7 +125,7 @@ def build_events_sensor(
             ids_at_newest += seen_ids
         context.update_cursor(json.dumps({"created": newest, "ids": ids_at_newest}))
         changed = sorted(name for name in objects_in_events(events) if name in by_object)
-        keys = [by_object[name].key for name in changed]
+        keys = [by_object[name] for name in changed]
         return dg.RunRequest(
             run_key=f"stripe-events-{newest}-{len(events)}-{ids_at_newest[0]}",
             asset_selection=keys,

@@ -265,15 +265,17 @@ class StripeTableChecks:
             if name not in chosen:
                 continue
             if not columns:
-                yield _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
+                result = _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
             elif name == f"{key}_unique":
-                yield _unique(con, table, key)
+                result = _unique(con, table, key)
             elif name == f"{key}_not_null":
-                yield _not_null(con, table, key, columns)
+                result = _not_null(con, table, key, columns)
             elif name == "fresh":
-                yield _fresh(con, table, columns, self.max_age)
+                result = _fresh(con, table, columns, self.max_age)
             else:
-                yield _stale(con, self.object, table, key, columns, self.events)
+                result = _stale(con, self.object, table, key, columns, self.events)
+            # Named explicitly: a step that holds several assets cannot infer which one a result is about.
+            yield result._replace(asset_key=self.key)
 
 
 def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:

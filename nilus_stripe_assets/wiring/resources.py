@@ -40,7 +40,12 @@ class StripeResource(dg.ConfigurableResource):
         description="Account-wide request budget shared by all assets and processes; default from the key: 25/s test, 100/s live.",
     )
     max_requests_per_second_per_endpoint: float = Field(default=25.0, description="Stripe's default per-endpoint limit.")
-    max_in_flight: int = Field(default=8, description="Concurrent requests per asset process.")
+    # One step loads many objects at once: 100 req/s at ~200-300 ms per list page needs 20-30 in flight.
+    max_in_flight: int = Field(default=32, description="Concurrent requests per process, all objects together.")
+    workers_per_object: int = Field(
+        default=8,
+        description="Concurrent requests one object's async load or fan-out may make (Stripe allows 25/s per endpoint).",
+    )
     max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
     max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
     budget_dir: Optional[str] = Field(default=None, description="Folder for the cross-process budget state (default: temp dir).")
