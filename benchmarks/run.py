@@ -328,7 +328,9 @@ class Case:
     select: str
     objects: list[str]  # catalog names whose tables are checked
     stripe_config: dict = field(default_factory=dict)  # StripeResource fields set by run config
-    executor_config: dict = field(default_factory=dict)  # {"max_concurrent": N} for the multiprocess executor
+    # None: the code location's default executor (in-process); else the multiprocess executor's config,
+    # e.g. {} or {"max_concurrent": N}
+    executor_config: Optional[dict] = None
     in_process: bool = False
     pool_limit: Optional[int] = None
     timeout: float = 600
@@ -343,7 +345,7 @@ def run_config(case: Case, workdir: Path) -> dict:
     config: dict = {"resources": {"stripe": {"config": stripe}}}
     if case.in_process:
         config["execution"] = {"config": {"in_process": {}}}
-    elif case.executor_config:
+    elif case.executor_config is not None:
         config["execution"] = {"config": {"multiprocess": dict(case.executor_config)}}
     return config
 
@@ -375,7 +377,8 @@ def read_instance(home: Path, objects: list[str]) -> dict:
                 raw = getattr(value, "value", value)
                 if isinstance(raw, (int, float, str)) and key != "preview":
                     meta[key] = raw
-            step = next((s for s in steps if s.step_key == f"stripe__{name}"), None)
+            # The step that loaded it: its own (`one_step=False`) or the shared `stripe_objects` step.
+            step = next((s for s in steps if s.step_key in (f"stripe__{name}", "stripe_objects")), None)
             if step and step.start_time and step.end_time:
                 meta["step_seconds"] = round(step.end_time - step.start_time, 2)
                 if record.start_time:
@@ -451,7 +454,8 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
                     "git": git_revision(), "cpus": os.cpu_count(), "select": case.select,
                     "emulator_args": case.emulator_args, "run_config": config, "pools": pools,
                     "emulator_startup_seconds": round(emulator.startup_seconds, 2),
-                    "pythonpath": PYTHONPATH_OVERRIDE, "module": MODULE, "executor": "in_process" if case.in_process else "multiprocess"}
+                    "pythonpath": PYTHONPATH_OVERRIDE, "module": MODULE,
+                    "executor": "multiprocess" if case.executor_config is not None else "in_process"}
     log_path = workdir / "dagster.log"
     try:
         expected = emulator.client.counts()
@@ -592,7 +596,7 @@ def scenario_async_rate(a) -> list[dict]:
                 ["--count", f"charge={a.charges}", "--latency-ms", str(latency), "--global-rate", str(rate),
                  "--endpoint-rate", str(rate)],
                 "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
-                in_process=a.in_process)
+                in_process=a.in_process, executor_config={} if a.multiprocess else None)
     r = materialize(case, a.keep, a.profile)
     ceiling = rate * PAGE  # one endpoint at 25 req/s, 100 objects a page
     meta = r["assets"].get("charge", {})
@@ -633,18 +637,20 @@ def scenario_all_objects(a) -> list[dict]:
     for c in counts:
         emulator_args += ["--count", c]
     for variant in a.variants.split(","):
-        # "mp2" = multiprocess max_concurrent 2, "mp8p8" = max_concurrent 8 with pool limit 8, "inproc"
+        # "default" = the location's default executor (in-process), "inproc" = in-process named in run
+        # config, "mp" = multiprocess, "mp2" = max_concurrent 2, "mp8p8" = max_concurrent 8 with pool limit 8
         variant = variant.strip()
         in_process = variant == "inproc"
         max_concurrent, pool = None, None
-        if not in_process:
+        if variant.startswith("mp"):
             spec = variant.removeprefix("mp")
             mc, _, pl = spec.partition("p")
             max_concurrent = int(mc) if mc else None
             pool = int(pl) if pl else None
         case = Case("all-objects", variant, emulator_args, "group:stripe", list(CATALOG),
                     stripe_config={"max_requests_per_second": 100, **(a.stripe_config or {})},
-                    executor_config={"max_concurrent": max_concurrent} if max_concurrent else {},
+                    executor_config=({"max_concurrent": max_concurrent} if max_concurrent else {})
+                    if variant.startswith("mp") else None,
                     in_process=in_process, pool_limit=pool, timeout=a.timeout)
         r = materialize(case, a.keep, a.profile)
         busy = busy_window(r.get("_endpoint_series", []), min_endpoints=4)
@@ -676,7 +682,7 @@ def _no_limit_config(a) -> dict:
 
 def scenario_throughput(a) -> list[dict]:
     case = Case("throughput", f"{a.charges}ch-nolimit", ["--count", f"charge={a.charges}"], "stripe/charge", ["charge"],
-                stripe_config=_no_limit_config(a), timeout=a.timeout, in_process=a.in_process)
+                stripe_config=_no_limit_config(a), timeout=a.timeout, in_process=a.in_process, executor_config={} if a.multiprocess else None)
     r = materialize(case, a.keep, a.profile)
     meta = r["assets"].get("charge", {})
     wall_ex_start = r["wall_seconds"]
@@ -703,7 +709,7 @@ def scenario_memory(a) -> list[dict]:
     for n in sizes:
         case = Case("memory", f"{n}ch", ["--count", f"charge={n}"], "stripe/charge", ["charge"],
                     stripe_config=_no_limit_config(a), timeout=a.timeout, pss_every=a.pss_every,
-                    in_process=a.in_process)
+                    in_process=a.in_process, executor_config={} if a.multiprocess else None)
         r = materialize(case, a.keep, a.profile)
         save(r)
         print(base_line(r))
@@ -735,7 +741,7 @@ def scenario_faults(a) -> list[dict]:
                                                "--latency-ms", str(a.latency_ms), "--seed", str(42 + i)],
                     "stripe/charge", ["charge"],
                     stripe_config={"max_requests_per_second": a.rate, "max_requests_per_second_per_endpoint": a.rate,
-                                   **(a.stripe_config or {})}, timeout=a.timeout, in_process=a.in_process)
+                                   **(a.stripe_config or {})}, timeout=a.timeout, in_process=a.in_process, executor_config={} if a.multiprocess else None)
         r = materialize(case, a.keep, a.profile)
         exact = r["rows"] == r["expected"] and r["distinct"] == r["expected"]
         r["figures"] = {"exact": exact, "retries": r["assets"].get("charge", {}).get("retries")}
@@ -765,7 +771,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="run the CLI under `py-spy record --subprocesses` and write collapsed stacks to DIR")
     p.add_argument("--in-process", action="store_true",
-                   help="single-asset scenarios: run config selects the in_process executor (one process)")
+                   help="single-asset scenarios: run config names the in_process executor (the location's default)")
+    p.add_argument("--multiprocess", action="store_true",
+                   help="single-asset scenarios: run config selects the multiprocess executor (a process per step)")
     p.add_argument("--repeat-all", type=int, default=1, metavar="N", help="run the scenario N times")
     p.add_argument("--pythonpath", default=None, metavar="DIR",
                    help="prepend DIR to PYTHONPATH of the emulator and the CLI (a scratch copy of the package)")
@@ -783,9 +791,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--scale", type=float, default=20)
     s.add_argument("--no-extra-counts", action="store_true", help=f"only --scale, not {ALL_OBJECTS_COUNTS}")
     s.add_argument("--latency-ms", type=float, default=200)
-    s.add_argument("--variants", default="mp2,mp4,mp8p8",
-                   help="comma list: mpN = multiprocess max_concurrent N (mp = default), mpNpM also sets the "
-                        "pool limit to M, inproc = in-process executor")
+    s.add_argument("--variants", default="default",
+                   help="comma list: default = the location's executor (in-process), mp = multiprocess, "
+                        "mpN = multiprocess max_concurrent N, mpNpM also sets the pool limit to M, "
+                        "inproc = in-process named in run config")
     s.add_argument("--timeout", type=float, default=600)
 
     s = sub.add_parser("throughput", help="no latency, no limits: end-to-end objects/s")
@@ -820,6 +829,7 @@ def main(argv=None) -> int:
             for name, fn in SCENARIOS.items():
                 sa = parse_args([*(["--keep"] if a.keep else []), *(["--profile", a.profile] if a.profile else []),
                                  *(["--in-process"] if a.in_process else []),
+                                 *(["--multiprocess"] if a.multiprocess else []),
                                  *(["--stripe-config", json.dumps(a.stripe_config)] if a.stripe_config else []), name])
                 records += fn(sa)
         else:
