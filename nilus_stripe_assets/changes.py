@@ -36,6 +36,7 @@ class Capture:
     spool_dir: Optional[str] = None
     files: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
+    kinds: dict[str, set[str]] = field(default_factory=dict)
     events: int = 0
     objects: int = 0
     cursor: Optional[int] = None  # newest event `created` seen (or the previous cursor)
@@ -80,6 +81,6 @@ def capture(api: StripeApi, obj: StripeObject, since: int, now: int, spool_root:
         spool.cleanup()
         raise
     summary = spool.finish()
-    result.files, result.fields = summary.files, summary.fields
+    result.files, result.fields, result.kinds = summary.files, summary.fields, summary.kinds
     result.spool_dir = str(spool.path)
     return result

@@ -3,6 +3,9 @@
 DuckDB reads the files at the end in one short write transaction (`read_json`), so memory stays flat
 however many objects a load has, and the single-writer file lock is held only for the final write.
 NDJSON keeps Stripe's objects exactly as sent (unknown fields, nulls, nested objects) for DuckDB to type.
+While pages arrive (the fetch mostly waits on the network or the rate limit), the spool also notes each
+top-level field's JSON kinds, so the write can read the files once, straight into typed columns, instead
+of a first pass over all of them just to find the types.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ class SpoolSummary:
     min_created: Optional[int]
     max_created: Optional[int]
     fields: list[str]  # top-level field names in first-seen order, so DuckDB need not scan to find them
+    kinds: Optional[dict[str, set[str]]] = None  # field -> JSON kinds seen (names as DuckDB's json_type gives them)
+
+
+# Python types orjson decodes to -> DuckDB json_type names. Integers are "BIGINT"; one beyond 64 bits makes
+# the typed read fail, and the writer then falls back to letting DuckDB probe the types.
+_JSON_KIND = {type(None): "NULL", bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR", dict: "OBJECT", list: "ARRAY"}
 
 
 class Spool:
@@ -38,6 +47,7 @@ class Spool:
         self.min_created: Optional[int] = None
         self.max_created: Optional[int] = None
         self._fields: dict[str, None] = {}
+        self._kinds: dict[str, set[str]] = {}
 
     def _file(self):
         handle = getattr(self._local, "handle", None)
@@ -55,11 +65,16 @@ class Spool:
         handle = self._file()
         handle.write(b"\n".join(lines) + b"\n")
         created = [obj.get("created") for obj in objects if isinstance(obj.get("created"), int)]
-        fields: dict[str, None] = {}
+        # (field, Python type) pairs, collected by C loops: ~0.3 s of CPU per 100k charges.
+        pairs: set = set()
         for obj in objects:
-            fields.update(dict.fromkeys(obj))
+            pairs.update(zip(obj, map(type, obj.values())))
         with self._lock:
-            self._fields.update(fields)
+            # First-seen order: the first object's keys, then fields that only later objects have.
+            self._fields.update(dict.fromkeys(objects[0]))
+            for name, python_type in pairs:
+                self._fields.setdefault(name)
+                self._kinds.setdefault(name, set()).add(_JSON_KIND.get(python_type, "UNKNOWN"))
             self.objects += len(lines)
             if created:
                 lo, hi = min(created), max(created)
@@ -72,9 +87,10 @@ class Spool:
             for handle in self._files:
                 handle.close()
             files = [handle.name for handle in self._files]
+            kinds = {name: set(found) for name, found in self._kinds.items()}
         return SpoolSummary(
             files=files, objects=self.objects, min_created=self.min_created, max_created=self.max_created,
-            fields=list(self._fields),
+            fields=list(self._fields), kinds=kinds,
         )
 
     def cleanup(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 import duckdb
 
@@ -28,7 +28,8 @@ _EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
 # The columns an empty table starts with, so downstream queries work before the first object arrives.
 MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR", "created": "BIGINT"}
 
-_NUMERIC = {"BIGINT", "UBIGINT", "DOUBLE"}
+# "HUGE": an integer beyond BIGINT (the probe tells it apart from other UBIGINTs); stored as DOUBLE.
+_NUMERIC = {"BIGINT", "UBIGINT", "DOUBLE", "HUGE"}
 
 
 def quote(identifier: str) -> str:
@@ -88,7 +89,7 @@ def _sql_type(json_types: Sequence[str]) -> Optional[str]:
     kinds = {t for t in json_types if t and t != "NULL"}
     if not kinds:
         return None  # only nulls seen: decided by the table, or VARCHAR for a new column
-    if kinds <= {"BIGINT", "UBIGINT"}:
+    if kinds <= {"BIGINT", "UBIGINT"}:  # json_type calls every positive integer UBIGINT
         return "BIGINT"
     if kinds <= _NUMERIC:
         return "DOUBLE"
@@ -128,7 +129,7 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, 
     return {name: dtype for name, dtype in rows}
 
 
-_JSON_KINDS = ("NULL", "BOOLEAN", "BIGINT", "UBIGINT", "DOUBLE", "VARCHAR", "OBJECT", "ARRAY")
+_JSON_KINDS = ("NULL", "BOOLEAN", "BIGINT", "UBIGINT", "DOUBLE", "VARCHAR", "OBJECT", "ARRAY", "HUGE")
 
 
 def _sql_strings(values: Sequence[str]) -> str:
@@ -154,7 +155,16 @@ def _stage(con: duckdb.DuckDBPyConnection, files: Sequence[str], fields: Optiona
         f"format='newline_delimited', columns={spec})"
     )
     kind_bits = " ".join(f"WHEN '{k}' THEN {1 << i}" for i, k in enumerate(_JSON_KINDS))
-    probes = ", ".join(f"bit_or(CASE json_type({quote(f)}) {kind_bits} ELSE 0 END)" for f in fields)
+    huge = 1 << _JSON_KINDS.index("HUGE")
+
+    def probe(f: str) -> str:
+        c = quote(f)
+        return (
+            f"bit_or(CASE WHEN json_type({c}) = 'UBIGINT' AND TRY_CAST({c} AS BIGINT) IS NULL THEN {huge} "
+            f"ELSE CASE json_type({c}) {kind_bits} ELSE 0 END END)"
+        )
+
+    probes = ", ".join(probe(f) for f in fields)
     masks = con.execute(f"SELECT {probes} FROM _stage_raw").fetchone()
     return {
         f: _sql_type([k for i, k in enumerate(_JSON_KINDS) if (mask or 0) & (1 << i)])
@@ -205,6 +215,7 @@ class ChangeSet:
     state_key: str  # where the events cursor is kept, see `set_cursor`
     cursor: Optional[int]  # the new events cursor, committed with the rows
     fields: Optional[Sequence[str]] = None  # top-level field names, when the spool recorded them
+    kinds: Optional[Mapping[str, Iterable[str]]] = None  # each field's JSON kinds, when the spool recorded them
 
 
 # DuckDB's defaults (80 % of RAM, every core) let one write take a gigabyte; a cap makes it spill to disk
@@ -237,36 +248,52 @@ def write(
     state_at: Optional[int] = None,
     changes: Optional[ChangeSet] = None,
     fields: Optional[Sequence[str]] = None,
+    kinds: Optional[Mapping[str, Iterable[str]]] = None,
 ) -> WriteResult:
     """Write spooled objects into `table` with `strategy`, then apply `changes`, in one transaction.
 
     `scope` limits a `replace` to one slice of the table (a partition); without it `replace` swaps the
     whole table. `merge` and `append` never delete. `state_at` is when the objects were read (epoch s).
+    `fields` and `kinds` (each field's JSON kinds, as the spool recorded them) spare DuckDB the type probe.
     """
     if strategy not in ("merge", "replace", "append"):
         raise ValueError(f"unknown strategy {strategy!r}; use merge, replace or append")
-    args = (con, table, files, strategy, merge_key, scope, state_at, changes, fields)
     _limit_memory(con)
+    attempt = lambda typed: _write_once(  # noqa: E731
+        con, table, files, strategy, merge_key, scope, state_at, changes, fields, typed
+    )
+    typed = kinds is not None
     try:
-        return _write_once(*args)
+        return attempt(dict(kinds) if typed else None)
     except duckdb.OutOfMemoryException:
         # The transaction rolled back; a tight cap must never fail a load, so try once with more room.
         _limit_memory(con, DEFAULT_MEMORY_LIMIT_MB * 8)
-        return _write_once(*args)
+        return attempt(dict(kinds) if typed else None)
+    except (duckdb.InvalidInputException, duckdb.ConversionException):
+        if not typed:
+            raise
+        # A value the recorded kinds did not foresee (e.g. an integer beyond 64 bits): let DuckDB probe.
+        return attempt(None)
 
 
-def _write_once(con, table, files, strategy, merge_key, scope, state_at, changes, fields) -> WriteResult:
+def _write_once(con, table, files, strategy, merge_key, scope, state_at, changes, fields, kinds) -> WriteResult:
     result = WriteResult(table=str(table), strategy=strategy)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
-        _stage_batch(con, table, [f for f in files if f], merge_key, state_at, result, fields=fields)
-        result.received = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
-        _apply(con, table, strategy, merge_key, scope, result)
+        files = [f for f in files if f]
+        if not (kinds is not None and files and _insert_into_empty(con, table, files, merge_key, state_at, result, fields, kinds)):
+            _stage_batch(con, table, files, merge_key, state_at, result, fields=fields, kinds=kinds)
+            result.received = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
+            _apply(con, table, strategy, merge_key, scope, result)
         if changes is not None:
             change_files = [f for f in changes.files if f]
             if change_files:
-                _stage_batch(con, table, change_files, merge_key, None, result, from_events=True, fields=changes.fields)
+                change_kinds = changes.kinds if kinds is not None and changes.kinds is not None else None
+                _stage_batch(
+                    con, table, change_files, merge_key, None, result, from_events=True, fields=changes.fields,
+                    kinds=change_kinds,
+                )
                 _apply_changes(con, table, merge_key, result)
             if changes.cursor is not None:
                 set_cursor(con, table.schema, changes.state_key, changes.cursor)
@@ -279,9 +306,65 @@ def _write_once(con, table, files, strategy, merge_key, scope, state_at, changes
     return result
 
 
-def _stage_batch(con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, from_events=False, fields=None) -> None:
+def _typed_view(con, files: Sequence[str], staged: Mapping[str, Optional[str]], columns: Mapping[str, str]) -> None:
+    """View `_stage_raw` reading the files straight into the table's column types: one pass, no casts."""
+    read_as = {c: (columns.get(c) if c not in BOOKKEEPING and c not in _EVENT_FIELDS else None) or "JSON" for c in staged}
+    spec = "{" + ", ".join("'" + c.replace("'", "''") + "': '" + t + "'" for c, t in read_as.items()) + "}"
+    con.execute("DROP VIEW IF EXISTS _stage_raw")
+    con.execute(
+        f"CREATE TEMP VIEW _stage_raw AS SELECT * FROM read_json({_sql_strings(files)}, "
+        f"format='newline_delimited', columns={spec})"
+    )
+
+
+def _kinds_to_types(fields, kinds) -> dict[str, Optional[str]]:
+    names = list(fields) if fields is not None else list(kinds)
+    names += [k for k in kinds if k not in set(names)]
+    return {f: _sql_type(list(kinds.get(f, ()))) for f in names}
+
+
+def _bookkeeping(state_at) -> str:
+    stamp = "NULL" if state_at is None else str(int(state_at))
+    return f"CAST({stamp} AS BIGINT) AS _state_at, false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at"
+
+
+def _insert_into_empty(con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, fields, kinds) -> bool:
+    """First load into an empty table: read the files straight into it, with no staging copy. Returns False
+    (and leaves the table empty) if the table has rows or the batch repeats a key; the caller then stages."""
+    existing = table_columns(con, table)
+    if existing and con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
+        return False
+    staged = _kinds_to_types(fields, kinds)
+    for c in _EVENT_FIELDS:
+        staged.pop(c, None)
+    if merge_key not in staged:
+        raise ValueError(f"objects have no {merge_key!r} field to merge on")
+    columns = _evolve(con, table, staged, result)
+    _typed_view(con, files, staged, columns)
+    names = [c for c in staged if c not in BOOKKEEPING]
+    con.execute(
+        f"INSERT INTO {table.sql} ({', '.join(quote(c) for c in names)}, _loaded_at, _state_at, is_deleted, deleted_at) "
+        f"SELECT {', '.join(quote(c) for c in names)}, now(), {_bookkeeping(state_at)} FROM _stage_raw"
+    )
+    con.execute("DROP VIEW _stage_raw")
+    key = quote(merge_key)
+    rows, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table.sql}").fetchone()
+    if rows != distinct:  # a key twice in one batch: the staged path keeps one row per key
+        con.execute(f"DELETE FROM {table.sql}")
+        return False
+    result.received = result.inserted = rows
+    return True
+
+
+def _stage_batch(
+    con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, from_events=False, fields=None, kinds=None
+) -> None:
     """Fill temp table `_stage` with typed, de-duplicated rows ready to go into `table`."""
-    staged = _stage(con, files, fields) if files else {}
+    typed = kinds is not None and bool(files)
+    if typed:
+        staged = _kinds_to_types(fields, kinds)
+    else:
+        staged = _stage(con, files, fields) if files else {}
     event_columns = {c: staged.pop(c) for c in _EVENT_FIELDS if c in staged}
     columns = _evolve(con, table, staged, result)
     if not staged:
@@ -291,7 +374,11 @@ def _stage_batch(con, table: TableRef, files, merge_key: str, state_at, result: 
         raise ValueError(f"objects have no {merge_key!r} field to merge on")
     if from_events and len(event_columns) != len(_EVENT_FIELDS):
         raise ValueError("change-capture objects must carry _event_created and _event_type")
-    selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged if c not in BOOKKEEPING)
+    if typed:
+        _typed_view(con, files, {**staged, **event_columns}, columns)
+        selected = ", ".join(quote(c) for c in staged if c not in BOOKKEEPING)
+    else:
+        selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged if c not in BOOKKEEPING)
     if from_events:
         created = f"CAST({quote(EVENT_CREATED)} AS BIGINT)"
         deleted = f"({quote(EVENT_TYPE)}->>'$') LIKE '%.deleted'"
@@ -301,8 +388,7 @@ def _stage_batch(con, table: TableRef, files, merge_key: str, state_at, result: 
         )
         newest_first = f"ORDER BY {created} DESC"
     else:
-        stamp = "NULL" if state_at is None else str(int(state_at))
-        bookkeeping = f"CAST({stamp} AS BIGINT) AS _state_at, false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at"
+        bookkeeping = _bookkeeping(state_at)
         newest_first = ""
     # De-duplicate by key inside the batch (the newest state wins): MERGE and INSERT disagree on duplicates.
     con.execute(

@@ -249,7 +249,10 @@ def _fetch(plan: _Plan, api: StripeApi, workers: int, spool_root: Optional[str],
         # The events cursor is committed in the same transaction as the rows it describes.
         key = state_key(obj, str(table))
         if capture is not None and not capture.expired:
-            batch.changes = ChangeSet(files=capture.files, state_key=key, cursor=capture.cursor, fields=capture.fields)
+            batch.changes = ChangeSet(
+                files=capture.files, state_key=key, cursor=capture.cursor, fields=capture.fields,
+                kinds=capture.kinds,
+            )
             batch.changes_dir = capture.spool_dir
             notes.append(f"change capture: {capture.events} events, {capture.objects} object states")
         elif not (plan.incremental and not plan.capture_changes):

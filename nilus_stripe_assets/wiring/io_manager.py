@@ -47,6 +47,7 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
                 result = write(
                     con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
                     scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
+                    kinds=batch.spool.kinds,
                 )
                 metadata = _table_metadata(con, batch.table)
         finally:
