@@ -2,9 +2,11 @@
 
 - `sync`: one cursor, `limit=100` + `starting_after`, newest first, in order.
 - `async`: the `created` range is split into disjoint half-open intervals that are paged concurrently. A
-  task that sees `has_more` hands the older part of its interval to a new task and keeps paging the newer
-  part with `starting_after`, so nearly every request returns a full page and objects that share one
-  `created` second are read exactly once (the cursor, not the clock, separates them).
+  task that sees `has_more` while workers are idle hands the older part of its interval to new tasks (one
+  per idle worker, about PAGES_PER_TASK pages each, estimated from the page's density; halves near the
+  end) and keeps paging the newer part with `starting_after`, so nearly every request returns a full
+  page and objects that share one `created` second are read exactly once (the cursor, not the clock,
+  separates them).
 - objects without a top-level list (payment methods through customers, subscription items through
   subscriptions) fan out over their parents.
 
@@ -23,8 +25,10 @@ from .stripe_api import StripeApi
 
 PAGE_LIMIT = 100  # Stripe's maximum page size
 # An async task hands off the older part of its interval once it holds about this many pages; larger
-# tasks mean fewer part-filled last pages (requests), smaller ones mean more parallelism.
-PAGES_PER_TASK = 16
+# tasks mean fewer part-filled last pages (requests), smaller ones mean more parallelism. Near the end,
+# when few tasks are left, they split in halves instead, so the last pages do not trail one by one.
+PAGES_PER_TASK = 64
+TAIL_MIN_PAGES = 4  # a task splits in the tail only if each half would still hold a couple of pages
 
 Sink = Callable[[Sequence[dict]], Any]
 
@@ -83,22 +87,37 @@ class _Task:
         return query
 
 
-def _next_tasks(task: _Task, data: Sequence[dict], may_split: bool) -> list[_Task]:
-    """After a page that has more: continue the newer part with the cursor, maybe hand off the older part."""
+def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool) -> list[_Task]:
+    """After a page that has more: continue the newer part with the cursor and, if `idle` workers wait,
+    hand the older part off in pieces (of PAGES_PER_TASK pages, or halves in the `tail`)."""
     last = data[-1]
     oldest = int(last["created"])
     # Everything not yet read lies in [task.gte, oldest]; ties on `oldest` are behind the cursor.
     keep_going = _Task(task.gte, oldest + 1, last["id"])
-    if not may_split:
-        return [keep_going]
     floor = task.gte if task.gte is not None else 0
-    seconds_per_page = max(1, int(data[0]["created"]) - oldest + 1) * PAGE_LIMIT / len(data)
-    chunk = int(PAGES_PER_TASK * seconds_per_page)
-    split_at = oldest - chunk
-    # Only split when the older part is expected to hold at least a few pages of its own.
-    if split_at - floor < chunk // 2 or split_at <= floor:
+    if idle <= 0 or oldest <= floor:
         return [keep_going]
-    return [_Task(split_at, oldest + 1, last["id"]), _Task(task.gte, split_at)]
+    seconds_per_page = max(1, int(data[0]["created"]) - oldest + 1) * PAGE_LIMIT / len(data)
+    pages_left = (oldest - floor) / seconds_per_page
+    if pages_left >= 1.5 * PAGES_PER_TASK:
+        chunk = int(PAGES_PER_TASK * seconds_per_page)
+    elif tail and pages_left >= TAIL_MIN_PAGES:
+        chunk = (oldest - floor) // 2
+    else:
+        return [keep_going]
+    # Cut points, newest first: this task keeps [cuts[0], oldest]; each idle worker gets one piece, and the
+    # last piece takes everything older (it splits again when it runs, if workers are still idle).
+    cuts = []
+    edge = oldest - chunk
+    while edge > floor and len(cuts) < idle and (not cuts or edge - floor >= chunk // 2):
+        cuts.append(edge)
+        edge -= chunk
+    if not cuts:
+        return [keep_going]
+    tasks = [_Task(cuts[0], oldest + 1, last["id"])]
+    for newer, older in zip(cuts, cuts[1:] + [None]):
+        tasks.append(_Task(task.gte if older is None else older, newer))
+    return tasks
 
 
 def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: Sink, workers: int) -> None:
@@ -123,7 +142,9 @@ def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: S
                 data, has_more = future.result()
                 if not data or not has_more:
                     continue
-                for nxt in _next_tasks(task, data, may_split=len(pending) < workers):
+                # `pending` no longer holds this task: it counts the other running tasks.
+                idle = workers - len(pending) - 1
+                for nxt in _next_tasks(task, data, idle=idle, tail=len(pending) < workers // 2):
                     pending[pool.submit(run, nxt)] = nxt
     finally:
         for future in pending:
