@@ -283,8 +283,11 @@ def explain(exc: BaseException, object_name: str, api_key: Optional[str] = None)
                 f"objects table{hint}; if api_base is set, check that it points at the Stripe API{req}."
             )
     elif kind == "rate_limited":
+        headers = getattr(exc, "headers", None) or {}
+        said_no = any(k.lower() == "stripe-should-retry" and str(v).lower() == "false" for k, v in headers.items())
+        spent = "Stripe said not to retry (Stripe-Should-Retry: false)" if said_no else "the retry budget is spent"
         message = (
-            f"Stripe kept answering 429 Too Many Requests while loading '{obj}' and the retry budget is spent"
+            f"Stripe kept answering 429 Too Many Requests while loading '{obj}' and {spent}"
             f"{_rate_hint(api_key)}. Lower max_requests_per_second on the Stripe resource, or stagger schedules "
             f"and limit parallel loads with the stripe_api concurrency pool in dagster.yaml{req}."
         )

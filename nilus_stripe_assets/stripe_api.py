@@ -98,6 +98,12 @@ class _MeteredRequestsClient(stripe.RequestsClient):
         return body, code, rheaders
 
 
+def should_retry(headers: Optional[Mapping[str, str]]) -> bool:
+    """False when Stripe said `Stripe-Should-Retry: false`: the same request would fail again."""
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "stripe-should-retry"), None)
+    return str(value).lower() != "false"
+
+
 def _retry_after(headers: Optional[Mapping[str, str]], default: float) -> float:
     try:
         return max(0.0, float((headers or {}).get("Retry-After", default)))
@@ -147,7 +153,7 @@ class StripeApi:
                 return self._transport.take_page()
             except stripe.RateLimitError as exc:
                 attempt += 1
-                if attempt > self.retry.max_rate_limit_retries:
+                if attempt > self.retry.max_rate_limit_retries or not should_retry(exc.headers):
                     raise
                 self.stats.add(retries=1)
                 # Exponential backoff with full jitter, never shorter than what Stripe asked for.

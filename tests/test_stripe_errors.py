@@ -116,6 +116,17 @@ def test_unusable_keys_fail_before_any_request(emu, tmp_path, key, expected):
 # --------------------------------------------------------------------------------------------------
 
 
+def test_429_with_should_retry_false_is_not_retried(emu, tmp_path):
+    emu.configure(global_rate=0.01, rate_limit_should_retry=False)  # one request, then 429s that say "don't"
+    line = failure_line(run(emu, tmp_path, max_rate_limit_retries=5), emu.api_key)
+    assert line.startswith(
+        "Stripe kept answering 429 Too Many Requests while loading 'charge' and Stripe said not to retry "
+        "(Stripe-Should-Retry: false)"
+    )
+    stats = emu.stats()["total"]
+    assert stats["200"] == 1 and stats["429"] == 1, "first page, then one 429 and no retry"
+
+
 def test_429_after_the_retry_budget_suggests_the_budget_and_staggering(emu, tmp_path):
     emu.configure(global_rate=0.01)  # one request, then 429 (no Stripe-Should-Retry header) until the test ends
     line = failure_line(run(emu, tmp_path, max_rate_limit_retries=1, max_network_retries=0), emu.api_key)
