@@ -224,7 +224,7 @@ class ChangeSet:
 MEMORY_LIMIT_ENV, THREADS_ENV = "NILUS_DUCKDB_MEMORY_LIMIT", "NILUS_DUCKDB_THREADS"
 
 
-DEFAULT_MEMORY_LIMIT_MB = 128
+DEFAULT_MEMORY_LIMIT_MB = 96
 
 
 def _limit_memory(con, megabytes: Optional[int] = None) -> None:
