@@ -66,12 +66,11 @@ def extract(
     started_at = int(time.time())
     started = time.perf_counter()
     try:
-        sink = spool.write
-        if cancel is not None:
-            def sink(objects, _write=spool.write):
-                if cancel.is_set():
-                    raise Cancelled(obj.name)
-                return _write(objects)
+        def sink(objects):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(obj.name)
+            return spool.write(objects)
+
         fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers)
     except BaseException:
         spool.finish()

@@ -11,9 +11,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import duckdb
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from nilus_stripe_assets.catalog import CATALOG
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.warehouse import ChangeSet, TableRef, get_cursor, set_cursor, write
 from nilus_stripe_assets.wiring.automation import build_events_sensor, build_incremental_job

@@ -34,7 +34,7 @@ from ..errors import explain
 from ..fetch import Window
 from ..changes import capture as capture_changes
 from ..changes import EVENT_RETENTION_SECONDS, state_key
-from ..load import Batch, Cancelled, extract
+from ..load import Batch, extract
 from ..stripe_api import StripeApi
 from ..warehouse import ChangeSet, Slice, TableRef, get_cursor, newest_created
 from .checks import DEFAULT_MAX_AGE, StripeTableChecks
