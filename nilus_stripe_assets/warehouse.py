@@ -319,7 +319,8 @@ def _typed_view(con, files: Sequence[str], staged: Mapping[str, Optional[str]], 
 
 def _kinds_to_types(fields, kinds) -> dict[str, Optional[str]]:
     names = list(fields) if fields is not None else list(kinds)
-    names += [k for k in kinds if k not in set(names)]
+    known = set(names)
+    names += [k for k in kinds if k not in known]
     return {f: _sql_type(list(kinds.get(f, ()))) for f in names}
 
 

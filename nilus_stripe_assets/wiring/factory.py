@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import warnings
+from contextlib import ExitStack
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -195,7 +196,8 @@ def _spec(target: _Target, translator: StripeTranslator, partitions_def, skippab
     ).with_io_manager_key(io_manager_key)
 
 
-def _plan(target: _Target, config: StripeLoadConfig, context: dg.AssetExecutionContext, con) -> _Plan:
+def _plan(target: _Target, config: StripeLoadConfig, context: dg.AssetExecutionContext, connect) -> _Plan:
+    """`connect()` gives the warehouse connection; only incremental loads need it (to read their cursors)."""
     obj = target.object
     requested = config.modes.get(obj.name, config.mode)
     mode = target.pipeline.mode if requested is None else run_mode(obj, requested)
@@ -212,6 +214,7 @@ def _plan(target: _Target, config: StripeLoadConfig, context: dg.AssetExecutionC
             plan.scope = Slice("created", plan.window.gte, plan.window.lt)
     elif plan.incremental:
         # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
+        con = connect()
         cursor = newest_created(con, target.table) if obj.supports_created else None
         plan.events_cursor = get_cursor(con, target.table.schema, state_key(obj, str(target.table)))
         if cursor is not None:
@@ -284,10 +287,16 @@ def _load(
         key=lambda t: (t.object.parent is None, t.object.name),
     )
     try:
-        plans = []
-        with duckdb.get_connection() as con:  # cursors are read up front, in this thread
-            for target in chosen:
-                plans.append(_plan(target, config, context, con))
+        # Cursors are read up front, in this thread, on one connection opened only if a load needs one.
+        with ExitStack() as stack:
+            opened = []
+
+            def connect():
+                if not opened:
+                    opened.append(stack.enter_context(duckdb.get_connection()))
+                return opened[0]
+
+            plans = [_plan(target, config, context, connect) for target in chosen]
     except ConfigError as exc:
         raise dg.Failure(description=str(exc)) from None
     apis: dict[dg.AssetKey, StripeApi] = {}
