@@ -1,6 +1,9 @@
-"""Shared fixtures: a real emulator over HTTP, a real DuckDB file, Dagster run in-process."""
+"""Shared fixtures: a real emulator over HTTP, a real DuckDB file, a real PostgreSQL cluster, Dagster in-process."""
 
 from __future__ import annotations
+
+import os
+import uuid
 
 import duckdb
 import dagster as dg
@@ -10,6 +13,8 @@ from dagster_duckdb import DuckDBResource
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.wiring.io_manager import StripeDuckDBIOManager
 from nilus_stripe_assets.wiring.resources import StripeResource
+
+from .pg import REQUIRE_ENV, PostgresCluster, PostgresUnavailable
 
 # Small but multi-page: every object spans several 100-object pages somewhere, with ties on `created`.
 SMALL = 0.5
@@ -27,6 +32,25 @@ def emulator():
     """A private emulator for tests that add, update or delete objects."""
     with StripeEmulator(scale=SMALL, seed=11) as emu:
         yield emu
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One throwaway PostgreSQL cluster for the session (initdb + pg_ctl on a free 127.0.0.1 port)."""
+    try:
+        cluster = PostgresCluster().start()
+    except PostgresUnavailable as exc:
+        if os.environ.get(REQUIRE_ENV):  # CI installs PostgreSQL: there, missing it is a failure
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """A fresh, empty database of the session's cluster, for one test."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
