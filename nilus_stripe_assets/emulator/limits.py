@@ -1,4 +1,4 @@
-"""Fault switches (latency, rate limits, concurrency cap, random 500s) and request statistics."""
+"""Fault switches (latency, rate limits, concurrency cap, random 500s, malformed bodies) and request statistics."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class Faults:
     max_concurrency: Optional[int] = None  # in-flight requests
     error_rate: float = 0.0  # share of requests answered with a random 500
     rate_limit_should_retry: Optional[bool] = None  # Stripe-Should-Retry header on 429s (None: omitted)
+    # Endpoints (e.g. "GET /v1/coupons") whose 200 answers are cut short: invalid JSON, as from a broken proxy.
+    malformed: tuple[str, ...] = ()
 
 
 FAULT_NAMES = frozenset(f.name for f in fields(Faults))

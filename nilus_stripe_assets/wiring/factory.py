@@ -16,29 +16,24 @@ Two shapes, one implementation (`_build`):
 
 
 import os
-import threading
-import time
 import warnings
 from contextlib import ExitStack
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import dagster as dg
-from stripe import StripeError
 from dagster_duckdb import DuckDBResource
 
 from ..catalog import CATALOG, StripeObject
 from ..config import ConfigError, parse_source_table, resolve_strategy
-from ..errors import explain
 from ..fetch import Window
-from ..changes import capture as capture_changes
-from ..changes import EVENT_RETENTION_SECONDS, state_key
-from ..load import Batch, extract
+from ..plan import RunOptions, plan_object, run_mode  # noqa: F401 (run_mode: public since the first version)
+from ..run import run as run_objects
 from ..stripe_api import StripeApi
-from ..warehouse import ChangeSet, Slice, TableRef, get_cursor, newest_created
+from ..warehouse import TableRef
 from .checks import DEFAULT_MAX_AGE, StripeTableChecks
+from .io_manager import write_batch
 from .resources import StripeResource
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
@@ -107,11 +102,6 @@ class StripeLoadConfig(dg.Config):
     capture_changes: bool = True  # sync:incremental also applies updates/deletes from /v1/events
 
 
-def run_mode(obj: StripeObject, mode: str) -> str:
-    """Validate a mode given in run config with the same grammar as `source_table` suffixes."""
-    return parse_source_table(obj.name if mode == "async" else f"{obj.name}:{mode}").mode
-
-
 def _epoch(moment: datetime) -> int:
     return int(moment.astimezone(timezone.utc).timestamp())
 
@@ -134,22 +124,6 @@ class _Target:
     @property
     def output_name(self) -> str:
         return self.key.to_python_identifier()
-
-
-@dataclass
-class _Plan:
-    """What one run does for one object, decided before any request (reads cursors from DuckDB)."""
-
-    target: _Target
-    mode: str
-    strategy: str
-    window: Window = Window()
-    scope: Optional[Slice] = None
-    incremental: bool = False
-    keeps_events_cursor: bool = False
-    events_cursor: Optional[int] = None
-    capture_changes: bool = True
-    notes: list[str] = field(default_factory=list)
 
 
 def _target(
@@ -196,77 +170,9 @@ def _spec(target: _Target, translator: StripeTranslator, partitions_def, skippab
     ).with_io_manager_key(io_manager_key)
 
 
-def _plan(target: _Target, config: StripeLoadConfig, context: dg.AssetExecutionContext, connect) -> _Plan:
-    """`connect()` gives the warehouse connection; only incremental loads need it (to read their cursors)."""
-    obj = target.object
-    requested = config.modes.get(obj.name, config.mode)
-    mode = target.pipeline.mode if requested is None else run_mode(obj, requested)
-    strategy = resolve_strategy(obj, mode, target.pipeline.strategy, partitioned=target.partitioned)
-    plan = _Plan(target, mode, strategy, capture_changes=config.capture_changes)
-    # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
-    # slice of history, and snapshots (replace) and the event stream itself have no changes to capture.
-    plan.keeps_events_cursor = not target.partitioned and obj.name != "event" and strategy != "replace"
-    plan.incremental = not target.partitioned and mode == "sync:incremental" and strategy != "replace"
-    if target.partitioned:
-        time_window = context.partition_time_window
-        plan.window = Window(_epoch(time_window.start), _epoch(time_window.end))
-        if strategy == "replace":
-            plan.scope = Slice("created", plan.window.gte, plan.window.lt)
-    elif plan.incremental:
-        # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
-        con = connect()
-        cursor = newest_created(con, target.table) if obj.supports_created else None
-        plan.events_cursor = get_cursor(con, target.table.schema, state_key(obj, str(target.table)))
-        if cursor is not None:
-            plan.window = Window(gte=max(0, cursor - config.lookback_seconds))
-        elif obj.supports_created:
-            plan.notes.append(f"No rows in {target.table} yet: this first incremental run loads everything.")
-    return plan
-
-
-def _fetch(plan: _Plan, api: StripeApi, workers: int, spool_root: Optional[str], log, cancel: threading.Event) -> Batch:
-    """Read one object into a spool (plus its changes from /v1/events); raises stripe errors unchanged."""
-    obj, table = plan.target.object, plan.target.table
-    mode, window, notes = plan.mode, plan.window, list(plan.notes)
-    capture = None
-    if plan.incremental and plan.keeps_events_cursor and plan.capture_changes:
-        now = int(time.time())
-        # Rows but no cursor yet (e.g. loaded by partitions): read all the changes Stripe still has.
-        since = plan.events_cursor
-        if since is None and window.bounded:
-            since = now - EVENT_RETENTION_SECONDS + 3600
-        if since is not None:
-            capture = capture_changes(api, obj, since, now, spool_root)
-        if capture is not None and capture.expired:
-            notes.append(
-                f"Events cursor {since} is older than Stripe's 30-day event retention: changes since "
-                f"then cannot all be read, so {obj.name} is reloaded in full."
-            )
-            log.warning(notes[-1])
-            window, mode = Window(), "async"
-    batch = extract(
-        api, obj, mode, plan.strategy, table, window=window, scope=plan.scope,
-        workers=workers, spool_root=spool_root, cancel=cancel,
-    )
-    if plan.keeps_events_cursor:
-        # The events cursor is committed in the same transaction as the rows it describes.
-        key = state_key(obj, str(table))
-        if capture is not None and not capture.expired:
-            batch.changes = ChangeSet(
-                files=capture.files, state_key=key, cursor=capture.cursor, fields=capture.fields,
-                kinds=capture.kinds,
-            )
-            batch.changes_dir = capture.spool_dir
-            notes.append(f"change capture: {capture.events} events, {capture.objects} object states")
-        elif not (plan.incremental and not plan.capture_changes):
-            # A full read reflects every change made before it started.
-            batch.changes = ChangeSet(files=[], state_key=key, cursor=batch.started_at)
-    batch.notes.extend(notes)
-    log.info(
-        f"{obj.name}: {batch.spool.objects} objects in {batch.seconds:.1f}s "
-        f"({batch.objects_per_second:.0f}/s), {int(batch.requests.get('requests', 0))} requests, mode {mode}"
-    )
-    return batch
+def _partition_window(context: dg.AssetExecutionContext) -> Window:
+    time_window = context.partition_time_window
+    return Window(_epoch(time_window.start), _epoch(time_window.end))
 
 
 def _load(
@@ -276,16 +182,14 @@ def _load(
     duckdb: DuckDBResource,
     targets: Mapping[dg.AssetKey, _Target],
 ) -> Iterator:
-    """The body of every Stripe assets definition: fetch the selected objects concurrently, yield each
-    batch as soon as it is spooled (the IO manager writes it), then that table's checks."""
+    """The body of every Stripe assets definition: the engine (`run.run`) fetches the selected objects
+    concurrently and writes each as soon as it is spooled; this adapts its outcomes to Dagster (a
+    materialization and that table's checks per written object, one failure at the end for the rest)."""
     selected_checks: dict[dg.AssetKey, list[str]] = {}
     for check in context.selected_asset_check_keys:
         selected_checks.setdefault(check.asset_key, []).append(check.name)
-    # Fan-out objects make one request per parent, the longest loads: start them first.
-    chosen = sorted(
-        (targets[k] for k in context.selected_asset_keys if k in targets),
-        key=lambda t: (t.object.parent is None, t.object.name),
-    )
+    chosen = [targets[k] for k in context.selected_asset_keys if k in targets]
+    options = RunOptions(config.mode, dict(config.modes), config.lookback_seconds, config.capture_changes)
     try:
         # Cursors are read up front, in this thread, on one connection opened only if a load needs one.
         with ExitStack() as stack:
@@ -296,16 +200,18 @@ def _load(
                     opened.append(stack.enter_context(duckdb.get_connection()))
                 return opened[0]
 
-            plans = [_plan(target, config, context, connect) for target in chosen]
+            plans = [
+                plan_object(
+                    t.key, t.object, t.table, default_mode=t.pipeline.mode, strategy=t.pipeline.strategy,
+                    options=options, partition=_partition_window(context) if t.partitioned else None,
+                    connect=connect,
+                )
+                for t in chosen
+            ]
+        # One handle each, so each object's request counters are its own.
+        apis: dict[dg.AssetKey, StripeApi] = {plan.key: stripe.get_api() for plan in plans}
     except ConfigError as exc:
         raise dg.Failure(description=str(exc)) from None
-    apis: dict[dg.AssetKey, StripeApi] = {}
-    if plans:
-        try:
-            for plan in plans:  # one handle each, so each object's request counters are its own
-                apis[plan.target.key] = stripe.get_api()
-        except ConfigError as exc:
-            raise dg.Failure(description=str(exc)) from None
 
     def checks_of(target: _Target) -> Iterator[dg.AssetCheckResult]:
         names = selected_checks.pop(target.key, None)
@@ -313,33 +219,21 @@ def _load(
             with duckdb.get_connection() as con:
                 yield from target.checks.evaluate(con, names)
 
-    spool_root = os.environ.get("NILUS_SPOOL_DIR")
-    workers = stripe.workers_per_object
-    cancel = threading.Event()
     failures: list[str] = []
-    pool = ThreadPoolExecutor(max_workers=max(1, len(plans)), thread_name_prefix="stripe-object")
-    pending: dict[Future, _Plan] = {
-        pool.submit(_fetch, plan, apis[plan.target.key], workers, spool_root, context.log, cancel): plan
-        for plan in plans
-    }
-    try:
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                target = pending.pop(future).target
-                try:
-                    batch = future.result()
-                except StripeError as exc:
-                    # The other objects go on loading and are written; the step fails at the end.
-                    message = str(explain(exc, target.object.name, apis[target.key].api_key))
-                    context.log.error(message)
-                    failures.append(message)
-                    continue
-                yield dg.Output(batch, output_name=target.output_name)  # written before its checks run
-                yield from checks_of(target)
-    finally:
-        cancel.set()  # on an error or an interrupted run, stop the other fetches at their next page
-        pool.shutdown(wait=True, cancel_futures=True)
+    outcomes = run_objects(
+        plans, apis, lambda batch: write_batch(duckdb, batch),
+        workers=stripe.workers_per_object, spool_root=os.environ.get("NILUS_SPOOL_DIR"), log=context.log,
+    )
+    for outcome in outcomes:
+        target = targets[outcome.plan.key]
+        if not outcome.ok:
+            # The other objects go on loading and are written; the step fails at the end.
+            context.log.error(outcome.error)
+            failures.append(outcome.error)
+            continue
+        # Written in the step, not by an IO manager on Output: a failed write then fails only its object.
+        yield dg.MaterializeResult(asset_key=target.key, metadata=outcome.written)
+        yield from checks_of(target)
     for target in targets.values():  # checks selected without their asset: judge the table as it is
         if target.key in selected_checks and target.key not in context.selected_asset_keys:
             yield from checks_of(target)

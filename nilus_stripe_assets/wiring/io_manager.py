@@ -42,19 +42,7 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             raise TypeError(f"StripeDuckDBIOManager stores Batch or pandas DataFrame outputs, not {type(obj).__name__}")
 
     def _write_batch(self, context: dg.OutputContext, batch: Batch) -> None:
-        try:
-            with self.duckdb.get_connection() as con:
-                result = write(
-                    con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
-                    scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
-                    kinds=batch.spool.kinds,
-                )
-                metadata = _table_metadata(con, batch.table)
-        finally:
-            shutil.rmtree(batch.spool_dir, ignore_errors=True)
-            if batch.changes_dir:
-                shutil.rmtree(batch.changes_dir, ignore_errors=True)
-        context.add_output_metadata({**metadata, **_write_metadata(batch, result)})
+        context.add_output_metadata(write_batch(self.duckdb, batch))
 
     def _write_frame(self, context: dg.OutputContext, frame: pd.DataFrame) -> None:
         table = _table_for(context)
@@ -72,6 +60,27 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             if not table_columns(con, table):
                 return pd.DataFrame()
             return con.execute(f"SELECT * FROM {table.sql}").df()
+
+
+def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
+    """Write one batch with its strategy (one transaction) and return its materialization metadata.
+
+    The Stripe assets call this from their step for each object (and yield `MaterializeResult`), so one
+    object's failed write fails that object only; `handle_output` calls it for `Batch` outputs.
+    """
+    try:
+        with duckdb.get_connection() as con:
+            result = write(
+                con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
+                scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
+                kinds=batch.spool.kinds,
+            )
+            metadata = _table_metadata(con, batch.table)
+    finally:
+        shutil.rmtree(batch.spool_dir, ignore_errors=True)
+        if batch.changes_dir:
+            shutil.rmtree(batch.changes_dir, ignore_errors=True)
+    return {**metadata, **_write_metadata(batch, result)}
 
 
 def _table_metadata(con, table: TableRef) -> dict:
