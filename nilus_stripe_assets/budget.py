@@ -2,10 +2,14 @@
 
 Stripe counts requests per account: a global rate (100/s live, 25/s in test mode) and a per-endpoint rate
 (25/s by default), see docs.stripe.com/rate-limits. Dagster's default executor runs each asset in its own
-process, so an in-process limiter would let N assets send N times the budget. Each limiter here keeps its
-state (a GCRA "theoretical arrival time") in a small file under a lock (`fcntl.flock`), so all processes on
-the machine that load the same account draw from one budget. A request reserves the next slot under the
-lock and sleeps outside it, which keeps the lock hold time to microseconds.
+process, so an in-process limiter would let N assets send N times the budget. The limiters are GCRA
+("theoretical arrival time") states kept outside the process, behind a small interface (`RateState`):
+- by default in small files under a lock (`fcntl.flock`), so all processes on the machine that load the
+  same account draw from one budget. A request reserves the next slot under the lock and sleeps outside
+  it, which keeps the lock hold time to microseconds;
+- with `state_url` (`postgresql://…`) in one PostgreSQL table (`budget_postgres.py`), so processes on
+  several machines draw from one budget.
+The in-flight cap is per process and separate from where the rate state lives.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 _STATE = struct.Struct("<d")  # one float: the theoretical arrival time, epoch seconds
 
@@ -74,20 +78,31 @@ class BudgetSettings:
     endpoint_rate: float  # requests/s for each endpoint
     max_in_flight: int  # concurrent requests per process
     burst: int = 5
-    state_dir: Optional[str] = None
+    state_dir: Optional[str] = None  # file backend: folder of the state files (default: temp dir)
+    state_url: Optional[str] = None  # postgresql://… : keep the state in PostgreSQL instead (across machines)
 
 
-class RequestBudget:
-    """One account's budget: a global limiter plus one limiter per endpoint, all file-backed."""
+class RateState(Protocol):
+    """Where one account's rate limiters keep their GCRA state (files on this machine, or PostgreSQL)."""
 
-    def __init__(self, account_fingerprint: str, settings: BudgetSettings):
+    def reserve(self, endpoint: str) -> float:
+        """Reserve the next slot on the account's and the endpoint's limiters; seconds to wait before sending."""
+
+    def penalize(self, endpoint: Optional[str], seconds: float) -> None:
+        """Push the next slot back by `seconds` on one endpoint's limiter (None: the account's global one)."""
+
+    def close(self) -> None: ...
+
+
+class FileRates:
+    """A global limiter plus one per endpoint, each a file under `flock` in one folder per account."""
+
+    def __init__(self, folder: Path, settings: BudgetSettings):
         self.settings = settings
-        base = Path(settings.state_dir or os.path.join(tempfile.gettempdir(), "nilus_stripe_budget"))
-        self._dir = base / account_fingerprint
+        self._dir = folder
         self.global_limiter = SharedRateLimiter(self._dir / "global", settings.global_rate, settings.burst)
         self._endpoint_limiters: dict[str, SharedRateLimiter] = {}
         self._endpoints_lock = threading.Lock()
-        self.in_flight = threading.BoundedSemaphore(settings.max_in_flight)
 
     def endpoint(self, endpoint: str) -> SharedRateLimiter:
         with self._endpoints_lock:
@@ -98,23 +113,50 @@ class RequestBudget:
                 self._endpoint_limiters[endpoint] = limiter
             return limiter
 
+    def reserve(self, endpoint: str) -> float:
+        # Reserve both slots first; the caller sleeps once for the later one, so waits don't add up.
+        return max(self.endpoint(endpoint).reserve(), self.global_limiter.reserve())
+
+    def penalize(self, endpoint: Optional[str], seconds: float) -> None:
+        (self.endpoint(endpoint) if endpoint else self.global_limiter).penalize(seconds)
+
+    def close(self) -> None:
+        self.global_limiter.close()
+        for limiter in self._endpoint_limiters.values():
+            limiter.close()
+
+
+def open_rate_state(account_fingerprint: str, settings: BudgetSettings) -> RateState:
+    """The configured backend: PostgreSQL when `state_url` is set, else files under `state_dir`."""
+    if settings.state_url:
+        from .budget_postgres import PostgresRates  # psycopg is imported only by those who use it
+
+        return PostgresRates(settings.state_url, account_fingerprint, settings)
+    base = Path(settings.state_dir or os.path.join(tempfile.gettempdir(), "nilus_stripe_budget"))
+    return FileRates(base / account_fingerprint, settings)
+
+
+class RequestBudget:
+    """One account's budget: its shared rate state plus this process's cap on requests in flight."""
+
+    def __init__(self, account_fingerprint: str, settings: BudgetSettings):
+        self.settings = settings
+        self.rates = open_rate_state(account_fingerprint, settings)
+        self.in_flight = threading.BoundedSemaphore(settings.max_in_flight)
+
     def acquire(self, endpoint: str) -> float:
         """Block until both the endpoint's and the account's budget allow one more request."""
-        # Reserve both slots first and sleep once for the later one, so waits don't add up.
-        wait = max(self.endpoint(endpoint).reserve(), self.global_limiter.reserve())
+        wait = self.rates.reserve(endpoint)
         if wait > 0:
             time.sleep(wait)
         return wait
 
     def on_rate_limited(self, endpoint: str, reason: Optional[str], retry_after: float) -> None:
         """Slow every process down after a 429, on the limiter Stripe named."""
-        limiter = self.endpoint(endpoint) if reason and reason.startswith("endpoint") else self.global_limiter
-        limiter.penalize(retry_after)
+        self.rates.penalize(endpoint if reason and reason.startswith("endpoint") else None, retry_after)
 
     def close(self) -> None:
-        self.global_limiter.close()
-        for limiter in self._endpoint_limiters.values():
-            limiter.close()
+        self.rates.close()
 
 
 def account_fingerprint(api_key: str, api_base: str, stripe_account: Optional[str]) -> str:

@@ -13,6 +13,7 @@ from ..stripe_api import DEFAULT_API_BASE, RetryPolicy, StripeApi
 
 API_BASE_ENV = "STRIPE_API_BASE"
 API_KEY_ENV = "STRIPE_API_KEY"
+BUDGET_URL_ENV = "NILUS_BUDGET_URL"
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -49,6 +50,11 @@ class StripeResource(dg.ConfigurableResource):
     max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
     max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
     budget_dir: Optional[str] = Field(default=None, description="Folder for the cross-process budget state (default: temp dir).")
+    budget_url: Optional[str] = Field(
+        default=None,
+        description=f"postgresql://user@host:5432/db: keep the budget state in PostgreSQL, shared by every machine "
+        f"(default: ${BUDGET_URL_ENV}, else files in budget_dir). Use EnvVar('{BUDGET_URL_ENV}') if it holds a password.",
+    )
 
     _budget: Optional[RequestBudget] = PrivateAttr(default=None)
 
@@ -83,6 +89,8 @@ class StripeResource(dg.ConfigurableResource):
             endpoint_rate=self.max_requests_per_second_per_endpoint,
             max_in_flight=self.max_in_flight,
             state_dir=self.budget_dir,
+            # Read at run time, like the key: run config that replaces this resource's config keeps the env.
+            state_url=self.budget_url or os.environ.get(BUDGET_URL_ENV) or None,
         )
 
     def get_api(self) -> StripeApi:
