@@ -42,6 +42,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-concurrency", type=int, default=None)
     p.add_argument("--error-rate", type=float, default=0.0, help="share of random 500s")
     p.add_argument("--rate-limit-should-retry", type=_bool, default=None, help="send Stripe-Should-Retry on 429s")
+    p.add_argument("--accounts", type=int, default=None, metavar="N",
+                   help="serve N Connect accounts (Stripe-Account), each with its own data; GET /v1/accounts lists them")
+    p.add_argument("--account-count", type=_count, action="append", default=[], metavar="OBJECT=N",
+                   help="object count in each connected account (default: as --count)")
+    p.add_argument("--account-scale", type=float, default=None, help="scale of each connected account (default: --scale)")
     p.add_argument("--ready-file", default=None, help="write the URL here once listening")
     return p.parse_args(argv)
 
@@ -51,7 +56,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     emu = StripeEmulator(counts=dict(a.count) or None, scale=a.scale, seed=a.seed, now=a.now, port=a.port,
                          api_keys=a.api_key, accept_any_key=a.accept_any_key, latency_ms=a.latency_ms,
                          global_rate=a.global_rate, endpoint_rate=a.endpoint_rate, max_concurrency=a.max_concurrency,
-                         error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry)
+                         error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry,
+                         accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -61,7 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         with open(tmp, "w") as f:
             f.write(emu.url + "\n")
         os.replace(tmp, a.ready_file)
-    print(f"Stripe emulator listening on {emu.url} (key {emu.api_key})", flush=True)
+    connected = f", {len(emu.account_ids)} connected accounts" if emu.account_ids else ""
+    print(f"Stripe emulator listening on {emu.url} (key {emu.api_key}{connected})", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -30,14 +30,21 @@ class EmulatorClient:
         except urllib.error.HTTPError as e:
             raise EmulatorError(e.code, json.loads(e.read() or b"null")) from None
 
-    def create(self, object: str, **fields) -> dict:
-        return self._call("POST", f"/objects/{object}", fields)
+    def create(self, object: str, stripe_account: Optional[str] = None, **fields) -> dict:
+        return self._call("POST", f"/objects/{object}{_in(stripe_account)}", fields)
 
-    def update(self, object: str, id: str, **fields) -> dict:
-        return self._call("POST", f"/objects/{object}/{quote(id, safe='')}", fields)
+    def update(self, object: str, id: str, stripe_account: Optional[str] = None, **fields) -> dict:
+        return self._call("POST", f"/objects/{object}/{quote(id, safe='')}{_in(stripe_account)}", fields)
 
-    def delete(self, object: str, id: str) -> dict:
-        return self._call("DELETE", f"/objects/{object}/{quote(id, safe='')}")
+    def delete(self, object: str, id: str, stripe_account: Optional[str] = None) -> dict:
+        return self._call("DELETE", f"/objects/{object}/{quote(id, safe='')}{_in(stripe_account)}")
+
+    def accounts(self) -> dict:
+        """{"platform": id, "connected": [ids], "revoked": [ids]}."""
+        return self._call("GET", "/accounts")
+
+    def revoke(self, account: str, revoked: bool = True) -> None:
+        self._call("POST", f"/accounts/{quote(account, safe='')}/{'revoke' if revoked else 'restore'}", {})
 
     def stats(self) -> dict:
         return self._call("GET", "/stats")
@@ -48,5 +55,10 @@ class EmulatorClient:
     def configure(self, **switches) -> dict:
         return self._call("POST", "/config", switches)
 
-    def counts(self) -> dict[str, int]:
-        return self._call("GET", "/counts")
+    def counts(self, stripe_account: Optional[str] = None) -> dict[str, int]:
+        return self._call("GET", f"/counts{_in(stripe_account)}")
+
+
+def _in(stripe_account: Optional[str]) -> str:
+    """Control routes act on the platform's data unless `?account=` names a connected account."""
+    return f"?account={quote(stripe_account, safe='')}" if stripe_account else ""

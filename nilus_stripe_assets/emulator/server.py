@@ -14,17 +14,18 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Union
 from urllib.parse import unquote
 
 import orjson
 
 from . import api
-from .auth import Auth
-from .data import generate
+from .accounts import ACCOUNT_PATHS, Accounts, parse_ids
+from .auth import Auth, mask
+from .data import default_now, generate
 from .errors import StripeError, api_error, rate_limited, unrecognized
 from .limits import Faults, Limiter, Stats
-from .model import API_VERSION, NAMES
+from .model import ACCOUNT_ID, API_VERSION, NAMES
 from .store import Store
 
 HOST = "127.0.0.1"
@@ -88,8 +89,20 @@ class StripeEmulator:
                  accept_any_key: bool = False, restricted_keys: Optional[Mapping[str, Iterable[str]]] = None,
                  latency_ms: float = 0, global_rate: Optional[float] = None, endpoint_rate: Optional[float] = None,
                  max_concurrency: Optional[int] = None, error_rate: float = 0.0,
-                 rate_limit_should_retry: Optional[bool] = None):
+                 rate_limit_should_retry: Optional[bool] = None,
+                 accounts: Union[None, int, Iterable[str]] = None,
+                 account_counts: Optional[Mapping[str, int]] = None, account_scale: Optional[float] = None):
+        """`accounts`: connected accounts (a count, or `acct_…` ids), each with its own data: `account_counts`
+        and `account_scale` (default: `counts` and `scale`), seeded from the account id. Request limits
+        (`global_rate`, ...) stay one budget for the platform and its accounts together."""
         self.store = Store(generate(counts, scale, seed, now), seed)
+        a_counts = counts if account_counts is None else account_counts
+        a_scale = scale if account_scale is None else account_scale
+
+        def make_store(account: str) -> Store:
+            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now), f"{seed}:{account}")
+
+        self.accounts = Accounts(self.store, make_store, parse_ids(accounts, seed), now=default_now() if now is None else int(now))
         self.auth = Auth(api_keys, accept_any_key, restricted_keys)
         self.limiter = Limiter(Faults(latency_ms, global_rate, endpoint_rate, max_concurrency, error_rate,
                                       rate_limit_should_retry), seed)
@@ -138,14 +151,23 @@ class StripeEmulator:
         return self.auth.api_key
 
     # ---- Python control API (same as the HTTP control routes) --------------------------------
-    def create(self, object: str, **fields) -> dict:
-        return self.store.create(_check_name(object), fields)
+    def create(self, object: str, stripe_account: Optional[str] = None, **fields) -> dict:
+        return self.accounts.store(stripe_account).create(_check_name(object), fields)
 
-    def update(self, object: str, id: str, **fields) -> dict:
-        return self.store.update(_check_name(object), id, fields)
+    def update(self, object: str, id: str, stripe_account: Optional[str] = None, **fields) -> dict:
+        return self.accounts.store(stripe_account).update(_check_name(object), id, fields)
 
-    def delete(self, object: str, id: str) -> dict:
-        return self.store.delete(_check_name(object), id)
+    def delete(self, object: str, id: str, stripe_account: Optional[str] = None) -> dict:
+        return self.accounts.store(stripe_account).delete(_check_name(object), id)
+
+    @property
+    def account_ids(self) -> list[str]:
+        """The connected accounts (not the platform, `ACCOUNT_ID`)."""
+        return self.accounts.ids
+
+    def revoke(self, account: str, revoked: bool = True) -> None:
+        """Revoke (or restore) the platform's access to a connected account: its requests then get a 403."""
+        self.accounts.revoke(account, revoked)
 
     def stats(self) -> dict:
         return self._stats.snapshot()
@@ -156,8 +178,8 @@ class StripeEmulator:
     def configure(self, **switches) -> dict:
         return self.limiter.configure(**switches)
 
-    def counts(self) -> dict[str, int]:
-        return self.store.counts()
+    def counts(self, stripe_account: Optional[str] = None) -> dict[str, int]:
+        return self.accounts.store(stripe_account).counts()
 
     # ---- HTTP --------------------------------------------------------------------------------
     def _request_id(self) -> str:
@@ -167,7 +189,8 @@ class StripeEmulator:
         path, _, qs = h.path.partition("?")
         if path.startswith("/_emulator/"):
             body = h.read_body()
-            status, payload = self._control(method, path, body)
+            account = api.parse_query(qs).get("account") if qs else None
+            status, payload = self._control(method, path, body, account)
             h.respond(status, orjson.dumps(payload), self._request_id())
         else:
             if method != "GET":
@@ -188,15 +211,20 @@ class StripeEmulator:
             if latency:
                 time.sleep(latency / 1000.0)
             key = self.auth.authenticate(h.headers.get("Authorization"))
+            account = h.headers.get("Stripe-Account")
+            store = self.accounts.store_for(account, mask(key)) if account else self.store
             if route is None:
-                raise unrecognized(method, path)
-            self.auth.authorize(key, route.name)
-            if limiter.random_failure():
-                raise api_error()
-            body, objects = api.handle(self.store, route, qs, path)
+                if method != "GET" or path not in ACCOUNT_PATHS:
+                    raise unrecognized(method, path)
+                body, objects = self.accounts.handle(path, account, api.parse_query(qs))
+            else:
+                self.auth.authorize(key, route.name)
+                if limiter.random_failure():
+                    raise api_error()
+                body, objects = api.handle(store, route, qs, path)
+                if route.endpoint in limiter.faults.malformed:
+                    body = body[: len(body) // 2]
             status = 200
-            if route.endpoint in limiter.faults.malformed:
-                body = body[: len(body) // 2]
         except StripeError as e:
             status, body, headers = e.status, e.body, e.headers
         finally:
@@ -204,14 +232,20 @@ class StripeEmulator:
         self._stats.record(endpoint, status, objects, h.headers.get("Stripe-Account"))
         h.respond(status, body, request_id, headers)
 
-    def _control(self, method: str, path: str, body: bytes) -> tuple[int, object]:
+    def _control(self, method: str, path: str, body: bytes, account: Optional[str] = None) -> tuple[int, object]:
         parts = [unquote(p) for p in path.strip("/").split("/")[1:]]  # after "_emulator"
         try:
             fields = orjson.loads(body) if body.strip() else {}
             if method == "GET" and parts == ["stats"]:
                 return 200, self.stats()
             if method == "GET" and parts == ["counts"]:
-                return 200, self.counts()
+                return 200, self.counts(account)
+            if method == "GET" and parts == ["accounts"]:
+                return 200, {"platform": ACCOUNT_ID, "connected": self.account_ids,
+                             "revoked": sorted(self.accounts.revoked)}
+            if method == "POST" and len(parts) == 3 and parts[0] == "accounts" and parts[2] in ("revoke", "restore"):
+                self.revoke(parts[1], parts[2] == "revoke")
+                return 200, {"ok": True}
             if method == "GET" and parts == ["config"]:
                 return 200, self.limiter.config()
             if method == "POST" and parts == ["stats", "reset"]:
@@ -221,11 +255,11 @@ class StripeEmulator:
                 return 200, self.configure(**fields)
             if parts[:1] == ["objects"] and len(parts) in (2, 3):
                 if method == "POST" and len(parts) == 2:
-                    return 200, self.create(parts[1], **fields)
+                    return 200, self.create(parts[1], stripe_account=account, **fields)
                 if method == "POST":
-                    return 200, self.update(parts[1], parts[2], **fields)
+                    return 200, self.update(parts[1], parts[2], stripe_account=account, **fields)
                 if method == "DELETE" and len(parts) == 3:
-                    return 200, self.delete(parts[1], parts[2])
+                    return 200, self.delete(parts[1], parts[2], stripe_account=account)
             return 404, {"error": {"message": f"Unknown control route {method} {path}", "type": "emulator_error"}}
         except KeyError as e:
             return 404, {"error": {"message": f"Not found: {e.args[0]}", "type": "emulator_error"}}
