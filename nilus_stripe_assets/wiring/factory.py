@@ -42,8 +42,48 @@ DEFAULT_LOOKBACK_SECONDS = 600
 ONE_STEP_NAME = "stripe_objects"
 
 
+@dataclass(frozen=True)
+class StripeTranslatorData:
+    """What the translator knows about one asset: the catalog object, where it is written, and how."""
+
+    object: StripeObject
+    table: TableRef  # destination table (`get_table`, or the pipeline's `dest_table`)
+    strategy: str  # merge | replace | append, already validated against the mode
+    mode: str  # the asset's default loading mode
+    sink: str = "duckdb"  # the warehouse kind the table lives in
+    account: Optional[str] = None  # the Connect account (acct_…) when the asset is for one account
+
+
 class StripeTranslator:
-    """Override any method to change how catalog objects become Dagster assets."""
+    """Decides how catalog objects become Dagster assets.
+
+    The seam is `get_asset_spec(data)`, as in dagster-dlt's and dagster-sling's translators: override it and
+    start from `super().get_asset_spec(data).replace_attributes(...)`. The per-attribute methods below
+    (`get_asset_key`, `get_group_name`, ...) are what the default `get_asset_spec` is built from, so existing
+    overrides of them keep working. `dagster/table_name` in the spec's metadata is the table the asset is
+    written to.
+    """
+
+    def get_asset_spec(self, data: StripeTranslatorData) -> dg.AssetSpec:
+        obj = data.object
+        return dg.AssetSpec(
+            key=self.get_asset_key(obj),
+            group_name=self.get_group_name(obj),
+            description=self.get_description(obj),
+            kinds=self.get_kinds(obj),
+            owners=list(self.get_owners(obj)),
+            tags=dict(self.get_tags(obj)),
+            metadata={
+                "dagster/table_name": str(data.table),
+                "stripe/object": obj.name,
+                "stripe/endpoint": obj.parent.path_template if obj.parent else obj.path,
+                "strategy": data.strategy,
+                "merge_key": obj.merge_key,
+                "default_mode": data.mode,
+                "created_filter": obj.supports_created,
+            },
+            automation_condition=self.get_automation_condition(obj),
+        )
 
     def get_asset_key(self, obj: StripeObject) -> dg.AssetKey:
         return dg.AssetKey(["stripe", obj.name])
@@ -116,6 +156,7 @@ class _Target:
     strategy: str
     partitioned: bool
     checks: Optional[StripeTableChecks]
+    spec: dg.AssetSpec  # from the translator; the factory adds partitions, skippability and the IO manager
 
     @property
     def object(self) -> StripeObject:
@@ -136,37 +177,27 @@ def _target(
     partitioned = partitions_def is not None and obj.supports_created
     # Validated now, at definition-load time, before any request is made.
     strategy = resolve_strategy(obj, pipeline.mode, pipeline.strategy, partitioned=partitioned)
-    table = TableRef.parse(pipeline.dest_table or translator.get_table(obj))
-    key = pipeline.key or translator.get_asset_key(obj)
+    data = StripeTranslatorData(
+        object=obj, table=TableRef.parse(pipeline.dest_table or translator.get_table(obj)), strategy=strategy,
+        mode=pipeline.mode,
+    )
+    spec = translator.get_asset_spec(data)
+    if pipeline.key is not None:  # a pipeline's own key (the component's) wins over the translator's
+        spec = spec.replace_attributes(key=pipeline.key)
+    table = TableRef.parse(str(spec.metadata.get("dagster/table_name", data.table)))
     checks = (
-        StripeTableChecks(key, obj, table, strategy, obj.merge_key, DEFAULT_MAX_AGE, TableRef(table.schema, "event"))
+        StripeTableChecks(spec.key, obj, table, strategy, obj.merge_key, DEFAULT_MAX_AGE, TableRef(table.schema, "event"))
         if with_checks
         else None
     )
-    return _Target(pipeline, key, table, strategy, partitioned, checks)
+    return _Target(pipeline, spec.key, table, strategy, partitioned, checks, spec)
 
 
-def _spec(target: _Target, translator: StripeTranslator, partitions_def, skippable: bool, io_manager_key: str) -> dg.AssetSpec:
-    obj = target.object
-    return dg.AssetSpec(
-        key=target.key,
-        group_name=translator.get_group_name(obj),
-        description=translator.get_description(obj),
-        kinds=translator.get_kinds(obj),
-        owners=list(translator.get_owners(obj)),
-        tags=dict(translator.get_tags(obj)),
-        metadata={
-            "dagster/table_name": str(target.table),
-            "stripe/object": obj.name,
-            "stripe/endpoint": obj.parent.path_template if obj.parent else obj.path,
-            "strategy": target.strategy,
-            "merge_key": obj.merge_key,
-            "default_mode": target.pipeline.mode,
-            "created_filter": obj.supports_created,
-        },
+def _spec(target: _Target, partitions_def, skippable: bool, io_manager_key: str) -> dg.AssetSpec:
+    return target.spec.replace_attributes(
         partitions_def=partitions_def if target.partitioned else None,
-        automation_condition=translator.get_automation_condition(obj),
         skippable=skippable,
+        metadata={**target.spec.metadata, "dagster/table_name": str(target.table)},
     ).with_io_manager_key(io_manager_key)
 
 
@@ -266,7 +297,7 @@ def _build(
 
     @dg.multi_asset(
         name=name,
-        specs=[_spec(t, translator, partitions_def, not one, io_manager_key) for t in targets],
+        specs=[_spec(t, partitions_def, not one, io_manager_key) for t in targets],
         check_specs=[spec for t in targets if t.checks for spec in t.checks.specs()] or None,
         can_subset=not one,
         partitions_def=partitions_def if partitioned else None,
@@ -296,7 +327,7 @@ def build_stripe_asset(
     checks run in the same step, right after the write (a separate check step would cost one more process
     per table under the multiprocess executor)."""
     translator = translator or StripeTranslator()
-    key = pipeline.key or translator.get_asset_key(pipeline.object)
+    key = _target(pipeline, translator, partitions_def, with_checks=False).key
     return _build(
         [pipeline], name=key.to_python_identifier(), translator=translator, partitions_def=partitions_def,
         io_manager_key=io_manager_key, with_checks=with_checks,
@@ -350,6 +381,7 @@ __all__ = [
     "StripeLoadConfig",
     "StripePipeline",
     "StripeTranslator",
+    "StripeTranslatorData",
     "build_stripe_asset",
     "build_stripe_assets",
 ]
