@@ -15,7 +15,9 @@ OBJECTS = ("charge", "customer")
 
 
 def test_two_machines_share_the_account_rate_through_postgres_and_not_through_files(tmp_path, postgres_url):
-    counts = {"charge": 6000, "customer": 6000}  # ~60 pages each: about 5 s at 25 requests/s together
+    # ~200 pages each: about 16 s at 25 requests/s together. Under a loaded machine the two `dagster` processes
+    # start seconds apart; at 60 pages each the first could finish alone before the second sent anything.
+    counts = {"charge": 20000, "customer": 20000}
     with StripeEmulator(counts=counts, seed=5, latency_ms=20, global_rate=RATE) as emu:
         shared = run_pair(emu.url, tmp_path / "postgres", OBJECTS, budget_url=postgres_url)
         separate = run_pair(emu.url, tmp_path / "files", OBJECTS, budget_url=None)
