@@ -4,6 +4,11 @@ Everything else (the fetch engine, the warehouse writer, the Dagster factory, th
 table; nothing special-cases an object by name outside it. Rows follow the spec's "Supported objects"
 table (`shared/seed/stripe-source.md`) and Stripe's list API: which endpoints accept `created[...]`
 filters was checked against stripe-python's generated `*ListParams` types.
+
+Object shapes come from stripe-python 16.1's typed classes (`sdk_class`; see `shapes.py`). The engine reads
+no field by name that a class does not declare, except the ones named here: `id` (every class) and
+`created_field`, the field holding the creation time (`created`, but `date` for `stripe.InvoiceItem`,
+whose list endpoint still filters with `created[...]`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class StripeObject:
     id_prefix: str  # prefix of Stripe ids, e.g. "ii_" (the emulator uses it; "" for user-chosen ids)
     strategy: Strategy  # the spec's default write strategy
     description: str
+    sdk_class: str  # stripe-python class declaring the object's fields, e.g. "InvoiceItem" (stripe.InvoiceItem)
+    created_field: Optional[str] = "created"  # field with the creation time (epoch s); None: the class has none
     supports_created: bool = True  # endpoint accepts created[gt|gte|lt|lte]
     merge_key: str = "id"
     parent: Optional[Parent] = None
@@ -48,34 +55,37 @@ class StripeObject:
         return self.name
 
 
-def _o(name, path, prefix, strategy, description, **kw) -> StripeObject:
-    return StripeObject(name=name, path=path, id_prefix=prefix, strategy=strategy, description=description, **kw)
+def _o(name, path, prefix, strategy, description, sdk_class, **kw) -> StripeObject:
+    return StripeObject(name=name, path=path, id_prefix=prefix, strategy=strategy, description=description,
+                        sdk_class=sdk_class, **kw)
 
 
 CATALOG: dict[str, StripeObject] = {
     o.name: o
     for o in [
-        _o("charge", "/v1/charges", "ch_", "merge", "Payment charges."),
-        _o("payment_intent", "/v1/payment_intents", "pi_", "merge", "Payment intents."),
+        _o("charge", "/v1/charges", "ch_", "merge", "Payment charges.", "Charge"),
+        _o("payment_intent", "/v1/payment_intents", "pi_", "merge", "Payment intents.", "PaymentIntent"),
         _o(
             "payment_method",
             "/v1/payment_methods",
             "pm_",
             "merge",
             "Saved payment methods.",
+            "PaymentMethod",
             supports_created=False,
             # GET /v1/payment_methods without `customer` lists only Treasury payment methods.
             parent=Parent(object="customer", path_template="/v1/customers/{id}/payment_methods"),
         ),
-        _o("refund", "/v1/refunds", "re_", "merge", "Refunds."),
-        _o("payout", "/v1/payouts", "po_", "merge", "Payouts to bank accounts."),
-        _o("customer", "/v1/customers", "cus_", "merge", "Customer records."),
+        _o("refund", "/v1/refunds", "re_", "merge", "Refunds.", "Refund"),
+        _o("payout", "/v1/payouts", "po_", "merge", "Payouts to bank accounts.", "Payout"),
+        _o("customer", "/v1/customers", "cus_", "merge", "Customer records.", "Customer"),
         _o(
             "subscription",
             "/v1/subscriptions",
             "sub_",
             "merge",
             "Customer subscriptions.",
+            "Subscription",
             list_params={"status": "all"},  # otherwise canceled subscriptions are hidden
             event_prefix="customer.subscription",
         ),
@@ -85,6 +95,7 @@ CATALOG: dict[str, StripeObject] = {
             "si_",
             "merge",
             "Individual subscription items.",
+            "SubscriptionItem",
             supports_created=False,
             parent=Parent(
                 object="subscription",
@@ -100,24 +111,27 @@ CATALOG: dict[str, StripeObject] = {
             "sub_sched_",
             "merge",
             "Scheduled subscription updates.",
+            "SubscriptionSchedule",
         ),
-        _o("product", "/v1/products", "prod_", "merge", "Product catalog."),
-        _o("price", "/v1/prices", "price_", "merge", "Product prices."),
-        _o("coupon", "/v1/coupons", "", "replace", "Coupons."),
-        _o("promotion_code", "/v1/promotion_codes", "promo_", "merge", "Promotion codes."),
-        _o("invoice", "/v1/invoices", "in_", "merge", "Customer invoices."),
-        _o("invoice_item", "/v1/invoiceitems", "ii_", "merge", "Invoice line items.", event_prefix="invoiceitem"),
-        _o("credit_note", "/v1/credit_notes", "cn_", "merge", "Credit notes."),
-        _o("tax_rate", "/v1/tax_rates", "txr_", "replace", "Tax rates."),
-        _o("balance_transaction", "/v1/balance_transactions", "txn_", "merge", "Balance transaction history."),
-        _o("event", "/v1/events", "evt_", "append", "Event stream (account-level events)."),
-        _o("setup_intent", "/v1/setup_intents", "seti_", "merge", "Setup intents for future payments."),
+        _o("product", "/v1/products", "prod_", "merge", "Product catalog.", "Product"),
+        _o("price", "/v1/prices", "price_", "merge", "Product prices.", "Price"),
+        _o("coupon", "/v1/coupons", "", "replace", "Coupons.", "Coupon"),
+        _o("promotion_code", "/v1/promotion_codes", "promo_", "merge", "Promotion codes.", "PromotionCode"),
+        _o("invoice", "/v1/invoices", "in_", "merge", "Customer invoices.", "Invoice"),
+        _o("invoice_item", "/v1/invoiceitems", "ii_", "merge", "Invoice line items.", "InvoiceItem",
+           created_field="date", event_prefix="invoiceitem"),
+        _o("credit_note", "/v1/credit_notes", "cn_", "merge", "Credit notes.", "CreditNote"),
+        _o("tax_rate", "/v1/tax_rates", "txr_", "replace", "Tax rates.", "TaxRate"),
+        _o("balance_transaction", "/v1/balance_transactions", "txn_", "merge", "Balance transaction history.", "BalanceTransaction"),
+        _o("event", "/v1/events", "evt_", "append", "Event stream (account-level events).", "Event"),
+        _o("setup_intent", "/v1/setup_intents", "seti_", "merge", "Setup intents for future payments.", "SetupIntent"),
         _o(
             "webhook_endpoint",
             "/v1/webhook_endpoints",
             "we_",
             "replace",
             "Configured webhook endpoints.",
+            "WebhookEndpoint",
             supports_created=False,
         ),
     ]

@@ -87,17 +87,18 @@ class _Task:
         return query
 
 
-def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool) -> list[_Task]:
+def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool, time_field: str = "created") -> list[_Task]:
     """After a page that has more: continue the newer part with the cursor and, if `idle` workers wait,
-    hand the older part off in pieces (of PAGES_PER_TASK pages, or halves in the `tail`)."""
+    hand the older part off in pieces (of PAGES_PER_TASK pages, or halves in the `tail`). `time_field` is
+    the field the `created[...]` filter applies to (the catalog's `created_field`: `date` for invoice items)."""
     last = data[-1]
-    oldest = int(last["created"])
+    oldest = int(last[time_field])
     # Everything not yet read lies in [task.gte, oldest]; ties on `oldest` are behind the cursor.
     keep_going = _Task(task.gte, oldest + 1, last["id"])
     floor = task.gte if task.gte is not None else 0
     if idle <= 0 or oldest <= floor:
         return [keep_going]
-    seconds_per_page = max(1, int(data[0]["created"]) - oldest + 1) * PAGE_LIMIT / len(data)
+    seconds_per_page = max(1, int(data[0][time_field]) - oldest + 1) * PAGE_LIMIT / len(data)
     pages_left = (oldest - floor) / seconds_per_page
     if pages_left >= 1.5 * PAGES_PER_TASK:
         chunk = int(PAGES_PER_TASK * seconds_per_page)
@@ -120,8 +121,11 @@ def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool) -> lis
     return tasks
 
 
-def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: Sink, workers: int) -> None:
-    """Concurrent read of one `created`-filterable list; see the module docstring."""
+def fetch_split(
+    api: StripeApi, path: str, params: dict, window: Window, sink: Sink, workers: int, time_field: str = "created"
+) -> None:
+    """Concurrent read of one `created`-filterable list whose objects hold that time in `time_field`; see the
+    module docstring."""
 
     def run(task: _Task) -> tuple[list, bool]:
         page = api.list_page(path, {**params, **task.params()})
@@ -144,7 +148,7 @@ def fetch_split(api: StripeApi, path: str, params: dict, window: Window, sink: S
                     continue
                 # `pending` no longer holds this task: it counts the other running tasks.
                 idle = workers - len(pending) - 1
-                for nxt in _next_tasks(task, data, idle=idle, tail=len(pending) < workers // 2):
+                for nxt in _next_tasks(task, data, idle=idle, tail=len(pending) < workers // 2, time_field=time_field):
                     pending[pool.submit(run, nxt)] = nxt
     finally:
         for future in pending:
@@ -213,7 +217,7 @@ def fetch_object(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, windo
         return
     params = dict(obj.list_params)
     effective = window if obj.supports_created else Window()
-    if mode == "async" and obj.supports_created:
-        fetch_split(api, obj.path, params, effective, sink, workers)
+    if mode == "async" and obj.supports_created and obj.created_field:
+        fetch_split(api, obj.path, params, effective, sink, workers, time_field=obj.created_field)
     else:
         fetch_sequential(api, obj.path, {**params, **effective.params()}, sink)

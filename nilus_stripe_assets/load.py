@@ -62,7 +62,7 @@ def extract(
     """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
     and `Cancelled` at the next page once `cancel` is set."""
     fetch_mode = "sync" if mode.startswith("sync") else "async"
-    spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-")
+    spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
     started_at = int(time.time())
     started = time.perf_counter()
     try:

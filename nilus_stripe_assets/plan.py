@@ -79,11 +79,11 @@ def plan_object(
     if partition is not None:
         plan.window = partition
         if resolved == "replace":
-            plan.scope = Slice("created", partition.gte, partition.lt)
+            plan.scope = Slice(obj.created_field, partition.gte, partition.lt)
     elif plan.incremental:
         # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
         con = connect()
-        cursor = newest_created(con, table) if obj.supports_created else None
+        cursor = newest_created(con, table, obj.created_field) if obj.supports_created else None
         plan.events_cursor = get_cursor(con, table.schema, plan.state_key)
         if cursor is not None:
             plan.window = Window(gte=max(0, cursor - options.lookback_seconds))

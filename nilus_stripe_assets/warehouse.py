@@ -26,7 +26,7 @@ BOOKKEEPING = {"_loaded_at": "TIMESTAMPTZ", "_state_at": "BIGINT", "is_deleted":
 EVENT_CREATED, EVENT_TYPE = "_event_created", "_event_type"
 _EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
 # The columns an empty table starts with, so downstream queries work before the first object arrives.
-MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR", "created": "BIGINT"}
+MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR"}  # every Stripe class declares both
 
 # "HUGE": an integer beyond BIGINT (the probe tells it apart from other UBIGINTs); stored as DOUBLE.
 _NUMERIC = {"BIGINT", "UBIGINT", "DOUBLE", "HUGE"}

@@ -115,24 +115,25 @@ def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.
     )
 
 
-def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta) -> dg.AssetCheckResult:
+def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta, column: Optional[str] = "created") -> dg.AssetCheckResult:
+    """Judged on `column`, the object's creation time (the catalog's `created_field`: `date` for invoice items)."""
     max_age_days = round(max_age.total_seconds() / 86400, 3)
     base = {"table": str(table), "max_age": f"{max_age_days:g} days"}
-    if "created" not in columns:
+    if column is None or column not in columns:
         return dg.AssetCheckResult(
             check_name="fresh",
             passed=True,
             severity=WARN,
-            description=f"Not judged: {table} has no `created` column.",
+            description=f"Not judged: {table} has no `{column or 'created'}` column.",
             metadata={**base, "skipped": "no created column"},
         )
-    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST(created AS DOUBLE)) FROM {table.sql}").fetchone()
+    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST({quote(column)} AS DOUBLE)) FROM {table.sql}").fetchone()
     if newest is None:
         return dg.AssetCheckResult(
             check_name="fresh",
             passed=True,
             severity=WARN,
-            description=f"Not judged: {table} has no rows with a `created` time.",
+            description=f"Not judged: {table} has no rows with a `{column}` time.",
             metadata={**base, "rows": int(rows), "skipped": "no created values"},
         )
     age_days = (time.time() - newest) / 86400
@@ -238,8 +239,8 @@ class StripeTableChecks:
             dg.AssetCheckSpec(
                 "fresh", asset=self.key, blocking=False,
                 description=(
-                    f"The newest `created` in {table} is at most {self.max_age.total_seconds() / 86400:g} days old "
-                    f"(severity WARN; not judged without a `created` column)."
+                    f"The newest `{obj.created_field}` in {table} is at most {self.max_age.total_seconds() / 86400:g} "
+                    f"days old (severity WARN; not judged without a `{obj.created_field}` column)."
                 ),
             ),
         ]
@@ -271,7 +272,7 @@ class StripeTableChecks:
             elif name == f"{key}_not_null":
                 result = _not_null(con, table, key, columns)
             elif name == "fresh":
-                result = _fresh(con, table, columns, self.max_age)
+                result = _fresh(con, table, columns, self.max_age, self.object.created_field)
             else:
                 result = _stale(con, self.object, table, key, columns, self.events)
             # Named explicitly: a step that holds several assets cannot infer which one a result is about.

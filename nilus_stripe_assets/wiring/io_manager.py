@@ -9,13 +9,14 @@ Downstream assets read tables back as pandas DataFrames, as they would from dags
 
 
 import shutil
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from ..load import Batch
-from ..warehouse import TableRef, WriteResult, table_columns, write
+from ..warehouse import TableRef, WriteResult, quote, table_columns, write
 
 PREVIEW_ROWS = 5
 
@@ -75,7 +76,7 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
                 scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
                 kinds=batch.spool.kinds,
             )
-            metadata = _table_metadata(con, batch.table)
+            metadata = _table_metadata(con, batch.table, batch.object.created_field)
     finally:
         shutil.rmtree(batch.spool_dir, ignore_errors=True)
         if batch.changes_dir:
@@ -83,12 +84,13 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     return {**metadata, **_write_metadata(batch, result)}
 
 
-def _table_metadata(con, table: TableRef) -> dict:
+def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created") -> dict:
+    """`newest_first`: the column to order the preview by (the object's creation time)."""
     columns = table_columns(con, table)
     rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
     preview = con.execute(
-        f"SELECT * EXCLUDE (_loaded_at) FROM {table.sql} ORDER BY created DESC NULLS LAST LIMIT {PREVIEW_ROWS}"
-        if "created" in columns and "_loaded_at" in columns
+        f"SELECT * EXCLUDE (_loaded_at) FROM {table.sql} ORDER BY {quote(newest_first)} DESC NULLS LAST LIMIT {PREVIEW_ROWS}"
+        if newest_first in columns and "_loaded_at" in columns
         else f"SELECT * FROM {table.sql} LIMIT {PREVIEW_ROWS}"
     ).df()
     # Nested JSON makes previews unreadable; keep scalar columns only.

@@ -1,0 +1,78 @@
+"""Object shapes come from stripe-python's typed classes: the committed snapshot equals the installed SDK."""
+
+import json
+
+import stripe
+
+from nilus_stripe_assets import sdk_shapes, shapes
+from nilus_stripe_assets.catalog import CATALOG, STRIPE_OBJECT_TYPE
+
+
+def test_snapshot_equals_the_installed_sdk():
+    committed = json.loads(sdk_shapes.SNAPSHOT.read_text(encoding="utf-8"))
+    live = sdk_shapes.build_snapshot()
+    assert committed["stripe_version"] == stripe.VERSION == shapes.stripe_version()
+    assert committed == live, "stripe_shapes.json is stale: run .venv/bin/python -m nilus_stripe_assets.sdk_shapes"
+
+
+def test_field_sets_are_the_classes_declared_attributes():
+    for name, obj in CATALOG.items():
+        cls = getattr(stripe, obj.sdk_class)
+        declared = set()
+        for klass in cls.__mro__:
+            declared |= {k for k in vars(klass).get("__annotations__", {}) if not k.startswith("_")}
+        declared.discard("OBJECT_NAME")
+        assert set(shapes.field_names(name)) == declared, name
+        assert {"id", "object"} <= declared, name
+
+
+def test_catalog_names_only_declared_fields():
+    for name, obj in CATALOG.items():
+        assert shapes.object_type(name) == STRIPE_OBJECT_TYPE[name] == getattr(stripe, obj.sdk_class).OBJECT_NAME
+        if obj.created_field is not None:
+            created = shapes.field(name, obj.created_field)
+            assert created.epoch and created.type.kind == "integer" and not created.nullable, name
+        if obj.supports_created:
+            assert obj.created_field is not None, f"{name}: a created[...] filter needs the field it filters on"
+    assert CATALOG["invoice_item"].created_field == "date"
+    assert "created" not in shapes.field_names("invoice_item")
+
+
+def test_type_descriptors():
+    charge = {f.name: f for f in shapes.fields("charge")}
+    assert (charge["amount"].type.kind, charge["amount"].nullable) == ("integer", False)
+    assert charge["customer"].type == shapes.FieldType("string", expandable=("Customer",))
+    assert charge["customer"].nullable
+    assert charge["billing_details"].type.kind == "object"  # nested class Charge.BillingDetails
+    assert charge["metadata"].type.kind == "object"  # UntypedStripeObject
+    assert charge["captured"].type.kind == "boolean"
+    assert charge["object"].type.values == ("charge",)
+    assert charge["status"].type == shapes.FieldType("string", values=("failed", "pending", "succeeded"), open_enum=True)
+    assert charge["refunds"].type.kind == "object"  # ListObject[Refund]
+    assert "Time at which the object was created" in charge["created"].description
+    item = {f.name: f for f in shapes.fields("invoice_item")}
+    assert item["quantity_decimal"].type == shapes.FieldType("string", format="decimal")  # Stripe sends "1.5"
+    assert item["discounts"].type.kind == "array" and item["discounts"].type.items.expandable == ("Discount",)
+    assert item["date"].epoch
+    assert shapes.field("tax_rate", "percentage").type.kind == "number"
+    assert shapes.field("subscription_item", "price").type.kind == "object"  # embedded "Price", not expandable
+
+
+def test_epoch_fields():
+    epoch = {(name, f.name) for name in CATALOG for f in shapes.fields(name) if f.epoch}
+    for expected in [("invoice", "period_start"), ("invoice", "due_date"), ("subscription", "canceled_at"),
+                     ("payout", "arrival_date"), ("invoice", "next_payment_attempt"), ("event", "created")]:
+        assert expected in epoch
+    not_epoch = {("charge", "amount"), ("invoice", "attempt_count"), ("customer", "balance")}
+    assert not (epoch & not_epoch)
+    assert all(shapes.field(n, f).type.kind == "integer" for n, f in epoch)
+
+
+def test_descriptions_are_stripes_docstrings():
+    # The SDK documents every field except some nested-object ones (e.g. Charge.billing_details), whose
+    # classes carry no docstring either, and one id field; those stay empty rather than invented.
+    undocumented = {(n, f.name) for n in CATALOG for f in shapes.fields(n) if not f.description and f.type.kind != "object"}
+    assert undocumented == {("payment_method", "customer_account")}
+    assert shapes.field("invoice_item", "date").description == (
+        "Time at which the object was created. Measured in seconds since the Unix epoch."
+    )
