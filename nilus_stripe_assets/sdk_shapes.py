@@ -148,7 +148,8 @@ def build_snapshot() -> dict:
     """Every catalog object's SDK class, introspected; keyed by class name."""
     from .catalog import CATALOG
 
-    classes = sorted({o.sdk_class for o in CATALOG.values()})
+    # Plus the classes of lists that objects embed (invoice.lines, credit_note.lines), which the emulator renders.
+    classes = sorted({o.sdk_class for o in CATALOG.values()} | {"InvoiceLineItem", "CreditNoteLineItem"})
     return {"stripe_version": _sdk().VERSION, "classes": {name: class_fields(name) for name in classes}}
 
 

@@ -19,7 +19,7 @@ import stripe
 from nilus_stripe_assets.catalog import CATALOG
 from nilus_stripe_assets.emulator import EmulatorClient, EmulatorError, StripeEmulator
 from nilus_stripe_assets.emulator.data import DEFAULT_COUNTS, generate
-from nilus_stripe_assets.emulator.model import EMBEDDED, EVENT_RETENTION_SECONDS, PARENT
+from nilus_stripe_assets.emulator.model import EMBEDDED, EVENT_RETENTION_SECONDS, PARENT, PATH_TO_NAME
 
 NOW = 1_767_225_600  # fixed data reference time: 2026-01-01 00:00 UTC (events are listed relative to real time)
 
@@ -53,8 +53,8 @@ def get(emu, path: str, key: str | None = "default", headers: dict | None = None
         return e.code, e.headers, json.loads(e.read())
 
 
-def order_key(obj: dict) -> tuple:
-    return (-obj["created"], tuple(-ord(c) for c in obj["id"]))
+def order_key(obj: dict, time_field: str = "created") -> tuple:
+    return (-obj[time_field], tuple(-ord(c) for c in obj["id"]))
 
 
 def walk(client, path: str, limit: int, **params) -> list[dict]:
@@ -68,7 +68,10 @@ def walk(client, path: str, limit: int, **params) -> list[dict]:
             break
         assert len(page["data"]) == limit
         cursor = page["data"][-1]["id"]
-    assert out == sorted(out, key=order_key), f"{path} not newest-first by (created, id)"
+    # Lists are newest first by creation time: `created`, or the catalog's `created_field` (invoice items: `date`).
+    name = PATH_TO_NAME.get(path)
+    time_field = (CATALOG[name].created_field if name else None) or "created"
+    assert out == sorted(out, key=lambda o: order_key(o, time_field)), f"{path} not newest-first by (created, id)"
     return out
 
 
@@ -123,7 +126,8 @@ def test_pagination_walks_every_object_once(emu, name, limit):
     assert ids, f"{name} is empty"
     prefix = CATALOG[name].id_prefix
     assert all(i.startswith(prefix) for i in ids)
-    assert all(o["livemode"] is False and o["object"] == stripe_type(name) for o in objs)
+    # livemode where the class declares it (stripe.Refund, BalanceTransaction and SubscriptionItem do not)
+    assert all(o.get("livemode", False) is False and o["object"] == stripe_type(name) for o in objs)
 
 
 def stripe_type(name: str) -> str:
@@ -498,3 +502,43 @@ def test_cli_serves_until_sigterm(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+# ---- shapes: exactly the fields stripe-python declares -------------------------------------------
+
+
+def declared(sdk_class: str) -> set[str]:
+    """The class's declared attributes, read from the SDK itself (minus its `_`-internals and OBJECT_NAME)."""
+    cls = getattr(stripe, sdk_class)
+    names = set()
+    for klass in cls.__mro__:
+        names |= {k for k in vars(klass).get("__annotations__", {}) if not k.startswith("_")}
+    return names - {"OBJECT_NAME"}
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_objects_have_exactly_the_sdk_field_set(emu, name):
+    client = sdk(emu)
+    objs = walk_object(emu, client, name, 100)
+    want = declared(CATALOG[name].sdk_class)
+    assert objs and all(set(o) == want for o in objs), (
+        f"{name}: extra {sorted(set(objs[0]) - want)}, missing {sorted(want - set(objs[0]))}"
+    )
+    created = CATALOG[name].created_field
+    assert created is None or all(isinstance(o[created], int) for o in objs)
+
+
+def test_embedded_lists_and_event_payloads_have_the_sdk_field_sets(emu):
+    client = sdk(emu)
+    invoices = walk(client, "/v1/invoices", 100)
+    assert all(set(line) == declared("InvoiceLineItem") for i in invoices for line in i["lines"]["data"])
+    notes = walk(client, "/v1/credit_notes", 100)
+    assert all(set(line) == declared("CreditNoteLineItem") for n in notes for line in n["lines"]["data"])
+    events = walk(client, "/v1/events", 100)
+    assert events and all(set(e) == declared("Event") for e in events)
+    by_type = {o.sdk_class: o.name for o in CATALOG.values()}
+    type_to_class = {stripe_type(name): CATALOG[name].sdk_class for name in CATALOG}
+    for e in events:
+        payload = e["data"]["object"]
+        assert set(payload) == declared(type_to_class[payload["object"]]), e["type"]
+    assert by_type  # every catalog class is a stripe-python class

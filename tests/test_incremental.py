@@ -76,6 +76,25 @@ def test_objects_sharing_the_cursor_second_are_neither_lost_nor_duplicated(emula
     assert rows == distinct == emulator.counts()["invoice"]
 
 
+def test_invoice_items_are_timed_by_date_as_stripe_declares(emulator, warehouse_path):
+    # stripe.InvoiceItem has `date`, no `created`: the async split, the cursor and the metadata read `date`.
+    assets = build_stripe_assets(["invoice_item"])
+    resources = make_resources(emulator, warehouse_path)
+    result = materialize(assets, resources, mode_config(assets, "async"))
+    assert result.success
+    columns = {r[0] for r in query(warehouse_path, "SELECT column_name FROM information_schema.columns WHERE table_name = 'invoice_item'")}
+    assert "date" in columns and "created" not in columns
+    assert count(warehouse_path, "stripe.invoice_item") == emulator.counts()["invoice_item"]
+    newest = query(warehouse_path, "SELECT max(date) FROM stripe.invoice_item")[0][0]
+    assert _meta(result, "invoice_item")["created_max"] == newest
+    emulator.create("invoice_item", date=newest + 5)
+    result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
+    assert result.success
+    meta = _meta(result, "invoice_item")
+    assert meta["objects_fetched"] < 10, "the cursor comes from `date`: only the newest items are re-read"
+    assert count(warehouse_path, "stripe.invoice_item") == emulator.counts()["invoice_item"]
+
+
 @pytest.mark.parametrize("name", ["payment_method", "subscription_item", "webhook_endpoint", "coupon", "event"])
 def test_every_object_works_incrementally(emulator, warehouse_path, name):
     assets = build_stripe_assets([name])

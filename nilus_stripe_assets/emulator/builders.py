@@ -3,13 +3,19 @@
 A builder gets a context (`ctx`: seeded RNG, `pick(name)` -> an existing id of that object or None,
 `obj(name)` -> an existing object as a dict, `token(n)`, `metadata()`), the new object's id, its
 `created` second and its parent id (for children listed through a parent), and returns the object's own
-fields. `build()` adds the common ones (id, object, created, livemode, metadata).
+fields. `build()` starts from the object's field template (every field its stripe-python class declares,
+null; built once per object type from `shapes.py`), adds the common ones (id, object, the creation time in
+the catalog's `created_field`, livemode, metadata) where the class declares them, then the builder's. So
+every object has exactly Stripe's field set; fields the emulator has nothing realistic for stay null.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from functools import cache
+from typing import Any, Callable, Optional
 
+from .. import shapes
+from ..catalog import CATALOG
 from .model import API_VERSION, OBJECT_TYPE
 
 ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -129,7 +135,6 @@ def charge(ctx, oid, created, parent):
         "disputed": False, "failure_balance_transaction": None,
         "failure_code": None if status != "failed" else "card_declined",
         "failure_message": None if status != "failed" else "Your card was declined.", "fraud_details": {},
-        "invoice": ctx.pick("invoice") if r.random() < 0.3 else None,
         "outcome": {"network_status": "approved_by_network" if ok else "declined_by_network", "reason": None,
                     "risk_level": "normal", "risk_score": ctx.randint(0, 99),
                     "seller_message": "Payment complete." if ok else "The bank did not return any further details.",
@@ -166,6 +171,7 @@ def refund(ctx, oid, created, parent):
                                              "type": "refund"}, "type": "card"},
             "payment_intent": ctx.pick("payment_intent"),
             "reason": ctx.choice([None, "requested_by_customer", "duplicate", "fraudulent"]), "receipt_number": None,
+            "payment_method": ctx.pick("payment_method"), "customer": ctx.pick("customer"),
             "source_transfer_reversal": None, "status": "succeeded" if r.random() < 0.9 else "pending",
             "transfer_reversal": None}
 
@@ -185,28 +191,53 @@ def subscription(ctx, oid, created, parent):
     r = ctx.rng
     status = ctx.choice(["active", "active", "active", "trialing", "past_due", "canceled", "canceled", "incomplete"])
     canceled = status == "canceled"
-    return {"application": None, "billing_cycle_anchor": created, "cancel_at": None, "cancel_at_period_end": False,
+    return {"application": None, "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": created, "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+            "billing_schedules": [], "cancel_at": None, "cancel_at_period_end": False,
             "canceled_at": created + 40 * 86400 if canceled else None,
             "cancellation_details": {"comment": None, "feedback": None, "reason": "cancellation_requested" if canceled
                                      else None}, "collection_method": "charge_automatically", "currency": "usd",
             "customer": ctx.pick("customer"), "days_until_due": None, "default_payment_method": ctx.pick("payment_method"),
             "description": None, "discounts": [], "ended_at": created + 40 * 86400 if canceled else None,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
             "latest_invoice": ctx.pick("invoice"), "pause_collection": None, "start_date": created, "status": status,
             "test_clock": None, "trial_end": created + 14 * 86400 if status == "trialing" else None,
             "trial_start": created if status == "trialing" else None}
 
 
+def _recurring_price(ctx) -> Optional[dict]:
+    """A recurring price: Stripe accepts only those on subscription items."""
+    for _ in range(50):
+        price = ctx.obj("price")
+        if price is None or price.get("recurring"):
+            return price
+    return None
+
+
+def _plan(price: dict) -> dict:
+    """The legacy Plan view Stripe renders beside a subscription item's recurring price (same id and amounts)."""
+    recurring = price["recurring"]
+    return {"id": price["id"], "object": "plan", "active": price["active"], "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"], "billing_scheme": price["billing_scheme"],
+            "created": price["created"], "currency": price["currency"], "interval": recurring["interval"],
+            "interval_count": recurring["interval_count"], "livemode": False, "metadata": {}, "meter": None,
+            "nickname": price["nickname"], "product": price["product"], "tiers_mode": None, "transform_usage": None,
+            "trial_period_days": None, "usage_type": recurring["usage_type"]}
+
+
 def subscription_item(ctx, oid, created, parent):
     period = _period(created)
+    price = _recurring_price(ctx)
     return {"billing_thresholds": None, "current_period_end": period["end"], "current_period_start": period["start"],
-            "discounts": [], "price": ctx.obj("price"), "quantity": ctx.randint(1, 5), "subscription": parent,
-            "tax_rates": []}
+            "discounts": [], "plan": _plan(price) if price else None, "price": price, "quantity": ctx.randint(1, 5),
+            "subscription": parent, "tax_rates": []}
 
 
 def subscription_schedule(ctx, oid, created, parent):
     r = ctx.rng
     status = ctx.choice(["not_started", "active", "active", "completed", "released", "canceled"])
-    return {"application": None, "canceled_at": created + 86400 if status == "canceled" else None,
+    return {"application": None, "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+            "canceled_at": created + 86400 if status == "canceled" else None,
             "completed_at": created + 90 * 86400 if status == "completed" else None,
             "current_phase": {"end_date": created + 30 * 86400, "start_date": created} if status == "active" else None,
             "customer": ctx.pick("customer"), "default_settings": {"application_fee_percent": None,
@@ -214,13 +245,13 @@ def subscription_schedule(ctx, oid, created, parent):
             "default_payment_method": None, "description": None, "invoice_settings": {"days_until_due": None}},
             "end_behavior": ctx.choice(["release", "cancel"]),
             "phases": [{"end_date": created + 30 * 86400, "items": [{"price": ctx.pick("price"), "quantity": 1}],
-                        "start_date": created}], "released_at": None, "released_subscription": None,
+                        "start_date": created}], "pause_schedules": [], "released_at": None, "released_subscription": None,
             "status": status, "subscription": ctx.pick("subscription"), "test_clock": None}
 
 
 def product(ctx, oid, created, parent):
     r = ctx.rng
-    return {"active": r.random() < 0.85, "attributes": [], "default_price": None,
+    return {"active": r.random() < 0.85, "default_price": None,
             "description": None if r.random() < 0.5 else "A product sold by the emulator.", "images": [],
             "marketing_features": [], "name": f"{ctx.choice(PRODUCTS)} {ctx.randint(1, 99)}", "package_dimensions": None,
             "shippable": None, "statement_descriptor": None, "tax_code": None, "type": "service", "unit_label": None,
@@ -258,52 +289,97 @@ def promotion_code(ctx, oid, created, parent):
                              "minimum_amount_currency": None}, "times_redeemed": ctx.randint(0, 40)}
 
 
+def invoice_line(ctx, invoice_id: str, created: int, subscription: Optional[str]) -> dict:
+    """One `line_item` of an invoice (stripe.InvoiceLineItem's fields)."""
+    amount = ctx.choice(AMOUNTS)
+    line = dict(_template_of("InvoiceLineItem"))
+    line.update({
+        "id": "il_" + ctx.token(24), "object": "line_item", "amount": amount, "currency": "usd",
+        "description": f"1 × {ctx.choice(PRODUCTS)}", "discount_amounts": [], "discountable": True, "discounts": [],
+        "invoice": invoice_id, "livemode": False, "metadata": {}, "period": _period(created),
+        "pretax_credit_amounts": [], "quantity": 1, "quantity_decimal": "1", "subscription": subscription,
+        "subtotal": amount, "taxes": [],
+    })
+    return line
+
+
 def invoice(ctx, oid, created, parent):
     r = ctx.rng
     status = ctx.choice(["paid", "paid", "paid", "open", "draft", "void", "uncollectible"])
-    lines = []
-    for _ in range(ctx.randint(1, 2)):
-        amount = ctx.choice(AMOUNTS)
-        lines.append({"id": "il_" + ctx.token(24), "object": "line_item", "amount": amount, "currency": "usd",
-                      "description": f"1 x {ctx.choice(PRODUCTS)}", "discountable": True, "invoice": oid,
-                      "livemode": False, "metadata": {}, "period": _period(created), "quantity": 1})
+    subscription_id = ctx.pick("subscription") if r.random() < 0.7 else None
+    lines = [invoice_line(ctx, oid, created, subscription_id) for _ in range(ctx.randint(1, 2))]
     total = sum(line["amount"] for line in lines)
     name, email = _person(ctx)
     paid = status == "paid"
-    return {"account_country": "US", "account_name": "Emulator Inc.", "amount_due": total,
-            "amount_paid": total if paid else 0, "amount_remaining": 0 if paid else total, "attempt_count": int(paid),
-            "attempted": paid, "auto_advance": status == "draft", "billing_reason": "subscription_cycle",
+    finalized = None if status == "draft" else created + 3600
+    return {"account_country": "US", "account_name": "Emulator Inc.", "amount_due": total, "amount_overpaid": 0,
+            "amount_paid": total if paid else 0, "amount_remaining": 0 if paid else total, "amount_shipping": 0,
+            "attempt_count": int(paid), "attempted": paid, "auto_advance": status == "draft",
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                              "status": None},
+            "billing_reason": "subscription_cycle" if subscription_id else "manual",
             "collection_method": "charge_automatically", "currency": "usd", "customer": ctx.pick("customer"),
-            "customer_email": email, "customer_name": name, "default_payment_method": None, "description": None,
-            "discounts": [], "due_date": None, "hosted_invoice_url": f"https://invoice.stripe.com/i/{oid}",
-            "invoice_pdf": f"https://pay.stripe.com/invoice/{oid}/pdf",
+            "customer_email": email, "customer_name": name, "default_payment_method": None, "default_tax_rates": [],
+            "description": None, "discounts": [], "due_date": None, "effective_at": finalized,
+            "ending_balance": None if status == "draft" else 0,
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/{oid}", "invoice_pdf": f"https://pay.stripe.com/invoice/{oid}/pdf",
+            "issuer": {"type": "self"},
             "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
                       "url": f"/v1/invoices/{oid}/lines"},
-            "number": f"{ctx.token(8).upper()}-{ctx.randint(1, 9999):04d}", "period_end": created,
-            "period_start": created - 30 * 86400, "status": status, "subscription": ctx.pick("subscription"),
-            "subtotal": total, "tax": None, "total": total}
+            "number": f"{ctx.token(8).upper()}-{ctx.randint(1, 9999):04d}",
+            "parent": {"quote_details": None, "subscription_details": {"metadata": {}, "subscription": subscription_id},
+                       "type": "subscription_details"} if subscription_id else None,
+            "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+            "period_end": created, "period_start": created - 30 * 86400, "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0, "starting_balance": 0, "status": status,
+            "status_transitions": {"finalized_at": finalized, "marked_uncollectible_at": None,
+                                   "paid_at": created + 3600 if paid else None,
+                                   "voided_at": created + 7200 if status == "void" else None},
+            "subtotal": total, "subtotal_excluding_tax": total, "total": total, "total_discount_amounts": [],
+            "total_excluding_tax": total, "total_pretax_credit_amounts": [], "total_taxes": []}
 
 
 def invoice_item(ctx, oid, created, parent):
     r = ctx.rng
     amount = ctx.choice(AMOUNTS)
-    return {"amount": amount, "currency": "usd", "customer": ctx.pick("customer"), "date": created,
-            "description": ctx.choice(PRODUCTS), "discountable": True, "discounts": [], "invoice": ctx.pick("invoice"),
-            "period": _period(created), "proration": r.random() < 0.1, "quantity": 1, "subscription": None,
-            "tax_rates": [], "test_clock": None, "unit_amount_decimal": str(amount)}
+    return {"amount": amount, "currency": "usd", "customer": ctx.pick("customer"), "description": ctx.choice(PRODUCTS),
+            "discountable": True, "discounts": [], "invoice": ctx.pick("invoice"), "net_amount": amount,
+            "period": _period(created),
+            "pricing": {"price_details": None, "type": "price_details", "unit_amount_decimal": str(amount)},
+            "proration": r.random() < 0.1, "quantity": 1, "quantity_decimal": "1", "tax_rates": [], "test_clock": None}
+
+
+def credit_note_line(ctx, amount: int) -> dict:
+    """One line of a credit note (stripe.CreditNoteLineItem's fields)."""
+    line = dict(_template_of("CreditNoteLineItem"))
+    line.update({
+        "id": "cnli_" + ctx.token(24), "object": "credit_note_line_item", "amount": amount,
+        "description": ctx.choice(PRODUCTS), "discount_amount": 0, "discount_amounts": [], "invoice_line_item": None,
+        "livemode": False, "metadata": {}, "pretax_credit_amounts": [], "quantity": 1, "tax_rates": [], "taxes": [],
+        "type": "custom_line_item", "unit_amount": amount, "unit_amount_decimal": str(amount),
+    })
+    return line
 
 
 def credit_note(ctx, oid, created, parent):
     r = ctx.rng
     amount = ctx.choice(AMOUNTS)
-    return {"amount": amount, "currency": "usd", "customer": ctx.pick("customer"), "customer_balance_transaction": None,
-            "invoice": ctx.pick("invoice"),
-            "lines": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+    kind = ctx.choice(["pre_payment", "post_payment"])
+    lines = [credit_note_line(ctx, amount)]
+    void = r.random() >= 0.9
+    return {"amount": amount, "amount_shipping": 0, "currency": "usd", "customer": ctx.pick("customer"),
+            "customer_balance_transaction": None, "discount_amount": 0, "discount_amounts": [],
+            "effective_at": created, "invoice": ctx.pick("invoice"),
+            "lines": {"object": "list", "data": lines, "has_more": False, "total_count": len(lines),
                       "url": f"/v1/credit_notes/{oid}/lines"},
-            "memo": None, "number": f"{ctx.token(8).upper()}-CN-01", "pdf": f"https://pay.stripe.com/credit_notes/{oid}/pdf",
-            "reason": ctx.choice([None, "duplicate", "order_change", "product_unsatisfactory"]), "refund": None,
-            "status": "issued" if r.random() < 0.9 else "void", "subtotal": amount, "total": amount,
-            "type": ctx.choice(["pre_payment", "post_payment"]), "voided_at": None}
+            "memo": None, "number": f"{ctx.token(8).upper()}-CN-01", "out_of_band_amount": None,
+            "pdf": f"https://pay.stripe.com/credit_notes/{oid}/pdf",
+            "post_payment_amount": amount if kind == "post_payment" else 0,
+            "pre_payment_amount": amount if kind == "pre_payment" else 0, "pretax_credit_amounts": [],
+            "reason": ctx.choice([None, "duplicate", "order_change", "product_unsatisfactory"]), "refunds": [],
+            "status": "void" if void else "issued", "subtotal": amount, "subtotal_excluding_tax": amount,
+            "total": amount, "total_excluding_tax": amount, "total_taxes": [], "type": kind,
+            "voided_at": created + 86400 if void else None}
 
 
 def tax_rate(ctx, oid, created, parent):
@@ -312,6 +388,7 @@ def tax_rate(ctx, oid, created, parent):
     return {"active": r.random() < 0.9, "country": ctx.choice(["US", "DE", "GB", None]), "description": None,
             "display_name": "Sales Tax" if pct < 10 else "VAT", "effective_percentage": pct,
             "inclusive": pct >= 10, "jurisdiction": None, "jurisdiction_level": None, "percentage": pct,
+            "rate_type": "percentage",
             "state": None, "tax_type": "sales_tax" if pct < 10 else "vat"}
 
 
@@ -320,7 +397,8 @@ def balance_transaction(ctx, oid, created, parent):
     kind = ctx.choice(["charge", "charge", "charge", "refund", "payout"])
     amount = ctx.choice(AMOUNTS) * (1 if kind == "charge" else -1)
     fee = abs(amount) * 29 // 1000 + 30 if kind == "charge" else 0
-    return {"amount": amount, "available_on": created + 2 * 86400, "currency": "usd", "description": None,
+    return {"amount": amount, "available_on": created + 2 * 86400, "balance_type": "payments", "currency": "usd",
+            "description": None,
             "exchange_rate": None, "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": "usd",
             "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [], "net": amount - fee,
             "reporting_category": kind, "source": ctx.pick(kind), "status": ctx.choice(["available", "pending"]),
@@ -355,7 +433,6 @@ BUILDERS: dict[str, Callable[..., dict]] = {
               subscription_schedule, product, price, coupon, promotion_code, invoice, invoice_item, credit_note,
               tax_rate, balance_transaction, event, setup_intent, webhook_endpoint]
 }
-NO_METADATA = frozenset({"event", "balance_transaction"})
 METADATA_KEYS = ["order_id", "plan", "source", "region"]
 
 
@@ -366,14 +443,32 @@ def metadata(ctx) -> dict:
     return {k: f"{k}_{ctx.randint(1, 9999)}" for k in r.sample(METADATA_KEYS, ctx.randint(1, 2))}
 
 
+@cache
+def _template_of(sdk_class: str) -> dict:
+    """Every field stripe.<sdk_class> declares, null, in the SDK's order (copied per object)."""
+    return dict.fromkeys(f.name for f in shapes.class_fields(sdk_class))
+
+
+@cache
+def _common(name: str) -> tuple[dict, Optional[str], bool]:
+    """(template, creation-time field, has metadata) of a catalog object."""
+    template = dict(_template_of(CATALOG[name].sdk_class))
+    template["object"] = OBJECT_TYPE[name]
+    if "livemode" in template:
+        template["livemode"] = False
+    return template, CATALOG[name].created_field, "metadata" in template
+
+
 def build(name: str, ctx, oid: str, created: int, parent: Any = None) -> dict:
-    """A complete object: common fields + the builder's fields."""
-    obj = {"id": oid, "object": OBJECT_TYPE[name]}
-    obj.update(BUILDERS[name](ctx, oid, created, parent))
-    obj["created"] = created
-    obj["livemode"] = False
-    if name not in NO_METADATA:
+    """A complete object with exactly the fields its stripe-python class declares."""
+    template, created_field, with_metadata = _common(name)
+    obj = template.copy()
+    obj["id"] = oid
+    if created_field:
+        obj[created_field] = created
+    if with_metadata:
         obj["metadata"] = metadata(ctx)
+    obj.update(BUILDERS[name](ctx, oid, created, parent))
     return obj
 
 

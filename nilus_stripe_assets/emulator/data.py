@@ -154,9 +154,10 @@ def _group_children(child: str, children: list[dict]) -> dict[str, list[dict]]:
 def event_bytes(eid: str, etype: str, created: int, obj: bytes, extra: bytes = b"") -> bytes:
     """An event around an already-serialized object (no re-encoding)."""
     return b"".join([
-        b'{"id":"', eid.encode(), b'","object":"event","api_version":"', API_VERSION.encode(), b'","created":',
-        str(created).encode(), b',"data":{"object":', obj, extra, b'},"livemode":false,"pending_webhooks":0,',
-        b'"request":{"id":null,"idempotency_key":null},"type":"', etype.encode(), b'"}',
+        b'{"id":"', eid.encode(), b'","object":"event","account":null,"api_version":"', API_VERSION.encode(),
+        b'","context":null,"created":', str(created).encode(), b',"data":{"object":', obj, extra,
+        b'},"livemode":false,"pending_webhooks":0,"request":{"id":null,"idempotency_key":null},"type":"',
+        etype.encode(), b'"}',
     ])
 
 

@@ -190,7 +190,8 @@ class Store:
             oid = fields.pop("id", None) or self._new_id(name)
             if oid in table.data:
                 raise ValueError(f"{OBJECT_TYPE[name]} {oid!r} already exists")
-            created = int(fields.pop("created", None) or self.clock())
+            created_field = CATALOG[name].created_field or "created"
+            created = int(fields.pop(created_field, None) or self.clock())
             parent = None
             if name in PARENT:
                 parent = fields.get(PARENT[name][1]) or self.ctx.pick(PARENT[name][0])
@@ -244,7 +245,8 @@ class Store:
     # ---- helpers (lock held) -----------------------------------------------------------------
     def _put(self, name: str, obj: dict) -> None:
         field = ATTR_FIELD.get(name)
-        self.tables[name].add(obj["id"], int(obj["created"]), _dumps(obj), obj.get(field) if field else None)
+        created = int(obj[CATALOG[name].created_field])
+        self.tables[name].add(obj["id"], created, _dumps(obj), obj.get(field) if field else None)
 
     def _new_id(self, name: str) -> str:
         table, rng = self.tables[name], self.ctx.rng
