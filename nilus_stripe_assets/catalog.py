@@ -29,6 +29,12 @@ class Parent:
     param: Optional[str] = None  # when the parent id is a query parameter instead, e.g. "subscription"
     embedded_field: Optional[str] = None  # parent field holding the first page of children, e.g. "items"
 
+    @property
+    def id_column(self) -> str:
+        """The child's column holding its parent's id. The fetch engine sets it on every child it reads
+        through a parent, since not every class declares it (stripe.CreditNoteLineItem has no `credit_note`)."""
+        return self.param or self.object
+
 
 @dataclass(frozen=True)
 class StripeObject:
@@ -44,6 +50,7 @@ class StripeObject:
     parent: Optional[Parent] = None
     list_params: Mapping[str, str] = field(default_factory=dict)  # always sent, e.g. status=all
     event_prefix: Optional[str] = None  # event type prefix, e.g. "invoiceitem" for invoiceitem.updated
+    extra: bool = False  # not one of the spec's 21 objects (the child tables issue 11 added)
 
     @property
     def events_type(self) -> str:
@@ -134,12 +141,43 @@ CATALOG: dict[str, StripeObject] = {
             "WebhookEndpoint",
             supports_created=False,
         ),
+        # Not in the spec: every line of invoices and credit notes. A list response embeds only their first 10
+        # lines (`has_more` beyond); the rest is at the endpoint. The classes have no creation time.
+        _o(
+            "invoice_line_item",
+            "/v1/invoices/{id}/lines",
+            "il_",
+            "merge",
+            "Every line of every invoice (an invoice embeds only its first 10), with the invoice id.",
+            "InvoiceLineItem",
+            supports_created=False,
+            created_field=None,
+            parent=Parent(object="invoice", path_template="/v1/invoices/{id}/lines", embedded_field="lines"),
+            event_prefix="invoice",  # lines change through their invoice's events
+            extra=True,
+        ),
+        _o(
+            "credit_note_line_item",
+            "/v1/credit_notes/{id}/lines",
+            "cnli_",
+            "merge",
+            "Every line of every credit note (a credit note embeds only its first 10), with the credit note id.",
+            "CreditNoteLineItem",
+            supports_created=False,
+            created_field=None,
+            parent=Parent(object="credit_note", path_template="/v1/credit_notes/{id}/lines", embedded_field="lines"),
+            event_prefix="credit_note",
+            extra=True,
+        ),
     ]
 }
 
+# The spec's 21 objects, in the spec's order (the catalog's extras follow them).
+SPEC_OBJECTS: tuple[str, ...] = tuple(name for name, o in CATALOG.items() if not o.extra)
+
 # Stripe's `object` field value for each catalog name (the emulator renders it; events carry it).
 STRIPE_OBJECT_TYPE: dict[str, str] = {
-    name: {"invoice_item": "invoiceitem"}.get(name, name) for name in CATALOG
+    name: {"invoice_item": "invoiceitem", "invoice_line_item": "line_item"}.get(name, name) for name in CATALOG
 }
 
 

@@ -56,7 +56,8 @@ def _states(obj: StripeObject, event: dict) -> list[dict]:
         # e.g. customer.subscription.updated -> the subscription's items; a canceled subscription's
         # items are not deleted objects, so only their state is applied.
         items = (state.get(embedded) or {}).get("data") or []
-        return [{**item, EVENT_CREATED: event["created"], EVENT_TYPE: "item.updated"} for item in items]
+        parent = {obj.parent.id_column: state.get("id")}
+        return [{**item, **parent, EVENT_CREATED: event["created"], EVENT_TYPE: "item.updated"} for item in items]
     if not state.get("id"):
         return []
     return [{**state, **tag}]

@@ -1,6 +1,6 @@
 """The code location: `dagster asset materialize -m nilus_stripe_assets.definitions --select '*'`.
 
-All 21 Stripe objects as assets in group `stripe` (keys `stripe/<object>`), unpartitioned, each loading in
+All 23 Stripe objects (the spec's 21 and the invoice / credit note lines) as assets in group `stripe` (keys `stripe/<object>`), unpartitioned, each loading in
 the mode chosen by run config (`async` by default). They share one step (op `stripe_objects`): a run loads
 the selected objects concurrently in one process, on one request budget. Runs use the in-process executor
 unless run config picks `execution: {config: {multiprocess: {}}}`. The daily-partitioned variant lives in

@@ -56,6 +56,8 @@ PERMISSIONS: dict[str, str] = {
     "event": "Events read",
     "setup_intent": "SetupIntents read",
     "webhook_endpoint": "Webhook Endpoints read",
+    "invoice_line_item": "Invoices read",
+    "credit_note_line_item": "Credit notes read",
 }
 # Objects reached through a parent list also need the parent's permission.
 _EXTRA_PERMISSION: dict[str, str] = {

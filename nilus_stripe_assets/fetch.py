@@ -162,22 +162,31 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
     assert relation is not None
     parent = CATALOG[relation.object]
 
+    column = relation.id_column
+
     def children_of(parent_obj: dict) -> None:
+        parent_id = parent_obj["id"]
+
+        def sink_children(children: Sequence[dict]) -> None:
+            for child in children:  # the parent's id as a column, declared by the child's class or not
+                child[column] = parent_id
+            sink(children)
+
         start_after = None
         if relation.embedded_field:
             embedded = parent_obj.get(relation.embedded_field) or {}
             first = embedded.get("data") or []
             if first:
-                sink(first)
+                sink_children(first)
             if not embedded.get("has_more"):
                 return
             start_after = first[-1]["id"] if first else None
         if relation.param:
-            path, params = relation.path_template, {relation.param: parent_obj["id"]}
+            path, params = relation.path_template, {relation.param: parent_id}
         else:
-            path, params = relation.path_template.format(id=parent_obj["id"]), {}
+            path, params = relation.path_template.format(id=parent_id), {}
         for data in iter_pages(api, path, params, starting_after=start_after):
-            sink(data)
+            sink_children(data)
 
     parent_params = dict(parent.list_params)
     if mode == "sync" or workers <= 1:

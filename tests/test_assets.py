@@ -1,4 +1,4 @@
-"""The 21 assets against the emulator over real HTTP, into a real DuckDB file."""
+"""The 21 spec assets and the two line-item tables against the emulator over real HTTP, into a real DuckDB file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.catalog import CATALOG, SPEC_OBJECTS
 from nilus_stripe_assets.wiring.factory import build_stripe_assets
 
 from .conftest import count, make_resources, materialize, mode_config, query
@@ -21,7 +21,8 @@ def test_catalog_matches_the_spec_table_row_by_row():
     section = text.split("## Supported objects", 1)[1].split("###", 1)[0]
     rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*`(\w+)`\s*\|\s*(\w+)\s*\|\s*(.+?)\s*\|\s*$", section, re.M)
     assert len(rows) == 21
-    assert [r[0] for r in rows] == list(CATALOG), "catalog order follows the spec"
+    assert [r[0] for r in rows] == list(SPEC_OBJECTS), "catalog order follows the spec"
+    assert set(CATALOG) - set(SPEC_OBJECTS) == {"invoice_line_item", "credit_note_line_item"}  # issue 11's extras
     for name, merge_key, strategy, description in rows:
         obj = CATALOG[name]
         assert (obj.merge_key, obj.strategy, obj.description) == (merge_key, strategy, description), name
@@ -29,14 +30,18 @@ def test_catalog_matches_the_spec_table_row_by_row():
 
 def test_catalog_reachability_follows_stripe():
     no_created = {name for name, obj in CATALOG.items() if not obj.supports_created}
-    assert no_created == {"payment_method", "subscription_item", "webhook_endpoint"}
+    assert no_created == {"payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item",
+                          "credit_note_line_item"}
+    assert CATALOG["invoice_line_item"].parent.path_template == "/v1/invoices/{id}/lines"
+    assert CATALOG["credit_note_line_item"].parent.path_template == "/v1/credit_notes/{id}/lines"
+    assert CATALOG["credit_note_line_item"].parent.id_column == "credit_note"
     assert CATALOG["subscription_item"].parent.param == "subscription"
     assert CATALOG["payment_method"].parent.path_template == "/v1/customers/{id}/payment_methods"
     assert CATALOG["subscription"].list_params == {"status": "all"}
     assert CATALOG["invoice_item"].path == "/v1/invoiceitems"
 
 
-def test_one_factory_builds_all_21_assets_with_metadata():
+def test_one_factory_builds_all_23_assets_with_metadata():
     assets = build_stripe_assets()
     keys = {a.key.to_user_string() for a in assets}
     assert keys == {f"stripe/{name}" for name in CATALOG}
@@ -50,6 +55,17 @@ def test_one_factory_builds_all_21_assets_with_metadata():
         assert spec.description and obj.description in spec.description
         assert spec.kinds >= {"stripe", "duckdb"}
         assert asset.op.pool == "stripe_api"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_line_items_are_complete_with_their_parent_id(shared_emulator, warehouse_path, mode):
+    assets = build_stripe_assets(["invoice_line_item", "credit_note_line_item"])
+    assert materialize(assets, make_resources(shared_emulator, warehouse_path), mode_config(assets, mode)).success
+    for name, parent in [("invoice_line_item", "invoice"), ("credit_note_line_item", "credit_note")]:
+        rows = dict(query(warehouse_path, f"SELECT id, {parent} FROM stripe.{name}"))
+        assert rows == shared_emulator.store.tables[name].attr, f"{name}: every line once, with its {parent} id"
+        most = query(warehouse_path, f"SELECT max(n) FROM (SELECT count(*) AS n FROM stripe.{name} GROUP BY {parent})")
+        assert most[0][0] > 10, f"{name}: lines beyond the 10 a {parent} embeds come from the lines endpoint"
 
 
 def _expected_counts(emu) -> dict[str, int]:

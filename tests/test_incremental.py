@@ -95,7 +95,10 @@ def test_invoice_items_are_timed_by_date_as_stripe_declares(emulator, warehouse_
     assert count(warehouse_path, "stripe.invoice_item") == emulator.counts()["invoice_item"]
 
 
-@pytest.mark.parametrize("name", ["payment_method", "subscription_item", "webhook_endpoint", "coupon", "event"])
+@pytest.mark.parametrize(
+    "name",
+    ["payment_method", "subscription_item", "webhook_endpoint", "coupon", "event", "invoice_line_item", "credit_note_line_item"],
+)
 def test_every_object_works_incrementally(emulator, warehouse_path, name):
     assets = build_stripe_assets([name])
     resources = make_resources(emulator, warehouse_path)

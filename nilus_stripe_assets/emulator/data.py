@@ -24,6 +24,8 @@ DEFAULT_COUNTS: dict[str, int] = {
     "subscription": 120, "subscription_item": 280, "subscription_schedule": 30, "product": 40, "price": 80,
     "coupon": 20, "promotion_code": 30, "invoice": 300, "invoice_item": 200, "credit_note": 30, "tax_rate": 10,
     "balance_transaction": 450, "setup_intent": 60, "webhook_endpoint": 5,
+    # every invoice and credit note has a line; a few have more than the 10 a list response embeds
+    "invoice_line_item": 450, "credit_note_line_item": 60,
 }  # events are derived: one `<type>.created` per seeded object of the last 30 days (`counts["event"]` caps them)
 SPAN_SECONDS = 400 * 86400
 TIE_RATE = 0.1  # share of objects created in the same second as their predecessor
@@ -124,15 +126,18 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
         ctx = GenContext(rngs[name], ids, dicts)
         field = ATTR_FIELD.get(name)
         embed = EMBEDDED.get(name)
-        kids = _group_children(embed[1], dicts.get(embed[1], [])) if embed else {}
+        kids = _group_children(embed[1], ids, created, parents, dicts) if embed else {}
         recs, objs = [], []
         dumps = orjson.dumps
         for oid, c, parent in zip(ids[name], created[name], parents[name]):
+            if embed:  # the parent's amounts add up its children (an invoice's total is its lines')
+                ctx.children = mine = kids.get(oid, [])
             obj = build(name, ctx, oid, c, parent)
             if embed:
-                mine = kids.get(oid, [])
                 obj[embed[0]] = embedded_list(oid, embed[1], mine[:EMBEDDED_PAGE], len(mine))
-            recs.append((c, oid, memoryview(dumps(obj)).tobytes(), obj[field] if field else None))
+            # A child's parent id is kept beside it: not every class declares it (CreditNoteLineItem).
+            attr = parent if name in PARENT else (obj[field] if field else None)
+            recs.append((c, oid, memoryview(dumps(obj)).tobytes(), attr))
             if name in keep:
                 objs.append(obj)
         if name in keep:
@@ -142,12 +147,12 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
     return out
 
 
-def _group_children(child: str, children: list[dict]) -> dict[str, list[dict]]:
+def _group_children(child: str, ids, created, parents, dicts) -> dict[str, list[dict]]:
     """Children per parent id, in list order (created desc, id desc)."""
-    field = PARENT[child][1]
     by_parent: dict[str, list[dict]] = {}
-    for ch in sorted(children, key=lambda d: (d["created"], d["id"]), reverse=True):
-        by_parent.setdefault(ch[field], []).append(ch)
+    for _, _, parent, obj in sorted(zip(created[child], ids[child], parents[child], dicts.get(child, [])),
+                                    key=lambda r: (r[0], r[1]), reverse=True):
+        by_parent.setdefault(parent, []).append(obj)
     return by_parent
 
 

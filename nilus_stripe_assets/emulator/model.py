@@ -25,7 +25,7 @@ EVENT_PREFIX: dict[str, str] = {
 
 # Child objects reached through a parent: child name -> (parent name, field on the child holding the parent id)
 PARENT: dict[str, tuple[str, str]] = {
-    name: (o.parent.object, o.parent.param or o.parent.object) for name, o in CATALOG.items() if o.parent
+    name: (o.parent.object, o.parent.id_column) for name, o in CATALOG.items() if o.parent
 }
 
 # Parents whose objects embed the first page of a child list: parent -> (field, child name)
@@ -34,7 +34,7 @@ EMBEDDED: dict[str, tuple[str, str]] = {
     for name, o in CATALOG.items()
     if o.parent and o.parent.embedded_field
 }
-EMBEDDED_PAGE = 10  # Stripe embeds at most 10 subscription items
+EMBEDDED_PAGE = 10  # Stripe embeds at most 10 subscription items, invoice lines, credit note lines
 
 # The one field per object the store keeps beside the JSON bytes: children's parent id (indexed) and the
 # fields list endpoints filter on (subscription status, event type).
@@ -52,11 +52,9 @@ NO_SEED_EVENTS = frozenset({"event"} | VIA_PARENT)
 
 def embedded_list(parent_id: str, child: str, items: list, total: int) -> dict:
     """Stripe's embedded list object, e.g. subscription.items."""
-    _, field = PARENT[child]
-    return {
-        "object": "list",
-        "data": items,
-        "has_more": total > len(items),
-        "total_count": total,
-        "url": f"{CATALOG[child].path}?{field}={parent_id}",
-    }
+    relation = CATALOG[child].parent
+    if "{id}" in relation.path_template:  # /v1/invoices/{id}/lines
+        url = relation.path_template.format(id=parent_id)
+    else:  # /v1/subscription_items?subscription=sub_…
+        url = f"{relation.path_template}?{relation.param}={parent_id}"
+    return {"object": "list", "data": items, "has_more": total > len(items), "total_count": total, "url": url}

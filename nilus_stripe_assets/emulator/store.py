@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional
 import orjson
 
 from ..catalog import CATALOG
-from .builders import RandomContext, build, coupon_ids, new_ids
+from .builders import RandomContext, build, coupon_ids, declared, new_ids
 from .data import Record, event_bytes
 from .model import ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT
 from .model import embedded_list
@@ -194,15 +194,19 @@ class Store:
             created = int(fields.pop(created_field, None) or self.clock())
             parent = None
             if name in PARENT:
-                parent = fields.get(PARENT[name][1]) or self.ctx.pick(PARENT[name][0])
+                parent_name, field = PARENT[name]
+                # The parent id is a field only where the class declares one (not CreditNoteLineItem).
+                given = fields.get(field) if field in declared(name) else fields.pop(field, None)
+                parent = given or self.ctx.pick(parent_name)
+            self.ctx.children = []
             obj = build(name, self.ctx, oid, created, parent)
             obj.update(fields)
             if name in EMBEDDED:
                 field, child = EMBEDDED[name]
                 obj[field] = self._embedded(oid, child)
-            self._put(name, obj)
+            self._put(name, obj, created, parent)
             if name in VIA_PARENT:
-                self._refresh_parent(name, obj)
+                self._refresh_parent(name, [parent])
             else:
                 self._event(name, "created", obj)
             return obj
@@ -218,12 +222,12 @@ class Store:
             previous = {k: obj.get(k) for k, v in fields.items() if obj.get(k) != v}
             if not previous:
                 return obj
-            old = dict(obj)
+            old_parent, created = table.attr.get(oid), table.created[oid]
             obj.update(fields)
             table.remove(oid)
-            self._put(name, obj)
+            self._put(name, obj, created, old_parent)
             if name in VIA_PARENT:
-                self._refresh_parent(name, obj, old)
+                self._refresh_parent(name, [old_parent, table.attr.get(oid)])
             else:
                 self._event(name, "updated", obj, previous)
             return obj
@@ -234,19 +238,25 @@ class Store:
             if oid not in table.data:
                 raise KeyError(oid)
             obj = orjson.loads(table.data[oid])
+            parent = table.attr.get(oid)
             table.deleted[oid] = table.created[oid]
             table.remove(oid)
             if name in VIA_PARENT:
-                self._refresh_parent(name, obj)
+                self._refresh_parent(name, [parent])
             else:
                 self._event(name, "deleted", obj)
             return {"id": oid, "object": OBJECT_TYPE[name], "deleted": True}
 
     # ---- helpers (lock held) -----------------------------------------------------------------
-    def _put(self, name: str, obj: dict) -> None:
+    def _put(self, name: str, obj: dict, created: Optional[int] = None, parent: Optional[str] = None) -> None:
+        """Store `obj`, listed by its creation time (`created` for classes without one: line items) and
+        indexed by its parent id (`parent` where the class declares no field for it)."""
         field = ATTR_FIELD.get(name)
-        created = int(obj[CATALOG[name].created_field])
-        self.tables[name].add(obj["id"], created, _dumps(obj), obj.get(field) if field else None)
+        created_field = CATALOG[name].created_field
+        if created_field:
+            created = int(obj[created_field])
+        attr = obj.get(field, parent) if field else None
+        self.tables[name].add(obj["id"], int(created), _dumps(obj), attr)
 
     def _new_id(self, name: str) -> str:
         table, rng = self.tables[name], self.ctx.rng
@@ -262,12 +272,12 @@ class Store:
         first = [orjson.loads(table.data[oid]) for _, oid in reversed(keys[-EMBEDDED_PAGE:])]
         return embedded_list(parent_id, child, first, len(keys))
 
-    def _refresh_parent(self, child: str, *objs: dict) -> None:
-        """Re-render the embedded child list of the parent(s) of `objs` and emit the parents' updated events."""
-        parent_name, field = PARENT[child]
+    def _refresh_parent(self, child: str, parent_ids) -> None:
+        """Re-render the embedded child list of the parents `parent_ids` and emit the parents' updated events."""
+        parent_name, _ = PARENT[child]
         embed_field = EMBEDDED[parent_name][0] if parent_name in EMBEDDED else None
         table = self.tables[parent_name]
-        for pid in dict.fromkeys(o.get(field) for o in objs):
+        for pid in dict.fromkeys(parent_ids):
             if pid not in table.data:
                 continue
             parent = orjson.loads(table.data[pid])

@@ -22,7 +22,10 @@ from .resources import StripeResource
 INCREMENTAL_JOB = "stripe_incremental"
 _OBJECT_BY_STRIPE_TYPE = {stripe_type: name for name, stripe_type in STRIPE_OBJECT_TYPE.items()}
 # Children change through their parent's events.
-_ALSO_REFRESH = {"subscription": ["subscription_item"], "customer": ["payment_method"]}
+_ALSO_REFRESH: dict[str, list[str]] = {}
+for _name, _obj in CATALOG.items():
+    if _obj.parent is not None:
+        _ALSO_REFRESH.setdefault(_obj.parent.object, []).append(_name)
 MAX_EVENTS_PER_TICK = 2000  # bound one tick's work; the cursor resumes the rest on the next tick
 
 

@@ -347,7 +347,7 @@ def build_stripe_assets(
     one_step: bool = False,
     name: str = ONE_STEP_NAME,
 ) -> list[dg.AssetsDefinition]:
-    """The assets of the given catalog objects (all 21 by default).
+    """The assets of the given catalog objects (all of the catalog by default).
 
     `one_step=False`: one assets definition (one step) per object. `one_step=True`: one subsettable
     multi-asset named `name` for all of them; with `partitions_def`, the objects Stripe cannot filter by
