@@ -565,3 +565,26 @@ def test_invoice_and_credit_note_lines_are_embedded_first_page_then_listed(emu):
             assert p[total_field] == p["total"] == sum(line["amount"] for line in listed), "amounts add up"
     status, _, _ = get(emu, "/v1/invoices/in_nope/lines")
     assert status == 404
+
+
+def test_data_obeys_stripes_rules(emu):
+    """What Stripe enforces, so models built on the data give believable numbers."""
+    client = sdk(emu)
+    prices = {p["id"]: p for p in walk(client, "/v1/prices", 100)}
+    for sub in walk(client, "/v1/subscriptions", 100, status="all"):
+        assert sub["items"]["data"], "a subscription has at least one item"
+        for item in sub["items"]["data"]:
+            assert item["price"]["recurring"] and item["price"]["type"] == "recurring", "recurring prices only"
+            assert item["price"] == prices[item["price"]["id"]]
+            assert item["plan"]["id"] == item["price"]["id"] and item["plan"]["amount"] == item["price"]["unit_amount"]
+    charges = {c["id"]: c for c in walk(client, "/v1/charges", 100)}
+    refunds = walk(client, "/v1/refunds", 100)
+    for refund in refunds:
+        charge = charges[refund["charge"]]
+        assert charge["status"] == "succeeded" and 0 < refund["amount"] <= charge["amount"]
+    sources = {**charges, **{r["id"]: r for r in refunds}, **{p["id"]: p for p in walk(client, "/v1/payouts", 100)}}
+    for txn in walk(client, "/v1/balance_transactions", 100):
+        source = sources[txn["source"]]
+        sign = 1 if txn["type"] == "charge" else -1
+        assert txn["amount"] == sign * source["amount"] and txn["net"] == txn["amount"] - txn["fee"]
+        assert txn["reporting_category"] == txn["type"] == source["object"]

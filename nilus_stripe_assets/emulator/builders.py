@@ -60,6 +60,9 @@ class RandomContext:
 
     children: list = []  # a parent's children while it is built (e.g. an invoice's lines)
 
+    def settled(self, name: str):  # (id, amount) of a succeeded charge / refund or a paid payout, or None
+        raise NotImplementedError
+
     def pick(self, name: str):  # an existing id of `name`, or None
         raise NotImplementedError
 
@@ -167,8 +170,11 @@ def payment_intent(ctx, oid, created, parent):
 
 def refund(ctx, oid, created, parent):
     r = ctx.rng
-    return {"amount": ctx.choice(AMOUNTS), "balance_transaction": ctx.pick("balance_transaction"),
-            "charge": ctx.pick("charge"), "currency": "usd",
+    charge_id, charged = ctx.settled("charge") or (None, ctx.choice(AMOUNTS))
+    # A refund returns all or part of a succeeded charge, never more than it.
+    amount = charged if r.random() < 0.7 else max(50, charged // 2)
+    return {"amount": amount, "balance_transaction": ctx.pick("balance_transaction"),
+            "charge": charge_id, "currency": "usd",
             "destination_details": {"card": {"reference_status": "available", "reference_type": "acquirer_reference_number",
                                              "type": "refund"}, "type": "card"},
             "payment_intent": ctx.pick("payment_intent"),
@@ -180,7 +186,8 @@ def refund(ctx, oid, created, parent):
 
 def payout(ctx, oid, created, parent):
     r = ctx.rng
-    return {"amount": ctx.randint(10_000, 2_000_000), "arrival_date": created + 2 * 86400, "automatic": True,
+    # About ten days of the seeded sales volume (1.5 charges a day of ~$100): $200 to $3,000.
+    return {"amount": ctx.randint(20_000, 300_000), "arrival_date": created + 2 * 86400, "automatic": True,
             "balance_transaction": ctx.pick("balance_transaction"), "currency": "usd", "description": "STRIPE PAYOUT",
             "destination": "ba_1Emulator" + ctx.token(13), "failure_balance_transaction": None, "failure_code": None,
             "failure_message": None, "method": "standard" if r.random() < 0.9 else "instant", "original_payout": None,
@@ -383,13 +390,15 @@ def tax_rate(ctx, oid, created, parent):
 def balance_transaction(ctx, oid, created, parent):
     r = ctx.rng
     kind = ctx.choice(["charge", "charge", "charge", "refund", "payout"])
-    amount = ctx.choice(AMOUNTS) * (1 if kind == "charge" else -1)
-    fee = abs(amount) * 29 // 1000 + 30 if kind == "charge" else 0
+    # The transaction moves the balance by its source's amount: + a succeeded charge, - a refund or a payout.
+    source, moved = ctx.settled(kind) or (None, ctx.choice(AMOUNTS))
+    amount = moved if kind == "charge" else -moved
+    fee = amount * 29 // 1000 + 30 if kind == "charge" else 0  # 2.9% + 30¢
     return {"amount": amount, "available_on": created + 2 * 86400, "balance_type": "payments", "currency": "usd",
             "description": None,
             "exchange_rate": None, "fee": fee, "fee_details": [{"amount": fee, "application": None, "currency": "usd",
             "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [], "net": amount - fee,
-            "reporting_category": kind, "source": ctx.pick(kind), "status": ctx.choice(["available", "pending"]),
+            "reporting_category": kind, "source": source, "status": ctx.choice(["available", "pending"]),
             "type": kind}
 
 
@@ -446,6 +455,17 @@ def _common(name: str) -> tuple[dict, Optional[str], bool]:
     if "livemode" in template:
         template["livemode"] = False
     return template, CATALOG[name].created_field, "metadata" in template
+
+
+# Objects whose amounts move the balance once settled: balance transactions and refunds take theirs from them.
+SETTLED_STATUS = {"charge": "succeeded", "refund": "succeeded", "payout": "paid"}
+
+
+def settled_amount(name: str, obj: dict):
+    """(id, amount) of `obj` if it settled (see SETTLED_STATUS), else None."""
+    if obj.get("status") == SETTLED_STATUS.get(name):
+        return obj["id"], obj["amount"]
+    return None
 
 
 def declared(name: str) -> frozenset[str]:

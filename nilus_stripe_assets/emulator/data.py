@@ -13,7 +13,7 @@ from typing import Mapping, Optional
 import orjson
 
 from ..catalog import CATALOG
-from .builders import RandomContext, build, new_ids
+from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, EVENT_RETENTION_SECONDS, NAMES
 from .model import NO_SEED_EVENTS, PARENT, embedded_list
 
@@ -49,9 +49,14 @@ def resolve_counts(counts: Optional[Mapping[str, int]] = None, scale: float = 1.
 class GenContext(RandomContext):
     """What builders see during generation: a per-object RNG and every object's (pre-drawn) ids."""
 
-    def __init__(self, rng: random.Random, ids: dict[str, list[str]], dicts: dict[str, list[dict]]):
+    def __init__(self, rng: random.Random, ids: dict[str, list[str]], dicts: dict[str, list[dict]],
+                 settled: dict[str, list[tuple[str, int]]]):
         super().__init__(rng)
-        self.ids, self.dicts = ids, dicts
+        self.ids, self.dicts, self._settled = ids, dicts, settled
+
+    def settled(self, name: str) -> Optional[tuple[str, int]]:
+        pool = self._settled.get(name)
+        return self.choice(pool) if pool else None
 
     def pick(self, name: str) -> Optional[str]:
         ids = self.ids.get(name)
@@ -121,9 +126,11 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
             parents[name] = [None] * len(ids[name])
     keep = set(DICT_SOURCES) | embedded_children
     dicts: dict[str, list[dict]] = {}
+    settled: dict[str, list[tuple[str, int]]] = {}  # (id, amount) only: 200k charges stay cheap
     out: dict[str, list[Record]] = {}
     for name in _order():
-        ctx = GenContext(rngs[name], ids, dicts)
+        ctx = GenContext(rngs[name], ids, dicts, settled)
+        pool = settled.setdefault(name, []) if name in SETTLED_STATUS else None
         field = ATTR_FIELD.get(name)
         embed = EMBEDDED.get(name)
         kids = _group_children(embed[1], ids, created, parents, dicts) if embed else {}
@@ -140,6 +147,8 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
             recs.append((c, oid, memoryview(dumps(obj)).tobytes(), attr))
             if name in keep:
                 objs.append(obj)
+            if pool is not None and (money := settled_amount(name, obj)):
+                pool.append(money)
         if name in keep:
             dicts[name] = objs
         out[name] = recs

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional
 import orjson
 
 from ..catalog import CATALOG
-from .builders import RandomContext, build, coupon_ids, declared, new_ids
+from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
 from .model import ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT
 from .model import embedded_list
@@ -129,6 +129,14 @@ class StoreContext(RandomContext):
     def obj(self, name: str) -> Optional[dict]:
         oid = self.pick(name)
         return orjson.loads(self.store.tables[name].data[oid]) if oid else None
+
+    def settled(self, name: str) -> Optional[tuple[str, int]]:
+        for _ in range(20):
+            found = self.obj(name)
+            money = settled_amount(name, found) if found else None
+            if money:
+                return money
+        return None
 
 
 class Store:

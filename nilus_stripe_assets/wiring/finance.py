@@ -22,6 +22,9 @@ MRR_STATUSES = ("active", "trialing", "past_due")
 MONTHS_PER_INTERVAL = {"month": 1.0, "year": 12.0, "week": 12.0 / 52.0, "day": 12.0 / 365.0}
 
 DAILY_COLUMNS = ["day", "currency", "transactions", "amount", "fee", "net"]
+# Net volume counts sales (charges, refunds, disputes, fees...), not money moved out of or into the balance:
+# payouts to the bank, transfers to connected accounts and top-ups are left out (by `reporting_category`).
+NOT_SALES = ("payout", "transfer", "topup")
 MRR_COLUMNS = ["currency", "subscriptions", "items", "mrr"]
 
 
@@ -45,7 +48,8 @@ def _live(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def daily_net_volume_frame(balance_transactions: pd.DataFrame) -> pd.DataFrame:
-    """Per UTC day (of `created`) and currency: number of balance transactions and sums of amount, fee, net."""
+    """Per UTC day (of `created`) and currency: number of balance transactions and sums of amount, fee, net,
+    over sales only (payouts, transfers and top-ups are not sales; see NOT_SALES)."""
     needed = {"created", "currency", "amount", "fee", "net"}
     if balance_transactions.empty or not needed <= set(balance_transactions.columns):
         return pd.DataFrame(
@@ -56,6 +60,9 @@ def daily_net_volume_frame(balance_transactions: pd.DataFrame) -> pd.DataFrame:
             }
         )
     frame = _live(balance_transactions)
+    if "reporting_category" in frame.columns:
+        category = frame["reporting_category"].fillna("").astype(str)
+        frame = frame[~category.str.startswith(NOT_SALES)]
     frame = frame.assign(day=pd.to_datetime(frame["created"], unit="s", utc=True).dt.date)
     out = (
         frame.groupby(["day", "currency"], as_index=False)
@@ -100,7 +107,10 @@ def mrr_frame(subscriptions: pd.DataFrame, subscription_items: Optional[pd.DataF
     whose `items.has_more` is true the items come from the `subscription_item` table instead (when loaded).
     Discounts and taxes are not applied.
     """
-    notes = {"subscriptions_counted": 0, "items_counted": 0, "items_skipped": 0, "skipped_reasons": "",
+    # subscriptions_counted: those with MRR, the sum of the table's `subscriptions`; subscriptions_without_mrr:
+    # live ones whose items all were skipped (e.g. metered prices).
+    notes = {"subscriptions_counted": 0, "subscriptions_without_mrr": 0, "items_counted": 0, "items_skipped": 0,
+             "skipped_reasons": "",
              "subscriptions_items_from_table": 0, "subscriptions_items_truncated": 0}
     rows, skipped = [], {}
     if subscriptions.empty or not {"id", "status", "items"} <= set(subscriptions.columns):
@@ -121,13 +131,15 @@ def mrr_frame(subscriptions: pd.DataFrame, subscription_items: Optional[pd.DataF
                 notes["subscriptions_items_from_table"] += 1
             else:
                 notes["subscriptions_items_truncated"] += 1
-        notes["subscriptions_counted"] += 1
+        counted = False
         for item in items:
             amount, currency, reason = item_monthly_amount(item)
             if amount is None:
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
             rows.append({"currency": currency or sub.get("currency"), "subscription": sub["id"], "mrr": amount})
+            counted = True
+        notes["subscriptions_counted" if counted else "subscriptions_without_mrr"] += 1
     notes["items_counted"] = len(rows)
     notes["items_skipped"] = sum(skipped.values())
     notes["skipped_reasons"] = ", ".join(f"{reason}: {n}" for reason, n in sorted(skipped.items()))
@@ -164,7 +176,8 @@ def build_finance_assets(
         ins={"balance_transaction": dg.AssetIn(key=key("balance_transaction"))},
         description=(
             "Net volume per UTC day and currency from Stripe balance transactions: count of transactions and "
-            "sums of `amount`, `fee` and `net` (minor units). Days come from each transaction's `created`."
+            "sums of `amount`, `fee` and `net` (minor units). Days come from each transaction's `created`. "
+            "Sales only: payouts, transfers and top-ups (by `reporting_category`) move money, they are not volume."
         ),
         metadata={"dagster/table_name": f"{schema}.daily_net_volume"},
         **common,
