@@ -23,7 +23,7 @@ daily_partitions = dg.DailyPartitionsDefinition(
     start_date=os.environ.get(PARTITIONS_START_ENV, "2024-01-01"), timezone="UTC", end_offset=0
 )
 
-# One step for the 18 partitioned objects (op `stripe_objects`), one for the 3 others.
+# One step for the 18 partitioned objects (op `stripe_objects`), one for the 5 others.
 stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)
 partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 

@@ -105,7 +105,9 @@ def test_partitioned_one_step_keeps_objects_without_created_apart():
     split = build_stripe_assets(partitions_def=partitions, one_step=True)
     assert [a.op.name for a in split] == [ONE_STEP_NAME, f"{ONE_STEP_NAME}_unpartitioned"]
     assert split[0].partitions_def == partitions and split[1].partitions_def is None
-    assert {k.path[-1] for k in split[1].keys} == {"payment_method", "subscription_item", "webhook_endpoint"}
+    assert {k.path[-1] for k in split[1].keys} == {
+        "payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item", "credit_note_line_item"
+    }
     assert len(split[0].keys) == 18
 
 

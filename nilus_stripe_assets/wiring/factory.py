@@ -287,8 +287,9 @@ def _build(
     partitioned = any(t.partitioned for t in targets)
     if partitioned and not all(t.partitioned for t in targets):
         raise ConfigError(
-            "Objects that Stripe cannot filter by `created` (payment_method, subscription_item, webhook_endpoint) "
-            "cannot share a partitioned step; build them separately."
+            "Objects that Stripe cannot filter by `created` ("
+            + ", ".join(name for name, o in CATALOG.items() if not o.supports_created)
+            + ") cannot share a partitioned step; build them separately."
         )
     one = len(targets) == 1
     by_key = {t.key: t for t in targets}
