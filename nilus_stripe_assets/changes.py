@@ -19,7 +19,7 @@ from .catalog import StripeObject
 from .fetch import Window, iter_pages
 from .spool import Spool
 from .stripe_api import StripeApi
-from .warehouse import EVENT_CREATED, EVENT_TYPE
+from .staging import EVENT_CREATED, EVENT_TYPE
 
 EVENT_RETENTION_SECONDS = 30 * 86400
 # Re-read this much before the cursor: events are applied idempotently (the newest state wins), so
@@ -47,8 +47,9 @@ def cursor_expired(cursor: int, now: int) -> bool:
     return cursor < now - EVENT_RETENTION_SECONDS + EVENTS_LOOKBACK_SECONDS
 
 
-def _states(obj: StripeObject, event: dict) -> list[dict]:
-    """The object states one event carries for `obj` (subscription events carry their items)."""
+def _states(obj: StripeObject, event: dict) -> list[tuple[dict, dict]]:
+    """The object states one event carries for `obj` (subscription events carry their items), each with
+    the tag naming its event (kept out of the state's content hash)."""
     state = (event.get("data") or {}).get("object") or {}
     tag = {EVENT_CREATED: event["created"], EVENT_TYPE: event.get("type", "")}
     embedded = obj.parent.embedded_field if obj.parent else None
@@ -57,10 +58,11 @@ def _states(obj: StripeObject, event: dict) -> list[dict]:
         # items are not deleted objects, so only their state is applied.
         items = (state.get(embedded) or {}).get("data") or []
         parent = {obj.parent.id_column: state.get("id")}
-        return [{**item, **parent, EVENT_CREATED: event["created"], EVENT_TYPE: "item.updated"} for item in items]
+        item_tag = {EVENT_CREATED: event["created"], EVENT_TYPE: "item.updated"}
+        return [({**item, **parent}, item_tag) for item in items]
     if not state.get("id"):
         return []
-    return [{**state, **tag}]
+    return [(state, tag)]
 
 
 def capture(api: StripeApi, obj: StripeObject, since: int, now: int, spool_root: Optional[str] = None) -> Capture:
@@ -75,7 +77,7 @@ def capture(api: StripeApi, obj: StripeObject, since: int, now: int, spool_root:
         for page in iter_pages(api, "/v1/events", params):
             states = [s for event in page for s in _states(obj, event)]
             result.events += len(page)
-            result.objects += spool.write(states)
+            result.objects += spool.write([state for state, _ in states], tags=[tag for _, tag in states])
             result.cursor = max(result.cursor or 0, max(int(e["created"]) for e in page))
     except BaseException:
         spool.finish()

@@ -5,7 +5,9 @@ however many objects a load has, and the single-writer file lock is held only fo
 NDJSON keeps Stripe's objects exactly as sent (unknown fields, nulls, nested objects) for DuckDB to type.
 While pages arrive (the fetch mostly waits on the network or the rate limit), the spool also notes each
 top-level field's JSON kinds, so the write can read the files once, straight into typed columns, instead
-of a first pass over all of them just to find the types.
+of a first pass over all of them just to find the types. Each line also carries `_content_hash`, a 64-bit
+hash of the object exactly as serialized, so the warehouse can tell unchanged objects from changed ones
+without comparing their columns.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import orjson
+import xxhash
+
+CONTENT_HASH = "_content_hash"
+_HASH_PREFIX = b'{"' + CONTENT_HASH.encode() + b'":'
 
 
 @dataclass
@@ -33,6 +39,16 @@ class SpoolSummary:
 # Python types orjson decodes to -> DuckDB json_type names. Integers are "BIGINT"; one beyond 64 bits makes
 # the typed read fail, and the writer then falls back to letting DuckDB probe the types.
 _JSON_KIND = {type(None): "NULL", bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR", dict: "OBJECT", list: "ARRAY"}
+
+
+def _hashed_line(line: bytes) -> bytes:
+    """`{"_content_hash":H,...}`: xxh3 of the serialized object (~0.3 us per 1.7 KB charge), signed 64-bit."""
+    digest = xxhash.xxh3_64_intdigest(line)
+    if digest >= 1 << 63:
+        digest -= 1 << 64
+    if line == b"{}":
+        return _HASH_PREFIX + str(digest).encode() + b"}"
+    return _HASH_PREFIX + str(digest).encode() + b"," + line[1:]
 
 
 class Spool:
@@ -60,10 +76,15 @@ class Spool:
             self._local.handle = handle
         return handle
 
-    def write(self, objects: Sequence[dict]) -> int:
-        lines = [orjson.dumps(obj) for obj in objects]
-        if not lines:
+    def write(self, objects: Sequence[dict], tags: Optional[Sequence[dict]] = None) -> int:
+        """Append `objects`; `tags` (one dict per object) add fields that are not part of the object's
+        content hash (e.g. the event a change-capture state came from)."""
+        if not objects:
             return 0
+        lines = [_hashed_line(orjson.dumps(obj)) for obj in objects]
+        if tags is not None:
+            lines = [line[:-1] + b"," + orjson.dumps(tag)[1:] for line, tag in zip(lines, tags)]
+            objects = [{**obj, **tag} for obj, tag in zip(objects, tags)]
         handle = self._file()
         handle.write(b"\n".join(lines) + b"\n")
         field = self.time_field
@@ -74,6 +95,8 @@ class Spool:
             pairs.update(zip(obj, map(type, obj.values())))
         with self._lock:
             # First-seen order: the first object's keys, then fields that only later objects have.
+            self._fields.setdefault(CONTENT_HASH)
+            self._kinds.setdefault(CONTENT_HASH, {"BIGINT"})
             self._fields.update(dict.fromkeys(objects[0]))
             for name, python_type in pairs:
                 self._fields.setdefault(name)

@@ -1,39 +1,43 @@
 """DuckDB writes that enforce a strategy: merge (upsert on the key), replace (snapshot), append (new ids only).
 
-Every write is one transaction: stage the spooled NDJSON, evolve the table's schema, apply the strategy,
-commit. A failure anywhere rolls back, so the table is either the old one or the new one, never half.
+A write has two phases. `prepare` stages the spooled NDJSON into typed, de-duplicated Parquet outside the
+warehouse (see `staging`). `apply` then runs one transaction on the warehouse: evolve the table's schema,
+compare each staged row's content hash with the stored one, write only new and changed rows, apply change
+capture, commit the cursors. A failure anywhere rolls back, so the table is either the old one or the new one,
+never half. `write` does both, for callers that own the file.
 
-Columns are Stripe's top-level fields. Scalars get SQL types from the data (`json_type`), nested objects and
-lists stay DuckDB `JSON` (query them with `->>`). A field that shows up later adds a column; a field whose
-type widens (int -> float, or a scalar that turns into an object) widens the column instead of failing.
-Bookkeeping columns: `_loaded_at`; `_state_at`, the Stripe-side time the row's state is known from (the
-load's start for list reads, the event's `created` for change capture), which lets the newest state win
-whatever order events arrive in; and `is_deleted` / `deleted_at` for objects Stripe reports deleted (rows are
-kept so the fact is not lost).
+Columns are Stripe's top-level fields. Scalars get SQL types from the data, nested objects and lists stay
+DuckDB `JSON` (query them with `->>`). A field that shows up later adds a column; a field whose type widens
+(int -> float, or a scalar that turns into an object) widens the column instead of failing.
+Bookkeeping columns: `_loaded_at`, when the row was written; `_state_at`, the Stripe-side time the row's state
+is known from (the load's start for list reads, the event's `created` for change capture), which lets the
+newest state win whatever order events arrive in; `is_deleted` / `deleted_at` for objects Stripe reports
+deleted (rows are kept so the fact is not lost); `_content_hash`, the hash of the object as Stripe sent it,
+so a re-load rewrites only what changed (an unchanged row keeps its `_loaded_at`; only its `_state_at` moves).
 """
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
 import duckdb
 
+from .spool import CONTENT_HASH
+from .staging import (
+    DEFAULT_MEMORY_LIMIT_MB, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
+    limit_resources, quote, stage,
+)
+
 DEFAULT_SCHEMA = "stripe"
-BOOKKEEPING = {"_loaded_at": "TIMESTAMPTZ", "_state_at": "BIGINT", "is_deleted": "BOOLEAN", "deleted_at": "TIMESTAMPTZ"}
-# Fields the change-capture spool adds to each object; used for staging, never stored as columns.
-EVENT_CREATED, EVENT_TYPE = "_event_created", "_event_type"
-_EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
+BOOKKEEPING = {
+    "_loaded_at": "TIMESTAMPTZ", "_state_at": "BIGINT", "is_deleted": "BOOLEAN", "deleted_at": "TIMESTAMPTZ",
+    CONTENT_HASH: "BIGINT",
+}
 # The columns an empty table starts with, so downstream queries work before the first object arrives.
 MINIMAL_COLUMNS = {"id": "VARCHAR", "object": "VARCHAR"}  # every Stripe class declares both
-
-# "HUGE": an integer beyond BIGINT (the probe tells it apart from other UBIGINTs); stored as DOUBLE.
-_NUMERIC = {"BIGINT", "UBIGINT", "DOUBLE", "HUGE"}
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -79,25 +83,10 @@ class WriteResult:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0  # rows removed by a replace
-    unchanged: int = 0  # append: ids already present
+    unchanged: int = 0  # rows already stored exactly as received (merge/replace), ids already present (append)
     rows: int = 0  # rows in the table after the write
     added_columns: list[str] = field(default_factory=list)
     widened_columns: list[str] = field(default_factory=list)
-
-
-def _sql_type(json_types: Sequence[str]) -> Optional[str]:
-    kinds = {t for t in json_types if t and t != "NULL"}
-    if not kinds:
-        return None  # only nulls seen: decided by the table, or VARCHAR for a new column
-    if kinds <= {"BIGINT", "UBIGINT"}:  # json_type calls every positive integer UBIGINT
-        return "BIGINT"
-    if kinds <= _NUMERIC:
-        return "DOUBLE"
-    if kinds == {"BOOLEAN"}:
-        return "BOOLEAN"
-    if kinds == {"VARCHAR"}:
-        return "VARCHAR"
-    return "JSON"
 
 
 def _widen(current: str, incoming: Optional[str]) -> str:
@@ -110,66 +99,12 @@ def _widen(current: str, incoming: Optional[str]) -> str:
     return "VARCHAR"  # a text column holds anything, JSON included (`->>` works on VARCHAR too)
 
 
-def _convert(column: str, target: str) -> str:
-    """Expression turning a JSON staging column into `target`; JSON null becomes SQL NULL."""
-    col = quote(column)
-    if target == "JSON":
-        return f"CASE WHEN json_type({col}) = 'NULL' THEN NULL ELSE {col} END"
-    if target == "VARCHAR":
-        # Strings unwrap to their text; objects, lists and numbers keep their JSON text.
-        return f"CASE WHEN json_type({col}) = 'VARCHAR' THEN {col}->>'$' WHEN json_type({col}) = 'NULL' THEN NULL ELSE CAST({col} AS VARCHAR) END"
-    return f"TRY_CAST({col} AS {target})"
-
-
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         [table.schema, table.name],
     ).fetchall()
     return {name: dtype for name, dtype in rows}
-
-
-_JSON_KINDS = ("NULL", "BOOLEAN", "BIGINT", "UBIGINT", "DOUBLE", "VARCHAR", "OBJECT", "ARRAY", "HUGE")
-
-
-def _sql_strings(values: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
-
-
-def _stage(con: duckdb.DuckDBPyConnection, files: Sequence[str], fields: Optional[Sequence[str]] = None) -> dict[str, Optional[str]]:
-    """View `_stage_raw` over the NDJSON files (top-level fields as JSON); return each column's SQL type.
-
-    A view, not a table: DuckDB streams the files twice (type probe, then the typed copy) instead of holding
-    an all-JSON copy of the batch in memory. The probe ORs one bit per JSON kind rather than collecting values.
-    """
-    con.execute("DROP VIEW IF EXISTS _stage_raw")
-    if fields is None:
-        # Objects of one type share a few shapes: distinct key lists are few, and cheap to collect.
-        shapes = con.execute("SELECT DISTINCT json_keys(json) FROM read_ndjson_objects(?)", [list(files)]).fetchall()
-        fields = list(dict.fromkeys(key for (keys,) in shapes for key in keys))
-    if not fields:
-        return {}
-    spec = "{" + ", ".join("'" + f.replace("'", "''") + "': 'JSON'" for f in fields) + "}"
-    con.execute(
-        f"CREATE TEMP VIEW _stage_raw AS SELECT * FROM read_json({_sql_strings(files)}, "
-        f"format='newline_delimited', columns={spec})"
-    )
-    kind_bits = " ".join(f"WHEN '{k}' THEN {1 << i}" for i, k in enumerate(_JSON_KINDS))
-    huge = 1 << _JSON_KINDS.index("HUGE")
-
-    def probe(f: str) -> str:
-        c = quote(f)
-        return (
-            f"bit_or(CASE WHEN json_type({c}) = 'UBIGINT' AND TRY_CAST({c} AS BIGINT) IS NULL THEN {huge} "
-            f"ELSE CASE json_type({c}) {kind_bits} ELSE 0 END END)"
-        )
-
-    probes = ", ".join(probe(f) for f in fields)
-    masks = con.execute(f"SELECT {probes} FROM _stage_raw").fetchone()
-    return {
-        f: _sql_type([k for i, k in enumerate(_JSON_KINDS) if (mask or 0) & (1 << i)])
-        for f, mask in zip(fields, masks)
-    }
 
 
 def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult) -> dict[str, str]:
@@ -218,24 +153,53 @@ class ChangeSet:
     kinds: Optional[Mapping[str, Iterable[str]]] = None  # each field's JSON kinds, when the spool recorded them
 
 
-# DuckDB's defaults (80 % of RAM, every core) let one write take a gigabyte; a cap makes it spill to disk
-# instead, so memory stays flat however large the batch (measured in benchmarks/: 200k charges at 1.16x
-# the memory of 20k). Overridable for big machines.
-MEMORY_LIMIT_ENV, THREADS_ENV = "NILUS_DUCKDB_MEMORY_LIMIT", "NILUS_DUCKDB_THREADS"
+def _cast(col: str, staged: Optional[str], target: str) -> str:
+    """Expression turning a staged column (typed from its batch) into the table's (possibly wider) type."""
+    if staged == target:
+        return col
+    if staged == "JSON" and target == "VARCHAR":
+        return json_to_varchar(col)
+    return f"CAST({col} AS {target})"
 
 
-DEFAULT_MEMORY_LIMIT_MB = 96
+@dataclass
+class PreparedWrite:
+    """A batch staged outside the warehouse (see `staging`): what `apply` needs, and a folder to remove."""
+
+    rows: StagedBatch
+    changes: Optional[StagedBatch]
+    change_set: Optional[ChangeSet]
+    state_at: Optional[int]
+    directory: str
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _limit_memory(con, megabytes: Optional[int] = None) -> None:
-    limit = f"{megabytes}MB" if megabytes else os.environ.get(MEMORY_LIMIT_ENV, f"{DEFAULT_MEMORY_LIMIT_MB}MB")
-    con.execute(f"SET memory_limit = '{limit}'")
-    con.execute(f"SET threads = {int(os.environ.get(THREADS_ENV, '1'))}")
-    con.execute("SET preserve_insertion_order = false")  # tables have no order; keeping it costs memory
-
-
-def _all_null(con, table: TableRef, column: str) -> bool:
-    return con.execute(f"SELECT count({quote(column)}) = 0 FROM {table.sql}").fetchone()[0]
+def prepare(
+    files: Sequence[str],
+    merge_key: str = "id",
+    state_at: Optional[int] = None,
+    changes: Optional[ChangeSet] = None,
+    fields: Optional[Sequence[str]] = None,
+    kinds: Optional[Mapping[str, Iterable[str]]] = None,
+    directory: Optional[str] = None,
+) -> PreparedWrite:
+    """Stage the spooled objects (and change-capture states) into Parquet in a new folder under
+    `directory`, without touching the warehouse. The caller removes the folder (`cleanup`)."""
+    folder = tempfile.mkdtemp(prefix="stage-", dir=directory)
+    try:
+        rows = stage(files, folder, merge_key, state_at, fields=fields, kinds=kinds, name="rows")
+        staged_changes = None
+        if changes is not None and any(changes.files):
+            staged_changes = stage(
+                changes.files, folder, merge_key, from_events=True, fields=changes.fields,
+                kinds=changes.kinds if kinds is not None else None, name="changes",
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return PreparedWrite(rows, staged_changes, changes, state_at, folder)
 
 
 def write(
@@ -249,56 +213,68 @@ def write(
     changes: Optional[ChangeSet] = None,
     fields: Optional[Sequence[str]] = None,
     kinds: Optional[Mapping[str, Iterable[str]]] = None,
+    stage_dir: Optional[str] = None,
 ) -> WriteResult:
     """Write spooled objects into `table` with `strategy`, then apply `changes`, in one transaction.
 
     `scope` limits a `replace` to one slice of the table (a partition); without it `replace` swaps the
     whole table. `merge` and `append` never delete. `state_at` is when the objects were read (epoch s).
     `fields` and `kinds` (each field's JSON kinds, as the spool recorded them) spare DuckDB the type probe.
+    Equivalent to `prepare` (no warehouse needed) followed by `apply`; callers that share the warehouse
+    file with other processes call the two themselves, so the file is locked only while applying.
     """
+    _check_strategy(strategy)
+    prepared = prepare(files, merge_key, state_at, changes, fields, kinds, directory=stage_dir)
+    try:
+        return apply(con, table, prepared, strategy, merge_key, scope)
+    finally:
+        prepared.cleanup()
+
+
+def _check_strategy(strategy: str) -> None:
     if strategy not in ("merge", "replace", "append"):
         raise ValueError(f"unknown strategy {strategy!r}; use merge, replace or append")
-    _limit_memory(con)
-    attempt = lambda typed: _write_once(  # noqa: E731
-        con, table, files, strategy, merge_key, scope, state_at, changes, fields, typed
-    )
-    typed = kinds is not None
+
+
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    table: TableRef,
+    prepared: PreparedWrite,
+    strategy: str,
+    merge_key: str = "id",
+    scope: Optional[Slice] = None,
+) -> WriteResult:
+    """Apply a prepared batch in one transaction: only new and changed rows are written."""
+    _check_strategy(strategy)
+    limit_resources(con)
     try:
-        return attempt(dict(kinds) if typed else None)
+        return _apply_once(con, table, prepared, strategy, merge_key, scope)
     except duckdb.OutOfMemoryException:
         # The transaction rolled back; a tight cap must never fail a load, so try once with more room.
-        _limit_memory(con, DEFAULT_MEMORY_LIMIT_MB * 8)
-        return attempt(dict(kinds) if typed else None)
-    except (duckdb.InvalidInputException, duckdb.ConversionException):
-        if not typed:
-            raise
-        # A value the recorded kinds did not foresee (e.g. an integer beyond 64 bits): let DuckDB probe.
-        return attempt(None)
+        limit_resources(con, DEFAULT_MEMORY_LIMIT_MB * 8)
+        return _apply_once(con, table, prepared, strategy, merge_key, scope)
 
 
-def _write_once(con, table, files, strategy, merge_key, scope, state_at, changes, fields, kinds) -> WriteResult:
+def _apply_once(con, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope) -> WriteResult:
     result = WriteResult(table=str(table), strategy=strategy)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
-        files = [f for f in files if f]
-        if not (kinds is not None and files and _insert_into_empty(con, table, files, merge_key, state_at, result, fields, kinds)):
-            _stage_batch(con, table, files, merge_key, state_at, result, fields=fields, kinds=kinds)
-            result.received = con.execute("SELECT count(*) FROM _stage").fetchone()[0]
-            _apply(con, table, strategy, merge_key, scope, result)
+        rows, changes = prepared.rows, prepared.changes
+        columns = _evolve(con, table, rows.types, result)
         if changes is not None:
-            change_files = [f for f in changes.files if f]
-            if change_files:
-                change_kinds = changes.kinds if kinds is not None and changes.kinds is not None else None
-                _stage_batch(
-                    con, table, change_files, merge_key, None, result, from_events=True, fields=changes.fields,
-                    kinds=change_kinds,
-                )
-                _apply_changes(con, table, merge_key, result)
-            if changes.cursor is not None:
-                set_cursor(con, table.schema, changes.state_key, changes.cursor)
+            columns = _evolve(con, table, changes.types, result)
+        result.received = rows.rows
+        if rows.path is not None or (strategy == "replace"):
+            _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
+        if changes is not None and changes.path is not None:
+            _apply_changes(con, table, changes, columns, merge_key, result)
+        change_set = prepared.change_set
+        if change_set is not None and change_set.cursor is not None:
+            set_cursor(con, table.schema, change_set.state_key, change_set.cursor)
         result.rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
-        con.execute("DROP TABLE IF EXISTS _stage")
+        for temp in ("_diff", "_changes"):
+            con.execute(f"DROP TABLE IF EXISTS {temp}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -306,129 +282,116 @@ def _write_once(con, table, files, strategy, merge_key, scope, state_at, changes
     return result
 
 
-def _typed_view(con, files: Sequence[str], staged: Mapping[str, Optional[str]], columns: Mapping[str, str]) -> None:
-    """View `_stage_raw` reading the files straight into the table's column types: one pass, no casts."""
-    read_as = {c: (columns.get(c) if c not in BOOKKEEPING and c not in _EVENT_FIELDS else None) or "JSON" for c in staged}
-    spec = "{" + ", ".join("'" + c.replace("'", "''") + "': '" + t + "'" for c, t in read_as.items()) + "}"
-    con.execute("DROP VIEW IF EXISTS _stage_raw")
-    con.execute(
-        f"CREATE TEMP VIEW _stage_raw AS SELECT * FROM read_json({_sql_strings(files)}, "
-        f"format='newline_delimited', columns={spec})"
-    )
+def _select(staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -> tuple[list[str], list[str]]:
+    """(quoted column names, select expressions) inserting a staged batch's rows with their bookkeeping."""
+    names = [c for c in staged.types if c not in BOOKKEEPING]
+    values = [_cast(f"{alias}.{quote(c)}", staged.types[c], columns[c]) for c in names]
+    names += ["_loaded_at", *STAGED_BOOKKEEPING]
+    values += ["now()", *(f"{alias}.{quote(c)}" for c in STAGED_BOOKKEEPING)]
+    return [quote(c) for c in names], values
 
 
-def _kinds_to_types(fields, kinds) -> dict[str, Optional[str]]:
-    names = list(fields) if fields is not None else list(kinds)
-    known = set(names)
-    names += [k for k in kinds if k not in known]
-    return {f: _sql_type(list(kinds.get(f, ()))) for f in names}
-
-
-def _bookkeeping(state_at) -> str:
-    stamp = "NULL" if state_at is None else str(int(state_at))
-    return f"CAST({stamp} AS BIGINT) AS _state_at, false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at"
-
-
-def _insert_into_empty(con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, fields, kinds) -> bool:
-    """First load into an empty table: read the files straight into it, with no staging copy. Returns False
-    (and leaves the table empty) if the table has rows or the batch repeats a key; the caller then stages."""
-    existing = table_columns(con, table)
-    if existing and con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
-        return False
-    staged = _kinds_to_types(fields, kinds)
-    for c in _EVENT_FIELDS:
-        staged.pop(c, None)
-    if merge_key not in staged:
-        raise ValueError(f"objects have no {merge_key!r} field to merge on")
-    columns = _evolve(con, table, staged, result)
-    _typed_view(con, files, staged, columns)
-    names = [c for c in staged if c not in BOOKKEEPING]
-    con.execute(
-        f"INSERT INTO {table.sql} ({', '.join(quote(c) for c in names)}, _loaded_at, _state_at, is_deleted, deleted_at) "
-        f"SELECT {', '.join(quote(c) for c in names)}, now(), {_bookkeeping(state_at)} FROM _stage_raw"
-    )
-    con.execute("DROP VIEW _stage_raw")
-    key = quote(merge_key)
-    rows, distinct = con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table.sql}").fetchone()
-    if rows != distinct:  # a key twice in one batch: the staged path keeps one row per key
-        con.execute(f"DELETE FROM {table.sql}")
-        return False
-    result.received = result.inserted = rows
-    return True
-
-
-def _stage_batch(
-    con, table: TableRef, files, merge_key: str, state_at, result: WriteResult, from_events=False, fields=None, kinds=None
-) -> None:
-    """Fill temp table `_stage` with typed, de-duplicated rows ready to go into `table`."""
-    typed = kinds is not None and bool(files)
-    if typed:
-        staged = _kinds_to_types(fields, kinds)
-    else:
-        staged = _stage(con, files, fields) if files else {}
-    event_columns = {c: staged.pop(c) for c in _EVENT_FIELDS if c in staged}
-    columns = _evolve(con, table, staged, result)
-    if not staged:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM {table.sql} LIMIT 0")
+def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, scope, state_at, result: WriteResult) -> None:
+    key, content_hash = quote(merge_key), quote(CONTENT_HASH)
+    scope = scope if strategy == "replace" else None
+    where_scope = f" WHERE {scope.condition()}" if scope else ""
+    if rows.path is None:  # an empty snapshot: replace empties the table (or the slice)
+        if strategy == "replace":
+            result.deleted = _count(con.execute(f"DELETE FROM {table.sql}{where_scope}"))
         return
-    if merge_key not in staged:
-        raise ValueError(f"objects have no {merge_key!r} field to merge on")
-    if from_events and len(event_columns) != len(_EVENT_FIELDS):
-        raise ValueError("change-capture objects must carry _event_created and _event_type")
-    if typed:
-        _typed_view(con, files, {**staged, **event_columns}, columns)
-        selected = ", ".join(quote(c) for c in staged if c not in BOOKKEEPING)
-    else:
-        selected = ", ".join(f"{_convert(c, columns[c])} AS {quote(c)}" for c in staged if c not in BOOKKEEPING)
-    if from_events:
-        created = f"CAST({quote(EVENT_CREATED)} AS BIGINT)"
-        deleted = f"({quote(EVENT_TYPE)}->>'$') LIKE '%.deleted'"
-        bookkeeping = (
-            f"{created} AS _state_at, {deleted} AS is_deleted, "
-            f"CASE WHEN {deleted} THEN to_timestamp({created}) END AS deleted_at"
-        )
-        newest_first = f"ORDER BY {created} DESC"
-    else:
-        bookkeeping = _bookkeeping(state_at)
-        newest_first = ""
-    # De-duplicate by key inside the batch (the newest state wins): MERGE and INSERT disagree on duplicates.
+    quoted, expressions = _select(rows, columns)
+    names, values = ", ".join(quoted), ", ".join(expressions)
+    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
+        # Nothing to compare with (a first load): insert straight from the staged file.
+        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s")
+        result.inserted = rows.rows
+        return
+    if strategy == "append":
+        # Idempotent by key: re-running the same window adds nothing twice.
+        result.inserted = _count(con.execute(
+            f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
+        ))
+        result.unchanged = rows.rows - result.inserted
+        return
+    # merge and replace compare (key, content hash) pairs only: a row whose hash matches is left alone.
+    # A row flagged deleted that is listed again is rewritten (it exists after all). Fields this batch
+    # does not carry keep their stored values, as an UPDATE of the other columns would.
+    kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c != merge_key]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _stage AS SELECT {selected}, now() AS _loaded_at, {bookkeeping} "
-        f"FROM _stage_raw QUALIFY row_number() OVER (PARTITION BY {quote(merge_key)} {newest_first}) = 1"
+        f"CREATE OR REPLACE TEMP TABLE _diff AS SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
+        f"FROM (SELECT {key}, {content_hash} FROM {rows.relation}) s LEFT JOIN "
+        f"(SELECT rowid AS _rid, {key}, {content_hash}, is_deleted{''.join(f', {quote(c)}' for c in kept)} "
+        f"FROM {table.sql}{where_scope}) t ON s.{key} = t.{key} "
+        f"WHERE t._rid IS NULL OR t.{content_hash} IS DISTINCT FROM s.{content_hash} OR t.is_deleted"
     )
-    con.execute("DROP VIEW _stage_raw")
+    if strategy == "replace":  # rows of the table (or slice) that the snapshot no longer has
+        result.deleted = _count(con.execute(
+            f"DELETE FROM {table.sql} t WHERE {scope.condition('t') + ' AND ' if scope else ''}"
+            f"NOT EXISTS (SELECT 1 FROM {rows.relation} s WHERE s.{key} = t.{key})"
+        ))
+    result.updated, result.inserted = con.execute(
+        f"SELECT count(DISTINCT {key}) FILTER (WHERE _rid IS NOT NULL), count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
+    ).fetchone()
+    result.unchanged = rows.rows - result.updated - result.inserted
+    if result.updated or result.inserted:
+        # DuckDB deletes and appends far more cheaply than it updates wide rows in place.
+        con.execute(f"DELETE FROM {table.sql} WHERE rowid IN (SELECT _rid FROM _diff WHERE _rid IS NOT NULL)")
+        if kept:
+            kept_values = ", ".join(f"any_value({quote(c)}) AS {quote(c)}" for c in kept)
+            con.execute(
+                f"INSERT INTO {table.sql} ({names}, {', '.join(quote(c) for c in kept)}) "
+                f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {rows.relation} s "
+                f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON s.{key} = d.{key}"
+            )
+        else:
+            con.execute(
+                f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
+                f"WHERE s.{key} IN (SELECT {key} FROM _diff)"
+            )
+    if state_at is not None and result.unchanged:
+        # Unchanged rows are not rewritten, but their state is now known from this read: move `_state_at`
+        # (one 8-byte column) so older events cannot override it and stale-row checks see the re-read.
+        con.execute(
+            f"UPDATE {table.sql} SET _state_at = {int(state_at)} WHERE coalesce(_state_at, -1) < {int(state_at)} "
+            f"AND {key} IN (SELECT {key} FROM {rows.relation})"
+        )
 
 
-def _apply_changes(con, table: TableRef, merge_key: str, result: WriteResult) -> None:
+def _count(cursor) -> int:
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result) -> None:
     """Apply event states where they are at least as new as the row's; flag deletions."""
     key = quote(merge_key)
-    stage_columns = [row[0] for row in con.execute("DESCRIBE _stage").fetchall()]
+    quoted, expressions = _select(changes, columns)
+    aliased = ", ".join(f"{v} AS {n}" for n, v in zip(quoted, expressions))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _changes AS SELECT {aliased} FROM {changes.relation} s")
+    stage_columns = [row[0] for row in con.execute("DESCRIBE _changes").fetchall()]
     newer = "(t._state_at IS NULL OR t._state_at <= s._state_at)"
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
         f"count(*) FILTER (WHERE s.is_deleted AND (t.{key} IS NULL OR {newer})), "
         f"count(*) FILTER (WHERE t.{key} IS NULL AND NOT s.is_deleted) "
-        f"FROM _stage s LEFT JOIN {table.sql} t ON s.{key} = t.{key}"
+        f"FROM _changes s LEFT JOIN {table.sql} t ON s.{key} = t.{key}"
     ).fetchone()
     result.updated += counts[0]
     result.deleted += counts[1]
     result.inserted += counts[2]
-    _merge_stage(con, table, merge_key, stage_columns, only_if=newer)
+    _merge(con, table, "_changes", merge_key, stage_columns, only_if=newer)
 
 
-def _merge_stage(con, table: TableRef, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None) -> None:
-    """Upsert `_stage` into `table` on the key; `only_if` guards updates (e.g. only newer states)."""
+def _merge(con, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None) -> None:
+    """Upsert `source` into `table` on the key; `only_if` guards updates (e.g. only newer states)."""
     key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
     updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
     guard = f" AND {only_if}" if only_if else ""
-    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
-        # Nothing to match (a first load): a plain insert needs no hash join over the whole batch.
-        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM _stage")
-        return
     con.execute(
-        f"MERGE INTO {table.sql} t USING _stage s ON t.{key} = s.{key} "
+        f"MERGE INTO {table.sql} t USING {source} s ON t.{key} = s.{key} "
         f"WHEN MATCHED{guard} THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
     )
@@ -458,37 +421,13 @@ def set_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str, value: int
     )
 
 
-def _apply(con, table: TableRef, strategy: str, merge_key: str, scope: Optional[Slice], result: WriteResult) -> None:
-    key = quote(merge_key)
-    stage_columns = [row[0] for row in con.execute("DESCRIBE _stage").fetchall()]
-    names = ", ".join(quote(c) for c in stage_columns)
-    matched = f"SELECT count(*) FROM _stage s JOIN {table.sql} t ON s.{key} = t.{key}"
-    if strategy == "replace":
-        where = f" WHERE {scope.condition()}" if scope else ""
-        before = con.execute(f"SELECT count(*) FROM {table.sql}{where}").fetchone()[0]
-        kept = con.execute(matched + (f" WHERE {scope.condition('t')}" if scope else "")).fetchone()[0]
-        con.execute(f"DELETE FROM {table.sql}{where}")
-        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM _stage")
-        result.deleted = before - kept
-        result.updated = kept
-        result.inserted = result.received - kept
-    elif strategy == "append":
-        # Idempotent by key: re-running the same window adds nothing twice.
-        result.unchanged = con.execute(matched).fetchone()[0]
-        con.execute(
-            f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM _stage s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
-        )
-        result.inserted = result.received - result.unchanged
-    else:  # merge
-        result.updated = con.execute(matched).fetchone()[0]
-        _merge_stage(con, table, merge_key, stage_columns)
-        result.inserted = result.received - result.updated
-
-
 def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str = "created") -> Optional[int]:
     """The cursor for incremental loads, read from the data itself (None if the table is missing or empty)."""
     if column not in table_columns(con, table):
         return None
     value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
     return int(value) if value is not None else None
+
+
+def _all_null(con, table: TableRef, column: str) -> bool:
+    return con.execute(f"SELECT count({quote(column)}) = 0 FROM {table.sql}").fetchone()[0]

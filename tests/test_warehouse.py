@@ -92,3 +92,52 @@ def test_typed_change_capture_applies_newest_state_and_deletions(tmp_path):
         write(con, TABLE, rows.files, "merge", state_at=1000, changes=changes, fields=rows.fields, kinds=rows.kinds)
         got = con.execute(f"SELECT id, v, is_deleted, _state_at FROM {TABLE.sql} ORDER BY id").fetchall()
     assert got == [("th_1", 10, False, 2000), ("th_2", 2, True, 2001)]
+
+
+def _charges(n, changed=(), description="as loaded"):
+    return [
+        {"id": f"ch_{i:04d}", "object": "charge", "created": 1000 + i, "amount": 100 + i,
+         "description": description if i not in changed else "changed", "metadata": {"order": i}}
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("strategy", ["merge", "replace"])
+def test_a_reload_rewrites_only_changed_rows_and_counts_them_exactly(tmp_path, strategy):
+    database = str(tmp_path / "reload.duckdb")
+    with duckdb.connect(database) as con:
+        first = _spool(tmp_path, _charges(300))
+        result = write(con, TABLE, first.files, strategy, state_at=1000, fields=first.fields, kinds=first.kinds)
+        assert (result.inserted, result.updated, result.unchanged, result.rows) == (300, 0, 0, 300)
+        loaded_at = dict(con.execute(f"SELECT id, _loaded_at FROM {TABLE.sql}").fetchall())
+
+        same = _spool(tmp_path, _charges(300))
+        result = write(con, TABLE, same.files, strategy, state_at=2000, fields=same.fields, kinds=same.kinds)
+        assert (result.inserted, result.updated, result.unchanged, result.deleted) == (0, 0, 300, 0)
+        assert dict(con.execute(f"SELECT id, _loaded_at FROM {TABLE.sql}").fetchall()) == loaded_at
+        # Unchanged rows are not rewritten, but their state is known from the newer read.
+        assert con.execute(f"SELECT DISTINCT _state_at FROM {TABLE.sql}").fetchall() == [(2000,)]
+
+        # 3 changed, 1 new, and (for replace) the 2 last ones gone from the snapshot.
+        changed = _charges(301, changed={5, 6, 7})[:298] + _charges(301)[300:]
+        later = _spool(tmp_path, changed)
+        result = write(con, TABLE, later.files, strategy, state_at=3000, fields=later.fields, kinds=later.kinds)
+        gone = 2 if strategy == "replace" else 0
+        assert (result.inserted, result.updated, result.unchanged, result.deleted) == (1, 3, 295, gone)
+        rows = dict(con.execute(f"SELECT id, description FROM {TABLE.sql}").fetchall())
+        assert len(rows) == 301 - gone
+        assert con.execute(f"SELECT count(*), count(DISTINCT id) FROM {TABLE.sql}").fetchone() == (301 - gone,) * 2
+        assert [rows[f"ch_{i:04d}"] for i in (4, 5, 6, 7, 8)] == ["as loaded", "changed", "changed", "changed", "as loaded"]
+        rewritten = con.execute(f"SELECT count(*) FROM {TABLE.sql} WHERE _loaded_at > ?", [max(loaded_at.values())]).fetchone()
+        assert rewritten == (4,)
+
+
+def test_a_field_missing_from_a_reload_keeps_its_stored_value(tmp_path):
+    database = str(tmp_path / "kept.duckdb")
+    with duckdb.connect(database) as con:
+        first = _spool(tmp_path, [{"id": "th_1", "created": 1, "a": 1, "b": "x"}])
+        write(con, TABLE, first.files, "merge", state_at=1, fields=first.fields, kinds=first.kinds)
+        later = _spool(tmp_path, [{"id": "th_1", "created": 1, "a": 2}])
+        result = write(con, TABLE, later.files, "merge", state_at=2, fields=later.fields, kinds=later.kinds)
+        assert result.updated == 1
+        assert con.execute(f"SELECT a, b FROM {TABLE.sql}").fetchall() == [(2, "x")]

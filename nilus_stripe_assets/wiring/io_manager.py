@@ -3,7 +3,9 @@
 Why not dagster-duckdb's `DuckDBPandasIOManager` directly: its `DbIOManager` always deletes (the table or
 the partition's slice) before the type handler runs, so it cannot MERGE, and it would need the whole batch
 in memory as a DataFrame. This IO manager instead builds on `DuckDBResource` (connection handling, the
-file-lock retry with backoff) and hands the spooled files to `warehouse.write`, one transaction each.
+file-lock retry with backoff). It stages each batch's spooled files outside the warehouse (`warehouse.prepare`:
+typed, hashed, de-duplicated Parquet next to the spool), and only then opens the warehouse to apply it in one
+transaction (`warehouse.apply`), so the file's single-writer lock is held for the shortest time.
 Downstream assets read tables back as pandas DataFrames, as they would from dagster-duckdb.
 """
 
@@ -16,7 +18,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from ..load import Batch
-from ..warehouse import TableRef, WriteResult, quote, table_columns, write
+from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
 
 PREVIEW_ROWS = 5
 
@@ -70,12 +72,13 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     object's failed write fails that object only; `handle_output` calls it for `Batch` outputs.
     """
     try:
+        # Staged outside the warehouse, so the file's lock is held only while applying.
+        prepared = prepare(
+            batch.spool.files, batch.object.merge_key, state_at=batch.started_at, changes=batch.changes,
+            fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
+        )
         with duckdb.get_connection() as con:
-            result = write(
-                con, batch.table, batch.spool.files, batch.strategy, batch.object.merge_key,
-                scope=batch.scope, state_at=batch.started_at, changes=batch.changes, fields=batch.spool.fields,
-                kinds=batch.spool.kinds,
-            )
+            result = apply(con, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
             metadata = _table_metadata(con, batch.table, batch.object.created_field)
     finally:
         shutil.rmtree(batch.spool_dir, ignore_errors=True)
