@@ -40,7 +40,7 @@ from typing import Annotated, Optional
 from urllib.parse import parse_qsl, urlsplit
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+from .duckdb_resource import WarehouseResource
 from pydantic import Field
 
 from ..catalog import StripeObject
@@ -140,7 +140,7 @@ def shared_resources(address: str, database: str) -> dict:
     with _RESOURCES_LOCK:
         key = (address, database)
         if key not in _RESOURCES:
-            warehouse = DuckDBResource(database=database)
+            warehouse = WarehouseResource(database=database)
             _RESOURCES[key] = {
                 "stripe": StripeResource(uri=address),
                 "duckdb": warehouse,

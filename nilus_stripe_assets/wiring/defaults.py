@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+from .duckdb_resource import WarehouseResource
 
 from .io_manager import StripeDuckDBIOManager
 from .resources import StripeResource
@@ -38,7 +38,7 @@ def default_executor() -> dg.ExecutorDefinition:
 
 
 def default_resources() -> dict:
-    warehouse = DuckDBResource(database=duckdb_path())
+    warehouse = WarehouseResource(database=duckdb_path())
     return {
         "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
         "duckdb": warehouse,
