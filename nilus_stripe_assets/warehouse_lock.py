@@ -56,9 +56,10 @@ def holder(message: str) -> str:
         return f"PID {pid}"
     if not args:
         return f"PID {pid}"
-    command = " ".join(" ".join([os.path.basename(args[0]), *args[1:5]]).split())  # one line, whatever the args
-    if len(command) > 100:
-        command = command[:99] + "…"
+    # One short line, whatever the args: file names without their folders.
+    command = " ".join(" ".join(os.path.basename(a) if "/" in a else a for a in args[:5]).split())
+    if len(command) > 60:
+        command = command[:59] + "…"
     return f"PID {pid} ({scrub(command)})"
 
 
@@ -82,10 +83,10 @@ def connect(
                 raise
             waited = time.monotonic() - started
             if waited >= bound:
+                # The essentials first: callers may clip a long line (the file's path goes last).
                 raise WarehouseLocked(
-                    f"The warehouse {database} is locked by {holder(str(exc))}, which has been writing to it for "
-                    f"the {waited:.0f} s this run waited. Let it finish and re-run, or allow a longer wait with "
-                    f"{LOCK_WAIT_ENV} (seconds; now {bound:g})."
+                    f"Waited {waited:.0f} s for the warehouse's write lock, held by {holder(str(exc))}; let it finish "
+                    f"and re-run, or wait longer with {LOCK_WAIT_ENV} (now {bound:g}). File: {database}"
                 ) from None
             if not told and on_wait is not None:
                 on_wait(f"The warehouse {database} is locked by {holder(str(exc))}; waiting up to {bound:g} s for it.")

@@ -110,7 +110,7 @@ def test_a_bounded_wait_fails_with_one_line_naming_the_holder(emulator, tmp_path
         holder.kill()
         holder.wait()
     assert run.returncode != 0
-    lines = [line for line in output.splitlines() if f"is locked by PID {holder.pid}" in line and "this run waited" in line]
+    lines = [line for line in output.splitlines() if f"write lock, held by PID {holder.pid}" in line]
     assert lines, output[-3000:]
     assert "NILUS_DUCKDB_LOCK_WAIT_SECONDS" in lines[0] and "hold.py" in lines[0]
     assert "IOException" not in output and "Could not set lock" not in output
