@@ -9,7 +9,6 @@ DuckDB error) becomes that object's one-line `error`; the other objects go on an
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,6 +20,7 @@ from .changes import capture as capture_changes
 from .config import _one_line
 from .errors import explain, scrub
 from .fetch import Window
+from . import spool_disk
 from .load import Batch, extract
 from .plan import ObjectPlan
 from .stripe_api import StripeApi
@@ -70,10 +70,15 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
             )
             log.warning(notes[-1])
             window, mode = Window(), "async"
-    batch = extract(
-        api, obj, mode, plan.strategy, table, window=window, scope=plan.scope,
-        workers=workers, spool_root=spool_root, cancel=cancel,
-    )
+    try:
+        batch = extract(
+            api, obj, mode, plan.strategy, table, window=window, scope=plan.scope,
+            workers=workers, spool_root=spool_root, cancel=cancel,
+        )
+    except BaseException:
+        if capture is not None and capture.spool_dir:
+            spool_disk.remove(capture.spool_dir)  # the change capture is of no use without its rows
+        raise
     if plan.keeps_events_cursor:
         # The events cursor is committed in the same transaction as the rows it describes.
         if capture is not None and not capture.expired:
@@ -96,9 +101,9 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
 
 def discard(batch: Batch) -> None:
     """Remove a batch's spooled files (after its write, or when it will never be written)."""
-    shutil.rmtree(batch.spool_dir, ignore_errors=True)
+    spool_disk.remove(batch.spool_dir)
     if batch.changes_dir:
-        shutil.rmtree(batch.changes_dir, ignore_errors=True)
+        spool_disk.remove(batch.changes_dir)
 
 
 def run(

@@ -1,4 +1,4 @@
-"""Pages leave memory as they arrive: objects are appended to NDJSON files on disk.
+"""Pages leave memory as they arrive: objects are appended to zstd-compressed NDJSON files on disk.
 
 DuckDB reads the files at the end in one short write transaction (`read_json`), so memory stays flat
 however many objects a load has, and the single-writer file lock is held only for the final write.
@@ -8,11 +8,17 @@ top-level field's JSON kinds, so the write can read the files once, straight int
 of a first pass over all of them just to find the types. Each line also carries `_content_hash`, a 64-bit
 hash of the object exactly as serialized, so the warehouse can tell unchanged objects from changed ones
 without comparing their columns.
+
+Compression: zstd level 1 keeps a Stripe charge in ~120 bytes instead of ~1.7 KB, for ~3.5 us of CPU per
+object in the writing thread (zstandard releases the GIL while compressing), and DuckDB reads `.ndjson.zst`
+natively. Parquet was measured too: pyarrow's `Table.from_pylist` alone costs ~34 us per charge (holding
+the GIL), 200 pages of charges gave 24 different schemas (nulls vs values), and an empty nested object
+cannot be written at all. The folder's disk is checked before the spool starts, and spools of dead runs
+are swept (`spool_disk`).
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,6 +27,9 @@ from typing import Optional, Sequence
 
 import orjson
 import xxhash
+import zstandard
+
+from . import spool_disk
 
 CONTENT_HASH = "_content_hash"
 _HASH_PREFIX = b'{"' + CONTENT_HASH.encode() + b'":'
@@ -54,10 +63,17 @@ def _hashed_line(line: bytes) -> bytes:
 class Spool:
     """Thread-safe NDJSON sink; one file per writing thread so threads never wait on each other."""
 
-    def __init__(self, directory: Optional[str] = None, prefix: str = "stripe-", time_field: Optional[str] = "created"):
+    def __init__(
+        self, directory: Optional[str] = None, prefix: str = "stripe-", time_field: Optional[str] = "created",
+        expected_objects: Optional[int] = None,
+    ):
         # The field with the objects' creation time (the catalog's `created_field`), for min/max_created.
         self.time_field = time_field
-        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        root = directory or tempfile.gettempdir()
+        spool_disk.sweep(root)
+        spool_disk.check_free(root, expected_objects)
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+        spool_disk.claim(self.path)
         self._local = threading.local()
         self._files: list = []
         self._lock = threading.Lock()
@@ -71,8 +87,9 @@ class Spool:
         handle = getattr(self._local, "handle", None)
         if handle is None:
             with self._lock:
-                handle = open(self.path / f"part-{len(self._files):04d}.ndjson", "wb", buffering=1 << 20)
-                self._files.append(handle)
+                raw = open(self.path / f"part-{len(self._files):04d}.ndjson.zst", "wb")
+                handle = zstandard.ZstdCompressor(level=1).stream_writer(raw, write_size=1 << 20)
+                self._files.append((handle, raw.name))
             self._local.handle = handle
         return handle
 
@@ -110,9 +127,9 @@ class Spool:
 
     def finish(self) -> SpoolSummary:
         with self._lock:
-            for handle in self._files:
-                handle.close()
-            files = [handle.name for handle in self._files]
+            for handle, _ in self._files:
+                handle.close()  # ends the zstd frame and closes the file
+            files = [name for _, name in self._files]
             kinds = {name: set(found) for name, found in self._kinds.items()}
         return SpoolSummary(
             files=files, objects=self.objects, min_created=self.min_created, max_created=self.max_created,
@@ -120,4 +137,4 @@ class Spool:
         )
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        spool_disk.remove(str(self.path))

@@ -10,13 +10,14 @@ Downstream assets read tables back as pandas DataFrames, as they would from dags
 """
 
 
-import shutil
+import time
 from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
+from .. import spool_disk
 from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
 
@@ -71,6 +72,7 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     The Stripe assets call this from their step for each object (and yield `MaterializeResult`), so one
     object's failed write fails that object only; `handle_output` calls it for `Batch` outputs.
     """
+    started = time.perf_counter()
     try:
         # Staged outside the warehouse, so the file's lock is held only while applying.
         prepared = prepare(
@@ -78,13 +80,19 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
             fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
         )
         with duckdb.get_connection() as con:
+            locked = time.perf_counter()
             result = apply(con, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
             metadata = _table_metadata(con, batch.table, batch.object.created_field)
+            lock_seconds = time.perf_counter() - locked
     finally:
-        shutil.rmtree(batch.spool_dir, ignore_errors=True)
+        spool_disk.remove(batch.spool_dir)
         if batch.changes_dir:
-            shutil.rmtree(batch.changes_dir, ignore_errors=True)
-    return {**metadata, **_write_metadata(batch, result)}
+            spool_disk.remove(batch.changes_dir)
+    timing = {
+        "write_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        "lock_seconds": dg.MetadataValue.float(round(lock_seconds, 3)),  # the warehouse file was locked
+    }
+    return {**metadata, **_write_metadata(batch, result), **timing}
 
 
 def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created") -> dict:

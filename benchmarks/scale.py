@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Large accounts: first load, full re-load and a re-load with 1 % changed, at several sizes.
+
+    python benchmarks/scale.py                      # 100k and 1M charges
+    python benchmarks/scale.py --sizes 100000,1000000,3000000 --plot benchmarks/scale.png
+
+Per size, one emulator (0 ms latency, no limits, StripeResource budget raised) and one DuckDB file:
+1. first load: `dagster asset materialize --select stripe/charge` (default mode, async) into an empty file;
+2. re-load: the same command again, nothing changed;
+3. re-load after 1 % of the charges were updated in the emulator (`description`, through its control route).
+Each run is the real CLI (see run.py for the shared machinery). Figures per run: wall seconds and objects/s
+of the whole command, fetch seconds, write seconds (staging + applying, from the asset's metadata) and the
+part of it that held the warehouse lock, peak RSS of the dagster process tree, peak temporary disk (everything
+under NILUS_SPOOL_DIR: spooled pages, staged Parquet, staging spill; plus the warehouse's own DuckDB spill
+folder), warehouse file size, and the exact
+inserted / updated / unchanged counts. Prints a table; appends JSON records to results/latest.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # noqa: E402  (benchmarks/run.py: emulator, sampler, instance readers)
+
+MB = 1024 * 1024
+
+
+class DiskSampler(threading.Thread):
+    """Peak bytes under some folders together, sampled every `interval` s (files come and go while we walk)."""
+
+    def __init__(self, roots: list[Path], interval: float = 0.25):
+        super().__init__(daemon=True)
+        self.roots, self.interval, self.peak = roots, interval, 0
+        self._halt = threading.Event()
+
+    def _size(self) -> int:
+        total = 0
+        for folder, _, files in (walked for root in self.roots for walked in os.walk(root)):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.peak = max(self.peak, self._size())
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -> dict:
+    home, database, spool = workdir / f"home-{label}", workdir / "warehouse.duckdb", workdir / "spool"
+    bench.write_instance_yaml(home, None)
+    spool.mkdir(exist_ok=True)
+    config = {"resources": {"stripe": {"config": {
+        "api_key": {"env": "STRIPE_API_KEY"}, "budget_dir": str(workdir / "budget"),
+        "max_requests_per_second": 10000, "max_requests_per_second_per_endpoint": 10000}}}}
+    config_path = workdir / "run_config.yaml"
+    config_path.write_text(json.dumps(config))
+    env = {**os.environ, **bench._pythonpath_env(), "STRIPE_API_KEY": bench.API_KEY, "STRIPE_API_BASE": emulator.url,
+           "NILUS_DUCKDB_PATH": str(database), "DAGSTER_HOME": str(home), "NILUS_SPOOL_DIR": str(spool),
+           "PYTHONUNBUFFERED": "1"}
+    argv = [bench.dagster_cli(), "asset", "materialize", "-m", bench.MODULE, "--select", "stripe/charge",
+            "-c", str(config_path)]
+    disk = DiskSampler([spool, Path(str(database) + ".tmp")])  # the spool folder and DuckDB's spill folder
+    with open(workdir / f"dagster-{label}.log", "wb") as log:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        memory = bench.TreeMemorySampler(proc.pid)
+        memory.start()
+        disk.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except BaseException:
+            bench._stop_group(proc)
+            raise
+        finally:
+            memory.stop()
+            disk.stop()
+        wall = time.monotonic() - started
+    meta = bench.read_instance(home, ["charge"])["assets"].get("charge", {})
+    objects = int(meta.get("objects_fetched") or 0)
+    return {
+        "label": label, "green": returncode == 0, "wall_seconds": round(wall, 1),
+        "objects": objects, "objects_per_second": round(objects / wall) if wall else 0,
+        "fetch_seconds": meta.get("fetch_seconds"), "write_seconds": meta.get("write_seconds"),
+        "lock_seconds": meta.get("lock_seconds"),
+        "peak_rss_mb": round(memory.peak_rss / MB), "peak_spool_mb": round(disk.peak / MB),
+        "spool_bytes_per_object": round(disk.peak / objects) if objects else None,
+        "warehouse_mb": round(os.path.getsize(database) / MB) if database.exists() else None,
+        "inserted": meta.get("rows_inserted"), "updated": meta.get("rows_updated"), "unchanged": meta.get("rows_unchanged"),
+        "loadavg_1m": round(os.getloadavg()[0], 1),
+    }
+
+
+def change_one_percent(emulator: bench.Emulator, database: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM stripe.charge ORDER BY id").fetchall()[::100]]
+    for oid in ids:
+        emulator.client.update("charge", oid, description=f"changed {oid}")
+    return len(ids)
+
+
+def measure(size: int, timeout: float, keep: bool) -> list[dict]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"nilus-scale-{size}-"))
+    emulator = bench.Emulator(["--count", f"charge={size}"], workdir, timeout=max(180, size / 20_000))
+    records = []
+    try:
+        for label in ("first", "reload"):
+            records.append({"size": size, **load(emulator, workdir, label, timeout)})
+            print(row(records[-1]), flush=True)
+        changed = change_one_percent(emulator, workdir / "warehouse.duckdb")
+        records.append({"size": size, "changed": changed, **load(emulator, workdir, "reload-1%", timeout)})
+        print(row(records[-1]), flush=True)
+    finally:
+        emulator.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return records
+
+
+HEADER = (f"{'charges':>10} {'run':<10} {'ok':<3} {'wall s':>7} {'obj/s':>7} {'fetch s':>7} {'write s':>7} "
+          f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24}")
+
+
+def row(r: dict) -> str:
+    counts = f"{r['inserted']}/{r['updated']}/{r['unchanged']}"
+    return (f"{r['size']:>10,} {r['label']:<10} {'yes' if r['green'] else 'NO':<3} {r['wall_seconds']:>7} "
+            f"{r['objects_per_second']:>7,} {r['fetch_seconds']!s:>7} {r['write_seconds']!s:>7} {r['lock_seconds']!s:>6} "
+            f"{r['peak_rss_mb']:>6} {r['peak_spool_mb']:>8} {r['spool_bytes_per_object']!s:>6} "
+            f"{r['warehouse_mb']!s:>6} {counts:>24}")
+
+
+def plot(records: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for label in ("first", "reload", "reload-1%"):
+        rs = [r for r in records if r["label"] == label]
+        sizes = [r["size"] for r in rs]
+        for ax, key in zip(axes, ("write_seconds", "peak_rss_mb", "peak_spool_mb")):
+            ax.plot(sizes, [r[key] for r in rs], marker="o", label=label)
+            ax.set_xscale("log")
+            ax.set_title(key.replace("_", " "))
+            ax.set_xlabel("charges")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100000,1000000")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--keep", action="store_true", help="keep each size's temp folder")
+    p.add_argument("--plot", help="write a PNG of write seconds, peak RSS and peak spool disk per size")
+    p.add_argument("--pythonpath", help="measure the package in this folder (e.g. a scratch copy) instead")
+    a = p.parse_args(argv)
+    bench.PYTHONPATH_OVERRIDE = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
+    print(HEADER, flush=True)
+    records = []
+    for size in (int(s) for s in a.sizes.split(",")):
+        records += measure(size, a.timeout, a.keep)
+    for r in records:
+        bench.save({"scenario": "scale", "git": bench.git_revision(), **r})
+    firsts = [r for r in records if r["label"] == "first" and r["green"]]
+    if len(firsts) > 1:
+        ratio = max(r["peak_rss_mb"] for r in firsts) / min(r["peak_rss_mb"] for r in firsts)
+        print(f"peak RSS of first loads, largest / smallest size: {ratio:.2f}x (target <= 1.3x)")
+    if a.plot:
+        plot(records, a.plot)
+    return 0 if all(r["green"] for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
