@@ -6,8 +6,9 @@ single-writer lock is not held meanwhile. The warehouse then only compares (key,
 what it stores and moves the rows that changed (`warehouse.apply`). Parquet is the hand-over because any
 sink reads it quickly, column by column.
 
-Columns are typed from the batch alone (the JSON kinds the spool recorded, or DuckDB's probe): the sink
-casts them into the table's types, which may be wider.
+Columns are typed from Stripe's declarations where the batch's values fit them (`columns.py`: an all-null
+field still gets its real type, epoch seconds become TIMESTAMPTZ), else from the batch alone (the JSON kinds
+the spool recorded, or DuckDB's probe): the sink casts them into the table's types, which may be wider.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import duckdb
 
+from .columns import Column
 from .spool import CONTENT_HASH
 
 # Fields the change-capture spool adds to each object; used for staging, never stored as columns.
@@ -91,6 +93,7 @@ def stage(
     fields: Optional[Sequence[str]] = None,
     kinds: Optional[Mapping[str, Iterable[str]]] = None,
     name: str = "stage",
+    declared: Optional[Mapping[str, Column]] = None,
 ) -> StagedBatch:
     """Read spooled objects into `<directory>/<name>.parquet`, typed, hashed, one row per key (the newest
     event's state wins for change capture; any one of identical list reads otherwise)."""
@@ -103,28 +106,43 @@ def stage(
         limit_resources(con, temp_directory=spill)
         typed = kinds is not None
         try:
-            types = _read(con, files, fields, kinds if typed else None)
+            types = _read(con, files, fields, kinds if typed else None, declared or {})
             return _write(con, types, directory, name, merge_key, state_at, from_events)
         except (duckdb.InvalidInputException, duckdb.ConversionException):
             if not typed:
                 raise
             # A value the recorded kinds did not foresee (e.g. an integer beyond 64 bits): let DuckDB probe.
-            types = _read(con, files, fields, None)
+            types = _read(con, files, fields, None, declared or {})
             return _write(con, types, directory, name, merge_key, state_at, from_events)
     finally:
         con.close()
 
 
-def _read(con, files, fields, kinds) -> dict[str, Optional[str]]:
+def _read(con, files, fields, kinds, declared: Mapping[str, Column]) -> dict[str, Optional[str]]:
     """View `_raw` over the files with the batch's column types; returns them (incl. event/hash fields)."""
     if kinds is not None:
         names = list(fields) if fields is not None else list(kinds)
         names += [k for k in kinds if k not in set(names)]
-        types = {f: sql_type(kinds.get(f, ())) for f in names}
-        read_as = {f: (t or "JSON") for f, t in types.items()}
-        _view(con, files, read_as, "_raw")
+        types = {f: _declared_or(declared.get(f), kinds.get(f, ())) for f in names}
+        read_as = {f: (declared[f].read_as if _is_declared(types[f], declared.get(f)) else t or "JSON")
+                   for f, t in types.items()}
+        _view(con, files, read_as, "_json_typed")
+        # Stripe sends epoch seconds as integers: read as BIGINT, stored as timestamps.
+        epochs = [f for f, t in types.items() if t == "TIMESTAMPTZ"]
+        replace = f" REPLACE ({', '.join(f'to_timestamp({quote(f)}) AS {quote(f)}' for f in epochs)})" if epochs else ""
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _raw AS SELECT *{replace} FROM _json_typed")
         return types
-    return _probe(con, files, fields)
+    return _probe(con, files, fields, declared)
+
+
+def _declared_or(column: Optional[Column], kinds: Iterable[str]) -> Optional[str]:
+    """The declared SQL type when the values fit it, else the type the values alone give."""
+    kinds = list(kinds)
+    return column.sql_type if column is not None and column.fits(kinds) else sql_type(kinds)
+
+
+def _is_declared(sql: Optional[str], column: Optional[Column]) -> bool:
+    return column is not None and sql == column.sql_type
 
 
 def _view(con, files, read_as: Mapping[str, str], view: str) -> None:
@@ -136,7 +154,7 @@ def _view(con, files, read_as: Mapping[str, str], view: str) -> None:
     )
 
 
-def _probe(con, files, fields) -> dict[str, Optional[str]]:
+def _probe(con, files, fields, declared: Mapping[str, Column]) -> dict[str, Optional[str]]:
     """DuckDB finds the types itself: OR one bit per JSON kind per field over all objects (no values kept)."""
     if fields is None:
         # Objects of one type share a few shapes: distinct key lists are few, and cheap to collect.
@@ -155,7 +173,8 @@ def _probe(con, files, fields) -> dict[str, Optional[str]]:
 
     masks = con.execute(f"SELECT {', '.join(probe(f) for f in fields)} FROM _json").fetchone()
     types = {
-        f: sql_type([k for i, k in enumerate(_JSON_KINDS) if (mask or 0) & (1 << i)]) for f, mask in zip(fields, masks)
+        f: _declared_or(declared.get(f), [k for i, k in enumerate(_JSON_KINDS) if (mask or 0) & (1 << i)])
+        for f, mask in zip(fields, masks)
     }
     converted = ", ".join(f"{_from_json(f, types[f] or 'JSON')} AS {quote(f)}" for f in fields)
     con.execute(f"CREATE OR REPLACE TEMP VIEW _raw AS SELECT {converted} FROM _json")
@@ -169,6 +188,8 @@ def _from_json(column: str, target: str) -> str:
         return f"CASE WHEN json_type({col}) = 'NULL' THEN NULL ELSE {col} END"
     if target == "VARCHAR":
         return json_to_varchar(col)
+    if target == "TIMESTAMPTZ":  # epoch seconds
+        return f"to_timestamp(TRY_CAST({col} AS BIGINT))"
     return f"TRY_CAST({col} AS {target})"
 
 

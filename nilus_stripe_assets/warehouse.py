@@ -6,9 +6,11 @@ compare each staged row's content hash with the stored one, write only new and c
 capture, commit the cursors. A failure anywhere rolls back, so the table is either the old one or the new one,
 never half. `write` does both, for callers that own the file.
 
-Columns are Stripe's top-level fields. Scalars get SQL types from the data, nested objects and lists stay
-DuckDB `JSON` (query them with `->>`). A field that shows up later adds a column; a field whose type widens
-(int -> float, or a scalar that turns into an object) widens the column instead of failing.
+Columns are Stripe's top-level fields, typed as stripe-python declares them (`columns.py`: epoch seconds are
+TIMESTAMPTZ, nested objects and lists DuckDB `JSON`, queried with `->>`); a new table has every declared column,
+even one no object has set yet. Fields the SDK does not declare are typed from the data. A field that shows up
+later adds a column; a field whose type widens (int -> float, or a scalar that turns into an object) widens the
+column instead of failing.
 Bookkeeping columns: `_loaded_at`, when the row was written; `_state_at`, the Stripe-side time the row's state
 is known from (the load's start for list reads, the event's `created` for change capture), which lets the
 newest state win whatever order events arrive in; `is_deleted` / `deleted_at` for objects Stripe reports
@@ -25,6 +27,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import duckdb
 
+from .columns import Column
 from .spool import CONTENT_HASH
 from .staging import (
     DEFAULT_MEMORY_LIMIT_MB, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
@@ -71,8 +74,9 @@ class Slice:
     lt: int
 
     def condition(self, alias: str = "") -> str:
+        # The column is an epoch field, stored as TIMESTAMPTZ (`_evolve` converts tables that kept seconds).
         col = (alias + "." if alias else "") + quote(self.column)
-        return f"{col} >= {int(self.gte)} AND {col} < {int(self.lt)}"
+        return f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})"
 
 
 @dataclass
@@ -104,14 +108,25 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, 
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         [table.schema, table.name],
     ).fetchall()
-    return {name: dtype for name, dtype in rows}
+    # information_schema spells TIMESTAMPTZ out; the writer compares types by the short name it creates them with.
+    return {name: _TYPE_NAMES.get(dtype, dtype) for name, dtype in rows}
 
 
-def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult) -> dict[str, str]:
+_TYPE_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+
+
+def _evolve(
+    con, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult,
+    declared: Mapping[str, Column] = {},  # noqa: B006 (read only)
+) -> dict[str, str]:
     """Create or widen the table so every staged column fits; return the final column types."""
     existing = table_columns(con, table)
     if not existing:
-        columns = {c: (t or "VARCHAR") for c, t in staged.items()} or dict(MINIMAL_COLUMNS)
+        # Every declared column from the start (in the SDK's order), then the fields Stripe's classes omit.
+        columns = {c: col.sql_type for c, col in declared.items()}
+        for c, t in staged.items():
+            if c not in columns or t != columns[c]:
+                columns[c] = t or columns.get(c) or "VARCHAR"
         for c, t in MINIMAL_COLUMNS.items():
             columns.setdefault(c, t)
         columns.update(BOOKKEEPING)
@@ -122,9 +137,16 @@ def _evolve(con, table: TableRef, staged: dict[str, Optional[str]], result: Writ
         if column not in existing:  # tables made by an older version of this package
             con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {dtype}")
             existing[column] = dtype
+    for column, col in declared.items():
+        if col.epoch and existing.get(column) == "BIGINT":  # epoch seconds kept by an older version
+            con.execute(
+                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE TIMESTAMPTZ USING to_timestamp({quote(column)})"
+            )
+            existing[column] = "TIMESTAMPTZ"
+            result.widened_columns.append(column)
     for column, incoming in staged.items():
         if column not in existing:
-            existing[column] = incoming or "VARCHAR"
+            existing[column] = incoming or (declared[column].sql_type if column in declared else "VARCHAR")
             con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {existing[column]}")
             result.added_columns.append(column)
             continue
@@ -159,6 +181,8 @@ def _cast(col: str, staged: Optional[str], target: str) -> str:
         return col
     if staged == "JSON" and target == "VARCHAR":
         return json_to_varchar(col)
+    if target == "TIMESTAMPTZ" and staged in ("BIGINT", "DOUBLE"):  # epoch seconds
+        return f"to_timestamp({col})"
     return f"CAST({col} AS {target})"
 
 
@@ -171,6 +195,7 @@ class PreparedWrite:
     change_set: Optional[ChangeSet]
     state_at: Optional[int]
     directory: str
+    declared: Mapping[str, Column] = field(default_factory=dict)  # the object's columns as Stripe declares them
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -184,22 +209,25 @@ def prepare(
     fields: Optional[Sequence[str]] = None,
     kinds: Optional[Mapping[str, Iterable[str]]] = None,
     directory: Optional[str] = None,
+    declared: Optional[Mapping[str, Column]] = None,
 ) -> PreparedWrite:
     """Stage the spooled objects (and change-capture states) into Parquet in a new folder under
-    `directory`, without touching the warehouse. The caller removes the folder (`cleanup`)."""
+    `directory`, without touching the warehouse. The caller removes the folder (`cleanup`).
+    `declared`: the object's columns as Stripe declares them (`columns.declared_columns`)."""
+    declared = dict(declared or {})
     folder = tempfile.mkdtemp(prefix="stage-", dir=directory)
     try:
-        rows = stage(files, folder, merge_key, state_at, fields=fields, kinds=kinds, name="rows")
+        rows = stage(files, folder, merge_key, state_at, fields=fields, kinds=kinds, name="rows", declared=declared)
         staged_changes = None
         if changes is not None and any(changes.files):
             staged_changes = stage(
                 changes.files, folder, merge_key, from_events=True, fields=changes.fields,
-                kinds=changes.kinds if kinds is not None else None, name="changes",
+                kinds=changes.kinds if kinds is not None else None, name="changes", declared=declared,
             )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return PreparedWrite(rows, staged_changes, changes, state_at, folder)
+    return PreparedWrite(rows, staged_changes, changes, state_at, folder, declared)
 
 
 def write(
@@ -214,6 +242,7 @@ def write(
     fields: Optional[Sequence[str]] = None,
     kinds: Optional[Mapping[str, Iterable[str]]] = None,
     stage_dir: Optional[str] = None,
+    declared: Optional[Mapping[str, Column]] = None,
 ) -> WriteResult:
     """Write spooled objects into `table` with `strategy`, then apply `changes`, in one transaction.
 
@@ -224,7 +253,7 @@ def write(
     file with other processes call the two themselves, so the file is locked only while applying.
     """
     _check_strategy(strategy)
-    prepared = prepare(files, merge_key, state_at, changes, fields, kinds, directory=stage_dir)
+    prepared = prepare(files, merge_key, state_at, changes, fields, kinds, directory=stage_dir, declared=declared)
     try:
         return apply(con, table, prepared, strategy, merge_key, scope)
     finally:
@@ -261,9 +290,9 @@ def _apply_once(con, table: TableRef, prepared: PreparedWrite, strategy, merge_k
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
         rows, changes = prepared.rows, prepared.changes
-        columns = _evolve(con, table, rows.types, result)
+        columns = _evolve(con, table, rows.types, result, prepared.declared)
         if changes is not None:
-            columns = _evolve(con, table, changes.types, result)
+            columns = _evolve(con, table, changes.types, result, prepared.declared)
         result.received = rows.rows
         if rows.path is not None or (strategy == "replace"):
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
@@ -426,7 +455,9 @@ def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str 
     if column not in table_columns(con, table):
         return None
     value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
-    return int(value) if value is not None else None
+    if value is None:
+        return None
+    return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)  # TIMESTAMPTZ, or seconds
 
 
 def _all_null(con, table: TableRef, column: str) -> bool:

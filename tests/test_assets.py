@@ -97,7 +97,7 @@ def test_nested_objects_are_json_and_queryable(shared_emulator, warehouse_path):
     assets = build_stripe_assets(["charge", "subscription"])
     assert materialize(assets, make_resources(shared_emulator, warehouse_path), mode_config(assets, "sync")).success
     types = dict(query(warehouse_path, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'charge'"))
-    assert types["amount"] == "BIGINT" and types["id"] == "VARCHAR" and types["created"] == "BIGINT"
+    assert types["amount"] == "BIGINT" and types["id"] == "VARCHAR" and types["created"] == "TIMESTAMP WITH TIME ZONE"
     assert types["billing_details"] == "JSON" and types["metadata"] == "JSON"
     items = query(warehouse_path, "SELECT count(*) FROM stripe.subscription WHERE json_array_length(items->'$.data') > 0")[0][0]
     assert items > 0

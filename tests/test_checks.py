@@ -76,7 +76,7 @@ def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, wareho
     # Break it: a duplicated id, a null id, and rows Stripe changed after they were read.
     dup, stale = [r[0] for r in query(warehouse_path, "SELECT id FROM stripe.charge ORDER BY id LIMIT 2")]
     execute(warehouse_path, "INSERT INTO stripe.charge SELECT * FROM stripe.charge WHERE id = ?", [dup])
-    execute(warehouse_path, "INSERT INTO stripe.charge (id, object, created) VALUES (NULL, 'charge', 1700000000)")
+    execute(warehouse_path, "INSERT INTO stripe.charge (id, object, created) VALUES (NULL, 'charge', to_timestamp(1700000000))")
     item, sub = query(
         warehouse_path,
         "SELECT i.id, i.subscription FROM stripe.subscription_item i JOIN stripe.subscription s ON s.id = i.subscription "
@@ -88,7 +88,7 @@ def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, wareho
     # Only the events are loaded again: the charge and subscription tables now lag behind them.
     events = [a for a in assets if a.key.path[-1] == "event"]
     assert materialize(events, resources, mode_config(events, "sync")).success
-    newest = query(warehouse_path, "SELECT max(created) FROM stripe.charge")[0][0]
+    newest = query(warehouse_path, "SELECT epoch(max(created)) FROM stripe.charge")[0][0]
     age = time.time() - newest
     strict = build_stripe_checks(assets, max_age_overrides={"charge": timedelta(seconds=age / 2)})
     execute(warehouse_path, "ALTER TABLE stripe.webhook_endpoint DROP COLUMN created")

@@ -67,7 +67,7 @@ def test_objects_sharing_the_cursor_second_are_neither_lost_nor_duplicated(emula
     assets = build_stripe_assets(["invoice"])
     resources = make_resources(emulator, warehouse_path)
     assert materialize(assets, resources, mode_config(assets, "sync")).success
-    newest = query(warehouse_path, "SELECT max(created) FROM stripe.invoice")[0][0]
+    newest = query(warehouse_path, "SELECT epoch(max(created))::BIGINT FROM stripe.invoice")[0][0]
     # Three new invoices in the cursor's own second, as Stripe allows.
     for _ in range(3):
         emulator.create("invoice", created=newest)
@@ -85,7 +85,7 @@ def test_invoice_items_are_timed_by_date_as_stripe_declares(emulator, warehouse_
     columns = {r[0] for r in query(warehouse_path, "SELECT column_name FROM information_schema.columns WHERE table_name = 'invoice_item'")}
     assert "date" in columns and "created" not in columns
     assert count(warehouse_path, "stripe.invoice_item") == emulator.counts()["invoice_item"]
-    newest = query(warehouse_path, "SELECT max(date) FROM stripe.invoice_item")[0][0]
+    newest = query(warehouse_path, "SELECT epoch(max(date))::BIGINT FROM stripe.invoice_item")[0][0]
     assert _meta(result, "invoice_item")["created_max"] == newest
     emulator.create("invoice_item", date=newest + 5)
     result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
@@ -165,7 +165,7 @@ def _busiest_days(database, table, n):
         r[0]
         for r in query(
             database,
-            f"SELECT strftime(to_timestamp(created) AT TIME ZONE 'UTC', '%Y-%m-%d') d, count(*) c FROM {table} "
+            f"SELECT strftime(created AT TIME ZONE 'UTC', '%Y-%m-%d') d, count(*) c FROM {table} "
             "GROUP BY d ORDER BY c DESC, d LIMIT ?",
             [n],
         )
@@ -178,7 +178,7 @@ def test_a_partition_loads_exactly_its_day_and_reruns_are_idempotent(shared_emul
     assert materialize(full, make_resources(shared_emulator, reference), mode_config(full, "sync")).success
     day = _busiest_days(reference, "stripe.charge", 1)[0]
     lo, hi = _day_bounds(day)
-    expected = query(reference, "SELECT count(*) FROM stripe.charge WHERE created >= ? AND created < ?", [lo, hi])[0][0]
+    expected = query(reference, "SELECT count(*) FROM stripe.charge WHERE created >= to_timestamp(?) AND created < to_timestamp(?)", [lo, hi])[0][0]
     assert expected > 0
 
     database = str(tmp_path / "partitioned.duckdb")
@@ -187,7 +187,7 @@ def test_a_partition_loads_exactly_its_day_and_reruns_are_idempotent(shared_emul
     for _ in range(2):
         assert materialize(assets, resources, partition_key=day).success
         rows, distinct, outside = query(
-            database, "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE created < ? OR created >= ?) FROM stripe.charge", [lo, hi]
+            database, "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE created < to_timestamp(?) OR created >= to_timestamp(?)) FROM stripe.charge", [lo, hi]
         )[0]
         assert (rows, distinct, outside) == (expected, expected, 0)
 
@@ -203,7 +203,7 @@ def test_partitioned_replace_swaps_only_its_slice(emulator, tmp_path):
     assert materialize(assets, resources, partition_key=day_b).success
     both = count(database, "stripe.coupon")
     lo, hi = _day_bounds(day_a)
-    victim = query(database, "SELECT id FROM stripe.coupon WHERE created >= ? AND created < ? LIMIT 1", [lo, hi])[0][0]
+    victim = query(database, "SELECT id FROM stripe.coupon WHERE created >= to_timestamp(?) AND created < to_timestamp(?) LIMIT 1", [lo, hi])[0][0]
     emulator.delete("coupon", victim)
     assert materialize(assets, resources, partition_key=day_a).success
     assert count(database, "stripe.coupon") == both - 1
@@ -248,7 +248,7 @@ def test_cli_partition_concurrent_partitions_and_a_30_day_backfill_in_one_run(sh
     assert [p.returncode for p in procs] == [0, 0], outputs
     for day in (day_a, day_b):
         lo, hi = _day_bounds(day)
-        sql = "SELECT count(*) FROM stripe.charge WHERE created >= ? AND created < ?"
+        sql = "SELECT count(*) FROM stripe.charge WHERE created >= to_timestamp(?) AND created < to_timestamp(?)"
         assert query(database, sql, [lo, hi]) == query(reference, sql, [lo, hi])
 
     # A 30-day range backfill: one run (single-run backfill policy), every charge of those days.
@@ -258,7 +258,7 @@ def test_cli_partition_concurrent_partitions_and_a_30_day_backfill_in_one_run(sh
     done = _cli([*module, "--partition-range", f"{first_day}...{last_day}"], env, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     lo, hi = _day_bounds(first_day)[0], _day_bounds(last_day)[1]
-    sql = "SELECT count(*) FROM stripe.charge WHERE created >= ? AND created < ?"
+    sql = "SELECT count(*) FROM stripe.charge WHERE created >= to_timestamp(?) AND created < to_timestamp(?)"
     assert query(database, sql, [lo, hi]) == query(reference, sql, [lo, hi])
     env_instance = dg.DagsterInstance.from_config(str(home))
     runs = env_instance.get_runs()
@@ -303,7 +303,7 @@ def test_incremental_mode_on_a_partition_reads_only_its_day(shared_emulator, tmp
     full = build_stripe_assets(["charge"])
     assert materialize(full, make_resources(shared_emulator, reference), mode_config(full, "sync")).success
     day = _busiest_days(reference, "stripe.charge", 1)[0]
-    expected = query(reference, "SELECT count(*) FROM stripe.charge WHERE created >= ? AND created < ?", list(_day_bounds(day)))[0][0]
+    expected = query(reference, "SELECT count(*) FROM stripe.charge WHERE created >= to_timestamp(?) AND created < to_timestamp(?)", list(_day_bounds(day)))[0][0]
     database = str(tmp_path / "w.duckdb")
     assets = _daily_assets(["charge"])
     result = materialize(assets, make_resources(shared_emulator, database), mode_config(assets, "sync:incremental"), partition_key=day)

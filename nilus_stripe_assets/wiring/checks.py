@@ -115,6 +115,11 @@ def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.
     )
 
 
+def _seconds(expr: str, sql_type: str) -> str:
+    """`expr` as epoch seconds: epoch fields are TIMESTAMPTZ (columns.py), or seconds in tables of older versions."""
+    return f"epoch({expr})" if sql_type.startswith("TIMESTAMP") else expr
+
+
 def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta, column: Optional[str] = "created") -> dg.AssetCheckResult:
     """Judged on `column`, the object's creation time (the catalog's `created_field`: `date` for invoice items)."""
     max_age_days = round(max_age.total_seconds() / 86400, 3)
@@ -127,7 +132,8 @@ def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta,
             description=f"Not judged: {table} has no `{column or 'created'}` column.",
             metadata={**base, "skipped": "no created column"},
         )
-    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST({quote(column)} AS DOUBLE)) FROM {table.sql}").fetchone()
+    seconds = _seconds(quote(column), columns[column])
+    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST({seconds} AS DOUBLE)) FROM {table.sql}").fetchone()
     if newest is None:
         return dg.AssetCheckResult(
             check_name="fresh",
@@ -180,7 +186,7 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
     k = quote(key)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _stale AS "
-        f"WITH latest AS (SELECT {object_id} AS oid, max(e.created) AS event_created FROM {source} "
+        f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
         f"WHERE starts_with(e.type, ?) AND NOT ends_with(e.type, '.created') GROUP BY 1) "
         f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
         f"WHERE t._state_at < l.event_created",

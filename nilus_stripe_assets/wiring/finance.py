@@ -63,7 +63,10 @@ def daily_net_volume_frame(balance_transactions: pd.DataFrame) -> pd.DataFrame:
     if "reporting_category" in frame.columns:
         category = frame["reporting_category"].fillna("").astype(str)
         frame = frame[~category.str.startswith(NOT_SALES)]
-    frame = frame.assign(day=pd.to_datetime(frame["created"], unit="s", utc=True).dt.date)
+    # `created` is a TIMESTAMPTZ column (columns.py); tables written by older versions hold epoch seconds.
+    created = frame["created"]
+    when = pd.to_datetime(created, unit="s", utc=True) if pd.api.types.is_numeric_dtype(created) else pd.to_datetime(created, utc=True)
+    frame = frame.assign(day=when.dt.date)
     out = (
         frame.groupby(["day", "currency"], as_index=False)
         .agg(transactions=("id", "size"), amount=("amount", "sum"), fee=("fee", "sum"), net=("net", "sum"))

@@ -11,13 +11,14 @@ Downstream assets read tables back as pandas DataFrames, as they would from dags
 
 
 import time
-from typing import Optional
+from typing import Mapping, Optional
 
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from .. import spool_disk
+from ..columns import declared_columns, descriptions
 from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
 
@@ -78,11 +79,12 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
         prepared = prepare(
             batch.spool.files, batch.object.merge_key, state_at=batch.started_at, changes=batch.changes,
             fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
+            declared=declared_columns(batch.object.name),
         )
         with duckdb.get_connection() as con:
             locked = time.perf_counter()
             result = apply(con, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
-            metadata = _table_metadata(con, batch.table, batch.object.created_field)
+            metadata = _table_metadata(con, batch.table, batch.object.created_field, descriptions(batch.object.name))
             lock_seconds = time.perf_counter() - locked
     finally:
         spool_disk.remove(batch.spool_dir)
@@ -95,8 +97,9 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     return {**metadata, **_write_metadata(batch, result), **timing}
 
 
-def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created") -> dict:
-    """`newest_first`: the column to order the preview by (the object's creation time)."""
+def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006
+    """Row count, the column schema (with `docs`: Stripe's description of each field) and a preview ordered by
+    `newest_first` (the object's creation time)."""
     columns = table_columns(con, table)
     rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
     preview = con.execute(
@@ -110,7 +113,7 @@ def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/table_name": str(table),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=c, type=t) for c, t in columns.items()]
+            columns=[dg.TableColumn(name=c, type=t, description=docs.get(c)) for c, t in columns.items()]
         ),
         "preview": dg.MetadataValue.md(
             "```\n" + preview[scalar].to_string(index=False, max_colwidth=40) + "\n```" if len(preview) else "(empty)"
