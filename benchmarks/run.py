@@ -336,6 +336,7 @@ class Case:
     timeout: float = 600
     poll_stats: bool = True
     pss_every: int = 0  # read PSS every Nth RSS sample (0: never; reading smaps_rollup slows the target)
+    op_config: dict = field(default_factory=dict)  # config of the Stripe step, e.g. {"mode": "sync"}
 
 
 def run_config(case: Case, workdir: Path) -> dict:
@@ -343,6 +344,8 @@ def run_config(case: Case, workdir: Path) -> dict:
     # `api_key` is None), so the EnvVar is repeated here or the key would be lost.
     stripe = {"api_key": {"env": "STRIPE_API_KEY"}, "budget_dir": str(workdir / "budget"), **case.stripe_config}
     config: dict = {"resources": {"stripe": {"config": stripe}}}
+    if case.op_config:
+        config["ops"] = {"stripe_objects": {"config": dict(case.op_config)}}
     if case.in_process:
         config["execution"] = {"config": {"in_process": {}}}
     elif case.executor_config is not None:
@@ -756,12 +759,107 @@ def scenario_faults(a) -> list[dict]:
     return records
 
 
+def scenario_concurrency(a) -> list[dict]:
+    """Stripe's concurrency limiter: the emulator answers 429 (global-concurrency) above N requests in flight."""
+    records = []
+    args = ["--count", f"charge={a.charges}", "--max-concurrency", str(a.max_concurrency), "--latency-ms",
+            str(a.latency_ms)]
+    for mode in a.modes.split(","):
+        case = Case("concurrency", f"{a.charges}ch-{mode}-c{a.max_concurrency}-{a.latency_ms:g}ms", args,
+                    "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
+                    op_config={"mode": mode}, in_process=a.in_process, executor_config={} if a.multiprocess else None)
+        r = materialize(case, a.keep, a.profile)
+        meta = r["assets"].get("charge", {})
+        r["figures"] = {"mode": mode, "pct_429": round(100 * r["r429"] / r["requests"], 2) if r["requests"] else 0.0,
+                        "fetch_seconds": meta.get("fetch_seconds")}
+        save(r)
+        print(base_line(r))
+        print(f"    {mode}: wall {r['wall_seconds']:.1f}s, fetch {meta.get('fetch_seconds')}s, 429s {r['r429']} = "
+              f"{r['figures']['pct_429']}% of requests (target < 5%: {verdict(r['figures']['pct_429'] < 5)})")
+        print_failure(r)
+        records.append(r)
+    by_mode = {r["figures"]["mode"]: r for r in records}
+    if "async" in by_mode and "sync" in by_mode:
+        fast, slow = by_mode["async"]["wall_seconds"], by_mode["sync"]["wall_seconds"]
+        print(f"[concurrency:summary] async {fast:.1f}s vs sync {slow:.1f}s "
+              f"(target: async never slower: {verdict(fast <= slow)})")
+    return records
+
+
+class BlackHole(threading.Thread):
+    """A server that accepts connections and reads requests but never answers: a stalled upstream."""
+
+    def __init__(self):
+        super().__init__(daemon=True, name="black-hole")
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections: list = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.connections.append(conn)  # held open, never answered
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
+def scenario_stall(a) -> list[dict]:
+    """An upstream that accepts connections and never answers: time until the run fails, and its message."""
+    workdir = Path(tempfile.mkdtemp(prefix="nilus-bench-stall-"))
+    home = workdir / "dagster_home"
+    write_instance_yaml(home, None)
+    hole = BlackHole()
+    hole.start()
+    case = Case("stall", a.select.replace("/", "_"), [], a.select, [], stripe_config=dict(a.stripe_config or {}))
+    config_path = workdir / "run_config.yaml"
+    config_path.write_text(json.dumps(run_config(case, workdir), indent=2) + "\n")
+    env = {**os.environ, **_pythonpath_env(), "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": hole.url,
+           "NILUS_DUCKDB_PATH": str(workdir / "warehouse.duckdb"), "DAGSTER_HOME": str(home),
+           "NILUS_SPOOL_DIR": str(workdir), "PYTHONUNBUFFERED": "1"}
+    argv = [dagster_cli(), "asset", "materialize", "-m", MODULE, "--select", a.select, "-c", str(config_path)]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    timed_out = False
+    try:
+        output, _ = proc.communicate(timeout=a.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _stop_group(proc)
+        output, _ = proc.communicate()
+    wall = time.monotonic() - started
+    hole.close()
+    text = output.decode(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if "Could not connect to the Stripe API" in line]
+    record = {"scenario": "stall", "label": case.label, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "git": git_revision(), "pythonpath": PYTHONPATH_OVERRIDE, "select": a.select,
+              "run_config": run_config(case, workdir), "wall_seconds": round(wall, 1), "timed_out": timed_out,
+              "returncode": proc.returncode, "connections": len(hole.connections),
+              "message": lines[-1][:400] if lines else None, "traceback_lines": text.count("Traceback")}
+    shutil.rmtree(workdir, ignore_errors=True)
+    save(record)
+    print(f"[stall:{case.label}] {'TIMEOUT' if timed_out else f'rc={proc.returncode}'} after {wall:.1f}s, "
+          f"{len(hole.connections)} connections accepted (never answered); target <= ~120 s: {verdict(wall <= 130)}")
+    print(f"    message: {record['message']}")
+    return [{**record, "green": proc.returncode != 0 and bool(lines)}]
+
+
 SCENARIOS = {
     "async-rate": scenario_async_rate,
     "all-objects": scenario_all_objects,
     "throughput": scenario_throughput,
     "memory": scenario_memory,
     "faults": scenario_faults,
+    "concurrency": scenario_concurrency,
+    "stall": scenario_stall,
 }
 
 
@@ -813,6 +911,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--latency-ms", type=float, default=0)
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--timeout", type=float, default=180)
+
+    s = sub.add_parser("concurrency", help="20k charges, at most 4 requests in flight, 200 ms: async vs sync")
+    s.add_argument("--charges", type=int, default=20_000)
+    s.add_argument("--max-concurrency", type=int, default=4)
+    s.add_argument("--latency-ms", type=float, default=200)
+    s.add_argument("--modes", default="async,sync")
+    s.add_argument("--timeout", type=float, default=600)
+
+    s = sub.add_parser("stall", help="an upstream that accepts connections and never answers: time to failure")
+    s.add_argument("--select", default="stripe/charge")
+    s.add_argument("--timeout", type=float, default=900)
 
     sub.add_parser("all", help="every scenario once with its defaults")
     return p.parse_args(argv)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
+from .concurrency import ConcurrencyLimits
+
 _STATE = struct.Struct("<d")  # one float: the theoretical arrival time, epoch seconds
 
 
@@ -142,7 +144,7 @@ class RequestBudget:
     def __init__(self, account_fingerprint: str, settings: BudgetSettings):
         self.settings = settings
         self.rates = open_rate_state(account_fingerprint, settings)
-        self.in_flight = threading.BoundedSemaphore(settings.max_in_flight)
+        self.in_flight = ConcurrencyLimits(settings.max_in_flight)  # adapts to concurrency 429s
 
     def acquire(self, endpoint: str) -> float:
         """Block until both the endpoint's and the account's budget allow one more request."""

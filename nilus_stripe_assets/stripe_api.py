@@ -1,11 +1,15 @@
 """One account's Stripe API, as the fetch engine sees it: `list_page(path, params) -> page dict`.
 
 Built on stripe-python's `StripeClient`: its retries (5xx, 409, connection errors, `Stripe-Should-Retry`),
-its error classes and its parameter encoding (`created[gte]=…`). Two things are added around it:
-- every real HTTP attempt, including the SDK's own retries, waits for the shared request budget and is
-  counted (a `RequestsClient` subclass is the SDK's documented seam for the transport);
+its per-attempt timeout, its error classes and its parameter encoding (`created[gte]=…`). Added around it:
+- every real HTTP attempt, including the SDK's own retries, waits for the shared request budget and for an
+  in-flight slot, and is counted (a `RequestsClient` subclass is the SDK's documented seam for the transport);
 - a 429 the SDK does not retry (no `Stripe-Should-Retry: true`) is retried here with jittered backoff that
-  honours `Retry-After`, after slowing every process down on the limiter Stripe named.
+  honours `Retry-After`. A rate 429 first slows every process down on the limiter Stripe named; a
+  concurrency 429 lowers the number of requests in flight instead (`concurrency.py`);
+- retries are bounded in time as well as in count: no retry of a page starts more than
+  `max_retry_seconds` after its first attempt, so a stalled upstream fails a load in about
+  `max_retry_seconds + timeout_seconds`, not after every attempt has waited out the SDK's 80 s default.
 """
 
 from __future__ import annotations
@@ -60,25 +64,51 @@ class RequestStats:
 class _MeteredRequestsClient(stripe.RequestsClient):
     """The SDK's requests transport, with every attempt paced by the budget and counted."""
 
-    def __init__(self, budget: RequestBudget, stats: RequestStats, timeout: float):
+    def __init__(self, budget: RequestBudget, stats: RequestStats, timeout: float, max_retry_seconds: float):
         super().__init__(timeout=timeout)
         self._budget = budget
         self._stats = stats
+        self._max_retry_seconds = max_retry_seconds
         self._decoded = threading.local()  # the last successful page decoded by this thread
+        self._page = threading.local()  # when this thread's current page may no longer be retried
 
     def take_page(self) -> dict:
         page, self._decoded.page = self._decoded.page, None
         return page
 
+    def start_page(self) -> None:
+        """A new page: its retry deadline starts with its first attempt."""
+        self._page.deadline = None
+
+    def retry_deadline(self) -> Optional[float]:
+        return getattr(self._page, "deadline", None)
+
+    def _should_retry(self, response, api_connection_error, num_retries, max_network_retries):
+        # The SDK bounds its retries by count only (6 attempts × an 80 s timeout = 8 minutes for a server
+        # that never answers). Refuse a retry that would start after the page's deadline; the SDK then
+        # raises the error it has, which the caller explains in one line.
+        if not super()._should_retry(response, api_connection_error, num_retries, max_network_retries):
+            return False
+        deadline = self.retry_deadline()
+        pause = min(self.INITIAL_DELAY * 2**num_retries, self.MAX_DELAY)  # the SDK's longest next sleep
+        return deadline is None or time.monotonic() + pause <= deadline
+
     def request(self, method, url, headers, post_data=None, *args, **kwargs):
         endpoint = endpoint_key(url)
         waited = self._budget.acquire(endpoint)
-        with self._budget.in_flight:
+        with self._budget.in_flight.slot(endpoint) as slot:
+            if self.retry_deadline() is None:  # waiting for the budget or a slot is not retrying
+                self._page.deadline = time.monotonic() + self._max_retry_seconds
             try:
                 body, code, rheaders = super().request(method, url, headers, post_data, *args, **kwargs)
             except stripe.APIConnectionError:
                 self._stats.add(requests=1, connection_errors=1, wait_seconds=waited)
                 raise
+            reason = rheaders.get("Stripe-Rate-Limited-Reason") if code == 429 else None
+            if reason and reason.endswith("-concurrency"):
+                slot.rejected_for = reason
+            else:
+                slot.answered = True
         self._stats.add(
             requests=1,
             wait_seconds=waited,
@@ -91,10 +121,10 @@ class _MeteredRequestsClient(stripe.RequestsClient):
             # through untouched, so the SDK's error classes and retries work as before.
             self._decoded.page = orjson.loads(body)
             body = b"{}"
-        if code == 429:
-            self._budget.on_rate_limited(
-                endpoint, rheaders.get("Stripe-Rate-Limited-Reason"), _retry_after(rheaders, default=1.0)
-            )
+        if code == 429 and not slot.rejected_for:
+            # Too fast: slow every process down. (Too many at once was handled above by the slot: pausing
+            # would keep the same number in flight and be refused again.)
+            self._budget.on_rate_limited(endpoint, reason, _retry_after(rheaders, default=1.0))
         return body, code, rheaders
 
 
@@ -116,7 +146,10 @@ class RetryPolicy:
     max_network_retries: int = 6  # handed to the SDK: 5xx, 409, connection errors
     max_rate_limit_retries: int = 12  # our own loop for 429s the SDK leaves to the caller
     max_backoff_seconds: float = 30.0
-    timeout_seconds: float = 80.0
+    # One attempt: connecting, then each wait for the server's answer (the SDK's default is 80 s; Stripe's
+    # list calls answer in well under a second).
+    timeout_seconds: float = 20.0
+    max_retry_seconds: float = 60.0  # no retry of one page starts later than this after its first attempt
 
 
 class StripeApi:
@@ -135,7 +168,7 @@ class StripeApi:
         self.budget = budget
         self.retry = retry
         self.stats = RequestStats()
-        self._transport = _MeteredRequestsClient(budget, self.stats, retry.timeout_seconds)
+        self._transport = _MeteredRequestsClient(budget, self.stats, retry.timeout_seconds, retry.max_retry_seconds)
         self._client = stripe.StripeClient(
             api_key,
             stripe_account=stripe_account,
@@ -147,6 +180,7 @@ class StripeApi:
     def list_page(self, path: str, params: Mapping[str, Any]) -> dict:
         """GET one list page. Raises stripe.StripeError once retries are spent."""
         attempt = 0
+        self._transport.start_page()
         while True:
             try:
                 self._client.raw_request("get", path, **params)  # raises Stripe's errors, retries
@@ -155,7 +189,11 @@ class StripeApi:
                 attempt += 1
                 if attempt > self.retry.max_rate_limit_retries or not should_retry(exc.headers):
                     raise
-                self.stats.add(retries=1)
                 # Exponential backoff with full jitter, never shorter than what Stripe asked for.
                 backoff = min(self.retry.max_backoff_seconds, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-                time.sleep(max(backoff, _retry_after(exc.headers, default=0.0)))
+                pause = max(backoff, _retry_after(exc.headers, default=0.0))
+                deadline = self._transport.retry_deadline()
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise
+                self.stats.add(retries=1)
+                time.sleep(pause)

@@ -162,13 +162,16 @@ def _list_body(items: list[bytes], has_more: bool, url: str) -> bytes:
                      b"true" if has_more else b"false", b',"url":"', url.encode(), b'"}'])
 
 
-def list_objects(store: Store, route: Route, params: dict, path: str) -> tuple[bytes, int]:
+def list_objects(store: Store, route: Route, params: dict, path: str, oldest_first: bool = False,
+                 ignore_created: bool = False) -> tuple[bytes, int]:
     name = route.name
     limit = _limit(params)
     after, before = params.get("starting_after") or None, params.get("ending_before") or None
     if after and before:
         raise invalid("You may only specify one of these parameters: ending_before, starting_after.", "ending_before")
     gte, lte = _created_range(params, name)
+    if ignore_created:  # validated as Stripe does, then ignored (a fault switch: other servers do this)
+        gte = lte = None
     pred = None
     if name in LIST_FILTERS:
         pred, since = LIST_FILTERS[name](store, params)
@@ -192,7 +195,7 @@ def list_objects(store: Store, route: Route, params: dict, path: str) -> tuple[b
                 raise no_such(OBJECT_TYPE[parent_name], parent, param=field)
     try:
         items, has_more = store.list(name, limit, starting_after=after, ending_before=before, gte=gte, lte=lte,
-                                     parent=parent, pred=pred)
+                                     parent=parent, pred=pred, oldest_first=oldest_first)
     except CursorMissing as e:
         raise no_such(OBJECT_TYPE[name], str(e), param="starting_after" if after else "ending_before") from None
     return _list_body(items, has_more, path), len(items)
@@ -205,11 +208,12 @@ def retrieve(store: Store, route: Route) -> tuple[bytes, int]:
     return body, 1
 
 
-def handle(store: Store, route: Route, qs: str, path: str) -> tuple[bytes, int]:
+def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = False,
+           ignore_created: bool = False) -> tuple[bytes, int]:
     """(response body, objects served) for a resolved GET; raises StripeError."""
     if route.kind == "retrieve":
         return retrieve(store, route)
-    return list_objects(store, route, parse_query(qs), path)
+    return list_objects(store, route, parse_query(qs), path, oldest_first, ignore_created)
 
 
 __all__ = ["Route", "StripeError", "handle", "parse_query", "resolve"]

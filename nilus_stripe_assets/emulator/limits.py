@@ -1,4 +1,5 @@
-"""Fault switches (latency, rate limits, concurrency cap, random 500s, malformed bodies) and request statistics."""
+"""Fault switches (latency, rate limits, concurrency cap, random 500s, malformed bodies, a stalled upstream,
+other servers' list behaviour) and request statistics."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ class Faults:
     rate_limit_should_retry: Optional[bool] = None  # Stripe-Should-Retry header on 429s (None: omitted)
     # Endpoints (e.g. "GET /v1/coupons") whose 200 answers are cut short: invalid JSON, as from a broken proxy.
     malformed: tuple[str, ...] = ()
+    stall: bool = False  # accept connections and requests, never answer (until switched off or stopped)
+    # Behaviour of other Stripe-compatible servers, to check the client does not rely on more than it verifies:
+    oldest_first: bool = False  # lists in ascending (created, id) order instead of Stripe's newest first
+    ignore_created_filter: bool = False  # accepts created[...] but returns objects outside the range
 
 
 FAULT_NAMES = frozenset(f.name for f in fields(Faults))

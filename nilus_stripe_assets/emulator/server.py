@@ -1,7 +1,7 @@
 """The HTTP server (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive) and `StripeEmulator`, which wires the
 store, auth, fault switches and stats together.
 
-Request pipeline for `/v1/...`: concurrency cap and rate limits (429) -> latency -> auth (401) -> route
+Request pipeline for `/v1/...`: stall (no answer at all) -> concurrency cap and rate limits (429) -> latency -> auth (401) -> route
 (404) -> restricted key (403) -> random failure (500) -> Stripe API (200/400/404). Control routes under
 `/_emulator/` skip all of it and are not counted.
 """
@@ -111,10 +111,12 @@ class StripeEmulator:
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
         self._request_ids = itertools.count(1)
+        self._stopping = threading.Event()  # releases stalled requests
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "StripeEmulator":
         if self._server is None:
+            self._stopping.clear()
             self._server = _Server(self, self.port)
             self.port = self._server.server_address[1]
             self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -126,6 +128,7 @@ class StripeEmulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.server_close()
         for conn in list(server.connections):  # end keep-alive connections still parked in handler threads
@@ -198,6 +201,12 @@ class StripeEmulator:
             self._api(h, method, path, qs)
 
     def _api(self, h: _Handler, method: str, path: str, qs: str) -> None:
+        if self.limiter.faults.stall:
+            # A stalled upstream: the connection is open and the request read, but no answer ever comes.
+            while self.limiter.faults.stall and not self._stopping.wait(0.1):
+                pass
+            h.close_connection = True
+            return
         request_id = self._request_id()
         route = api.resolve(method, path)
         endpoint = route.endpoint if route else f"{method} {path}"
@@ -221,7 +230,8 @@ class StripeEmulator:
                 self.auth.authorize(key, route.name)
                 if limiter.random_failure():
                     raise api_error()
-                body, objects = api.handle(store, route, qs, path)
+                body, objects = api.handle(store, route, qs, path, oldest_first=limiter.faults.oldest_first,
+                                           ignore_created=limiter.faults.ignore_created_filter)
                 if route.endpoint in limiter.faults.malformed:
                     body = body[: len(body) // 2]
             status = 200

@@ -111,6 +111,26 @@ def page(keys: list[Key], limit: int, lo: int, hi: int, after: Optional[int], be
     return out, False
 
 
+def page_oldest_first(keys: list[Key], limit: int, lo: int, hi: int, cursor_at: Optional[int], cursor_present: bool,
+                      backwards: bool, pred: Optional[Callable[[str], bool]]) -> tuple[list[Key], bool]:
+    """One page in ascending order (how some Stripe fakes list, unlike Stripe) from ascending `keys[lo:hi]`.
+
+    `cursor_at`: the cursor's index (insertion point if it is gone); `backwards` for `ending_before`.
+    """
+    if backwards:
+        top = hi if cursor_at is None else min(hi, cursor_at)
+        out = [k for k in keys[lo:top] if pred is None or pred(k[1])]
+        return out[-limit:], len(out) > limit
+    start = lo if cursor_at is None else max(lo, cursor_at + cursor_present)
+    out = []
+    for i in range(start, hi):
+        if pred is None or pred(keys[i][1]):
+            if len(out) == limit:
+                return out, True
+            out.append(keys[i])
+    return out, False
+
+
 class CursorMissing(LookupError):
     """The starting_after/ending_before id is unknown."""
 
@@ -149,8 +169,9 @@ class Store:
     # ---- reads -------------------------------------------------------------------------------
     def list(self, name: str, limit: int, *, starting_after: Optional[str] = None,
              ending_before: Optional[str] = None, gte: Optional[int] = None, lte: Optional[int] = None,
-             parent: Optional[str] = None, pred: Optional[Callable[[str], bool]] = None) -> tuple[list[bytes], bool]:
-        """A page of serialized objects (newest first) and has_more. Raises CursorMissing."""
+             parent: Optional[str] = None, pred: Optional[Callable[[str], bool]] = None,
+             oldest_first: bool = False) -> tuple[list[bytes], bool]:
+        """A page of serialized objects (newest first, or oldest first if asked) and has_more. Raises CursorMissing."""
         with self.lock:
             table = self.tables[name]
             keys = table.key_list(parent)
@@ -167,7 +188,12 @@ class Store:
                     after = i
                 else:
                     before = i + (i < len(keys) and keys[i][1] == cursor)
-            sel, has_more = page(keys, limit, lo, hi, after, before, pred)
+            if oldest_first:
+                at = None if cursor is None else bisect_left(keys, (created, cursor))
+                present = at is not None and at < len(keys) and keys[at][1] == cursor
+                sel, has_more = page_oldest_first(keys, limit, lo, hi, at, present, ending_before is not None, pred)
+            else:
+                sel, has_more = page(keys, limit, lo, hi, after, before, pred)
             data = table.data
             return [data[oid] for _, oid in sel], has_more
 

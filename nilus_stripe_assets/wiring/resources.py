@@ -49,6 +49,15 @@ class StripeResource(dg.ConfigurableResource):
     )
     max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
     max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
+    request_timeout_seconds: float = Field(
+        default=20.0,
+        description="One HTTP attempt: seconds to connect, and to wait for the server's answer (stripe-python's default is 80).",
+    )
+    max_retry_seconds: float = Field(
+        default=60.0,
+        description="No retry of a page (after a timeout, connection error, 5xx or 429) starts later than this after its "
+        "first attempt: a stalled upstream fails in about max_retry_seconds + request_timeout_seconds.",
+    )
     budget_dir: Optional[str] = Field(default=None, description="Folder for the cross-process budget state (default: temp dir).")
     budget_url: Optional[str] = Field(
         default=None,
@@ -107,5 +116,7 @@ class StripeResource(dg.ConfigurableResource):
             retry=RetryPolicy(
                 max_network_retries=self.max_network_retries,
                 max_rate_limit_retries=self.max_rate_limit_retries,
+                timeout_seconds=self.request_timeout_seconds,
+                max_retry_seconds=self.max_retry_seconds,
             ),
         )
