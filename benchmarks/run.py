@@ -843,7 +843,7 @@ def scenario_stall(a) -> list[dict]:
               "git": git_revision(), "pythonpath": PYTHONPATH_OVERRIDE, "select": a.select,
               "run_config": run_config(case, workdir), "wall_seconds": round(wall, 1), "timed_out": timed_out,
               "returncode": proc.returncode, "connections": len(hole.connections),
-              "message": lines[-1][:400] if lines else None, "traceback_lines": text.count("Traceback")}
+              "message": lines[0][:400] if lines else None, "traceback_lines": text.count("Traceback")}
     shutil.rmtree(workdir, ignore_errors=True)
     save(record)
     print(f"[stall:{case.label}] {'TIMEOUT' if timed_out else f'rc={proc.returncode}'} after {wall:.1f}s, "

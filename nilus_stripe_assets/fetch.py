@@ -10,6 +10,13 @@
 - objects without a top-level list (payment methods through customers, subscription items through
   subscriptions) fan out over their parents.
 
+The split relies on Stripe's documented order (newest first by creation time) and on the `created`
+filter: a server that lists oldest first, or ignores the filter, would make the cursor skip the newest
+second's objects or read pieces twice. Every page of the split is therefore checked before it is used
+(creation times falling along the page and inside the requested range) and the first page that breaks
+this raises `ListOrderError`; the caller then reads the list again sequentially, which a cursor makes
+correct in any order. Sequential reads with a range keep only objects inside it.
+
 Objects go to a `sink` (normally a `Spool`) as pages arrive; nothing is accumulated here.
 """
 
@@ -33,6 +40,10 @@ TAIL_MIN_PAGES = 4  # a task splits in the tail only if each half would still ho
 Sink = Callable[[Sequence[dict]], Any]
 
 
+class ListOrderError(Exception):
+    """A page broke what the async split relies on: newest first by creation time, within the range asked."""
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open interval [gte, lt) over `created` (epoch seconds); None means unbounded."""
@@ -51,6 +62,12 @@ class Window:
     @property
     def bounded(self) -> bool:
         return self.gte is not None or self.lt is not None
+
+    def excludes(self, value: Any) -> bool:
+        """True for an integer time outside the interval (anything else cannot be judged)."""
+        if not isinstance(value, int):
+            return False
+        return (self.gte is not None and value < self.gte) or (self.lt is not None and value >= self.lt)
 
 
 def iter_pages(api: StripeApi, path: str, params: dict, starting_after: Optional[str] = None) -> Iterator[list]:
@@ -71,6 +88,45 @@ def iter_pages(api: StripeApi, path: str, params: dict, starting_after: Optional
 def fetch_sequential(api: StripeApi, path: str, params: dict, sink: Sink) -> None:
     for data in iter_pages(api, path, params):
         sink(data)
+
+
+def fetch_in_window(
+    api: StripeApi, path: str, params: dict, window: Window, sink: Sink, time_field: str, notes: list[str]
+) -> None:
+    """Sequential read of `window`, keeping only objects inside it (a server may ignore the filter)."""
+    if not window.bounded:
+        fetch_sequential(api, path, params, sink)
+        return
+    outside = 0
+
+    def keep_inside(data: Sequence[dict]) -> None:
+        nonlocal outside
+        inside = [o for o in data if not window.excludes(o.get(time_field))]
+        outside += len(data) - len(inside)
+        if inside:
+            sink(inside)
+
+    fetch_sequential(api, path, {**params, **window.params()}, keep_inside)
+    if outside:
+        notes.append(
+            f"{path} returned {outside} objects outside the requested `created` range "
+            f"[{window.gte}, {window.lt}) (the server ignored the filter); they were left out."
+        )
+
+
+def order_problem(data: Sequence[dict], window: Window, time_field: str = "created") -> Optional[str]:
+    """What in this page breaks the split's assumptions (None if nothing): newest first, inside `window`."""
+    previous = None
+    for obj in data:
+        value = obj.get(time_field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"an object without an integer `{time_field}` ({obj.get('id')!r})"
+        if window.excludes(value):
+            return f"`{time_field}` {value} outside the requested range [{window.gte}, {window.lt})"
+        if previous is not None and value > previous:
+            return f"`{time_field}` rising within a page ({previous}, then {value}): not newest first"
+        previous = value
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,11 +181,15 @@ def fetch_split(
     api: StripeApi, path: str, params: dict, window: Window, sink: Sink, workers: int, time_field: str = "created"
 ) -> None:
     """Concurrent read of one `created`-filterable list whose objects hold that time in `time_field`; see the
-    module docstring."""
+    module docstring. Raises ListOrderError (after the running pages end) when a page is not newest first
+    or not inside its range."""
 
     def run(task: _Task) -> tuple[list, bool]:
         page = api.list_page(path, {**params, **task.params()})
         data = page.get("data") or []
+        problem = order_problem(data, Window(task.gte, task.lt), time_field)
+        if problem:
+            raise ListOrderError(f"{path} {problem}")
         if data:
             sink(data)
         return data, bool(page.get("has_more"))
@@ -219,14 +279,23 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
         raise errors[0]
 
 
-def fetch_object(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, window: Window = Window(), workers: int = 8) -> None:
-    """Read every object of one catalog entry within `window` (ignored where Stripe cannot filter on it)."""
+def fetch_object(
+    api: StripeApi, obj: StripeObject, mode: str, sink: Sink, window: Window = Window(), workers: int = 8,
+    notes: Optional[list[str]] = None,
+) -> None:
+    """Read every object of one catalog entry within `window` (ignored where Stripe cannot filter on it).
+
+    In async mode this raises ListOrderError when the server's list breaks the split's assumptions; the
+    pages already given to `sink` are then incomplete, and the caller reads again with mode "sync".
+    Anything worth a warning is appended to `notes`."""
+    notes = [] if notes is None else notes
     if obj.parent is not None:
         fetch_children(api, obj, mode, sink, workers)
         return
     params = dict(obj.list_params)
-    effective = window if obj.supports_created else Window()
-    if mode == "async" and obj.supports_created and obj.created_field:
-        fetch_split(api, obj.path, params, effective, sink, workers, time_field=obj.created_field)
+    if not obj.supports_created:
+        fetch_sequential(api, obj.path, params, sink)
+    elif mode == "async" and obj.created_field:
+        fetch_split(api, obj.path, params, window, sink, workers, time_field=obj.created_field)
     else:
-        fetch_sequential(api, obj.path, {**params, **effective.params()}, sink)
+        fetch_in_window(api, obj.path, params, window, sink, obj.created_field or "created", notes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .catalog import StripeObject
-from .fetch import Window, fetch_object
+from .fetch import ListOrderError, Window, fetch_object
 from .spool import Spool, SpoolSummary
 from .stripe_api import StripeApi
 from .warehouse import ChangeSet, Slice, TableRef
@@ -65,13 +65,25 @@ def extract(
     spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
     started_at = int(time.time())
     started = time.perf_counter()
+    notes: list[str] = []
     try:
         def sink(objects):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(obj.name)
             return spool.write(objects)
 
-        fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers)
+        try:
+            fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
+        except ListOrderError as exc:
+            # What the split read is incomplete: start over with one cursor, which is right in any order.
+            notes.append(
+                f"{obj.name}: the async split was stopped because {exc}; it relies on Stripe's newest-first "
+                f"order and `created` filter, so {obj.name} was read again sequentially."
+            )
+            spool.finish()
+            spool.cleanup()
+            spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
+            fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
     except BaseException:
         spool.finish()
         spool.cleanup()
@@ -89,4 +101,5 @@ def extract(
         seconds=time.perf_counter() - started,
         started_at=started_at,
         requests=api.stats.as_dict(),
+        notes=notes,
     )

@@ -79,6 +79,8 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
         if capture is not None and capture.spool_dir:
             spool_disk.remove(capture.spool_dir)  # the change capture is of no use without its rows
         raise
+    for note in batch.notes:  # what the fetch itself found worth a warning (e.g. a server's list order)
+        log.warning(note)
     if plan.keeps_events_cursor:
         # The events cursor is committed in the same transaction as the rows it describes.
         if capture is not None and not capture.expired:
