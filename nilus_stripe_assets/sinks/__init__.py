@@ -1,0 +1,1 @@
+"""Warehouses other than the default DuckDB file (`warehouse.py`), each implementing the same write contract."""

@@ -1,0 +1,180 @@
+"""The write contract on both warehouses: every test runs against a DuckDB file and a PostgreSQL database.
+
+merge upserts on the key, replace swaps (the table or one partition's slice), append is idempotent, schema
+evolves (new columns, widening), nested objects stay queryable JSON, and change capture plus its cursor
+commit with the rows or not at all. The objects go through a real Spool, as in a load.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import psycopg
+import pytest
+
+from nilus_stripe_assets import warehouse
+from nilus_stripe_assets.sinks import postgres as pg_sink
+from nilus_stripe_assets.spool import Spool
+from nilus_stripe_assets.warehouse import ChangeSet, Slice, TableRef
+
+TABLE = TableRef("stripe", "thing")
+# Both engines' column types, in one vocabulary.
+_KIND = {"BIGINT": "int", "bigint": "int", "DOUBLE": "float", "double precision": "float", "BOOLEAN": "bool",
+         "boolean": "bool", "VARCHAR": "text", "text": "text", "JSON": "json", "jsonb": "json"}
+
+
+class DuckDBSink:
+    name = "duckdb"
+
+    def __init__(self, tmp_path):
+        self.con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+
+    def write(self, *args, **kwargs):
+        return warehouse.write(self.con, TABLE, *args, **kwargs)
+
+    def query(self, text: str) -> list[tuple]:
+        return self.con.execute(text).fetchall()
+
+    def columns(self) -> dict[str, str]:
+        return {c: _KIND.get(t, t) for c, t in warehouse.table_columns(self.con, TABLE).items()}
+
+    def cursor(self, key: str):
+        return warehouse.get_cursor(self.con, TABLE.schema, key)
+
+    def nested_text(self, column: str, *path: str) -> str:
+        return f"{column}->>'$.{'.'.join(path)}'"
+
+    def close(self):
+        self.con.close()
+
+
+class PostgresSink:
+    name = "postgres"
+
+    def __init__(self, url: str):
+        self.con = psycopg.connect(url, autocommit=True)
+
+    def write(self, *args, **kwargs):
+        return pg_sink.write(self.con, TABLE, *args, **kwargs)
+
+    def query(self, text: str) -> list[tuple]:
+        return self.con.execute(text).fetchall()
+
+    def columns(self) -> dict[str, str]:
+        return {c: _KIND.get(t, t) for c, t in pg_sink.table_columns(self.con, TABLE).items()}
+
+    def cursor(self, key: str):
+        return pg_sink.get_cursor(self.con, TABLE.schema, key)
+
+    def nested_text(self, column: str, *path: str) -> str:
+        return f"{column}#>>'{{{','.join(path)}}}'"
+
+    def close(self):
+        self.con.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def sink(request, tmp_path):
+    made = DuckDBSink(tmp_path) if request.param == "duckdb" else PostgresSink(request.getfixturevalue("postgres_url"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def spool(tmp_path):
+    def make(*pages):
+        s = Spool(directory=str(tmp_path))
+        for page in pages:
+            s.write(page)
+        return s.finish()
+
+    return make
+
+
+def write(sink, summary, strategy="merge", **kwargs):
+    return sink.write(summary.files, strategy, fields=summary.fields, kinds=summary.kinds, **kwargs)
+
+
+def obj(number: int, created: int, **fields) -> dict:
+    return {"id": f"th_{number}", "object": "thing", "created": created, **fields}
+
+
+def ids_and(sink, column: str) -> list[tuple]:
+    return sink.query(f"SELECT id, {column} FROM stripe.thing ORDER BY id")
+
+
+def test_merge_updates_in_place_and_inserts_new_ids(sink, spool):
+    first = write(sink, spool([obj(1, 100, v=1), obj(2, 101, v=2), obj(3, 102, v=3)]), state_at=1000)
+    second = write(sink, spool([obj(2, 101, v=20), obj(4, 103, v=4)]), state_at=2000)
+    assert (first.inserted, first.updated) == (3, 0)
+    assert (second.inserted, second.updated, second.rows) == (1, 1, 4)
+    assert ids_and(sink, "v") == [("th_1", 1), ("th_2", 20), ("th_3", 3), ("th_4", 4)]
+    assert ids_and(sink, "_state_at") == [("th_1", 1000), ("th_2", 2000), ("th_3", 1000), ("th_4", 2000)]
+
+
+def test_a_key_repeated_in_one_batch_lands_once(sink, spool):
+    result = write(sink, spool([obj(1, 100, v=1), obj(2, 101, v=2)], [obj(1, 100, v=1)]))
+    assert result.received == 2 and result.inserted == 2
+    assert sink.query("SELECT count(*), count(DISTINCT id) FROM stripe.thing") == [(2, 2)]
+
+
+def test_replace_swaps_the_whole_table(sink, spool):
+    write(sink, spool([obj(1, 100, v=1), obj(2, 101, v=2), obj(3, 102, v=3)]), "replace")
+    result = write(sink, spool([obj(2, 101, v=20), obj(4, 103, v=4)]), "replace")
+    assert (result.deleted, result.updated, result.inserted, result.rows) == (2, 1, 1, 2)
+    assert ids_and(sink, "v") == [("th_2", 20), ("th_4", 4)]
+
+
+def test_replace_of_a_partition_swaps_only_its_slice(sink, spool):
+    write(sink, spool([obj(1, 100, v=1), obj(2, 150, v=2), obj(3, 250, v=3)]), "replace")
+    result = write(sink, spool([obj(2, 150, v=20), obj(5, 199, v=5)]), "replace", scope=Slice("created", 100, 200))
+    assert result.deleted == 1  # th_1 left the slice's snapshot; th_3 lies outside the slice
+    assert ids_and(sink, "v") == [("th_2", 20), ("th_3", 3), ("th_5", 5)]
+
+
+def test_append_is_idempotent(sink, spool):
+    batch = [obj(1, 100, v=1), obj(2, 101, v=2)]
+    write(sink, spool(batch), "append")
+    again = write(sink, spool(batch + [obj(3, 102, v=3)]), "append")
+    assert (again.inserted, again.unchanged, again.rows) == (1, 2, 3)
+    assert sink.query("SELECT count(*), count(DISTINCT id) FROM stripe.thing") == [(3, 3)]
+
+
+def test_schema_evolves_and_nested_objects_stay_queryable_json(sink, spool):
+    write(sink, spool([obj(1, 100, amount=5, maybe=None, details={"address": {"city": "Lyon"}}, tags=["a"])]))
+    result = write(sink, spool([obj(2, 101, amount=2.5, maybe=7, details=None, brand_new="yes", tags=[])]))
+    columns = sink.columns()
+    assert columns["amount"] == "float" and columns["maybe"] == "int"  # widened; typed once values arrived
+    assert columns["details"] == "json" and columns["tags"] == "json" and columns["brand_new"] == "text"
+    assert result.added_columns == ["brand_new"] and sorted(result.widened_columns) == ["amount", "maybe"]
+    assert ids_and(sink, "amount") == [("th_1", 5.0), ("th_2", 2.5)]
+    assert ids_and(sink, sink.nested_text("details", "address", "city")) == [("th_1", "Lyon"), ("th_2", None)]
+
+
+def test_change_capture_and_its_cursor_commit_with_the_rows_or_not_at_all(sink, spool):
+    rows = spool([obj(1, 100, v=1), obj(2, 101, v=2), obj(3, 102, v=3)])
+    events = spool([
+        {**obj(1, 100, v=10), "_event_created": 2000, "_event_type": "thing.updated"},
+        {**obj(1, 100, v=9), "_event_created": 1999, "_event_type": "thing.updated"},  # older: loses
+        {**obj(2, 101, v=2), "_event_created": 2001, "_event_type": "thing.deleted"},
+        {**obj(3, 102, v=30), "_event_created": 500, "_event_type": "thing.updated"},  # older than the list read
+    ])
+    changes = ChangeSet(files=events.files, state_key="thing", cursor=2001, fields=events.fields, kinds=events.kinds)
+    result = write(sink, rows, state_at=1000, changes=changes)
+    assert sink.query("SELECT id, v, is_deleted, _state_at FROM stripe.thing ORDER BY id") == [
+        ("th_1", 10, False, 2000), ("th_2", 2, True, 2001), ("th_3", 3, False, 1000)]
+    assert (result.updated, result.deleted) == (1, 1)
+    assert sink.cursor("thing") == 2001
+
+    # A batch that cannot be written (no merge key) rolls back its rows and its cursor together.
+    broken = spool([{"object": "thing", "created": 103, "v": 4}])
+    later = ChangeSet(files=[], state_key="thing", cursor=3000)
+    with pytest.raises(ValueError, match="no 'id' field"):
+        write(sink, broken, changes=later)
+    assert sink.cursor("thing") == 2001
+    assert sink.query("SELECT count(*) FROM stripe.thing") == [(3,)]
+
+
+def test_an_integer_beyond_bigint_is_kept_as_a_float(sink, spool):
+    result = write(sink, spool([obj(1, 1, n=2**63), obj(2, 2, n=3)]))
+    assert result.inserted == 2 and sink.columns()["n"] == "float"
+    assert ids_and(sink, "n") == [("th_1", float(2**63)), ("th_2", 3.0)]
