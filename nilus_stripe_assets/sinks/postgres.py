@@ -13,9 +13,10 @@ transaction, so the table is either the old one or the new one, never half.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import BinaryIO, Iterable, Mapping, Optional, Sequence
 
 import psycopg
+import zstandard
 from psycopg import sql
 
 from ..warehouse import ChangeSet, Slice, TableRef, WriteResult
@@ -79,6 +80,14 @@ def table_columns(con: psycopg.Connection, table: TableRef) -> dict[str, str]:
     return {name: dtype for name, dtype in rows}
 
 
+def _open_spool_file(path: str) -> BinaryIO:
+    """The NDJSON bytes of one spool file (the spool writes zstd-compressed `.ndjson.zst`)."""
+    raw = open(path, "rb")
+    if path.endswith(".zst"):
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    return raw
+
+
 def _copy_files(con: psycopg.Connection, files: Sequence[str]) -> None:
     """COPY the NDJSON lines into `_stage_raw(doc text)`, streamed in 1 MB chunks.
 
@@ -90,7 +99,7 @@ def _copy_files(con: psycopg.Connection, files: Sequence[str]) -> None:
     con.execute("CREATE TEMP TABLE _stage_raw (doc text) ON COMMIT DROP")
     with con.cursor() as cur, cur.copy("COPY _stage_raw (doc) FROM STDIN") as copy:
         for path in files:
-            with open(path, "rb") as f:
+            with _open_spool_file(path) as f:
                 while chunk := f.read(_COPY_CHUNK):
                     copy.write(chunk.replace(b"\\", b"\\\\"))
 
