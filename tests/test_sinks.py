@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from nilus_stripe_assets import warehouse
+from nilus_stripe_assets.columns import Column
 from nilus_stripe_assets.sinks import postgres as pg_sink
 from nilus_stripe_assets.spool import Spool
 from nilus_stripe_assets.warehouse import ChangeSet, Slice, TableRef
@@ -29,7 +30,10 @@ class DuckDBSink:
         self.con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
 
     def write(self, *args, **kwargs):
-        return warehouse.write(self.con, TABLE, *args, **kwargs)
+        # As for every catalog object, `created` is declared an epoch field (DuckDB stores it TIMESTAMPTZ and
+        # partition slices compare it as such); the PostgreSQL sink keeps Stripe's epoch seconds.
+        created = Column("created", "TIMESTAMPTZ", "BIGINT", "Time at which the object was created.", False)
+        return warehouse.write(self.con, TABLE, *args, declared={"created": created}, **kwargs)
 
     def query(self, text: str) -> list[tuple]:
         return self.con.execute(text).fetchall()
