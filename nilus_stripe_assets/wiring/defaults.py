@@ -1,4 +1,4 @@
-"""Default resources: the key from STRIPE_API_KEY, the warehouse file from NILUS_DUCKDB_PATH."""
+"""Default resources (the key from STRIPE_API_KEY, the warehouse file from NILUS_DUCKDB_PATH) and executor."""
 
 
 import os
@@ -7,8 +7,13 @@ from pathlib import Path
 import dagster as dg
 from .duckdb_resource import WarehouseResource
 
+from .console import config_errors_in_one_line, quiet_known_warnings
 from .io_manager import StripeDuckDBIOManager
 from .resources import StripeResource
+
+# Every code location (and the component) imports this module before its definitions load and runs start.
+quiet_known_warnings()
+config_errors_in_one_line()
 
 DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
 # Not `stripe.duckdb`: a file named like the `stripe` schema makes DuckDB references ambiguous.
@@ -40,7 +45,10 @@ def default_executor() -> dg.ExecutorDefinition:
 def default_resources() -> dict:
     warehouse = WarehouseResource(database=duckdb_path())
     return {
-        "stripe": StripeResource(api_key=dg.EnvVar("STRIPE_API_KEY")),
+        # No EnvVar: Dagster resolves an EnvVar before any step runs and fails an unset variable with a
+        # config traceback. The resource reads STRIPE_API_KEY itself when a run starts, and a missing key
+        # fails the step with one line (and the key still never appears in run config).
+        "stripe": StripeResource(),
         "duckdb": warehouse,
         "stripe_io_manager": StripeDuckDBIOManager(duckdb=warehouse),
         "io_manager": StripeDuckDBIOManager(duckdb=warehouse),

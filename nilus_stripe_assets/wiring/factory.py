@@ -242,7 +242,7 @@ def _load(
         # One handle each, so each object's request counters are its own.
         apis: dict[dg.AssetKey, StripeApi] = {plan.key: stripe.get_api() for plan in plans}
     except ConfigError as exc:
-        raise dg.Failure(description=str(exc)) from None
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
 
     def checks_of(target: _Target) -> Iterator[dg.AssetCheckResult]:
         names = selected_checks.pop(target.key, None)
@@ -259,7 +259,8 @@ def _load(
         target = targets[outcome.plan.key]
         if not outcome.ok:
             # The other objects go on loading and are written; the step fails at the end.
-            context.log.error(outcome.error)
+            if len(plans) > 1:  # said now, as it happens; a lone object's failure is the step's
+                context.log.error(outcome.error)
             failures.append(outcome.error)
             continue
         # Written in the step, not by an IO manager on Output: a failed write then fails only its object.

@@ -19,12 +19,13 @@ BUDGET_URL_ENV = "NILUS_BUDGET_URL"
 class StripeResource(dg.ConfigurableResource):
     """A Stripe account to read from.
 
-    Configure the key with `EnvVar("STRIPE_API_KEY")` so it never appears in run config, logs or the UI.
+    Leave `api_key` unset to read `STRIPE_API_KEY` when a run starts (a missing key then fails the step with
+    one line), or give `EnvVar("STRIPE_API_KEY")`; either way the key never appears in run config, logs or the UI.
     """
 
     api_key: Optional[str] = Field(
         default=None,
-        description="Secret (sk_) or restricted (rk_) key. Use EnvVar('STRIPE_API_KEY'); the value is never logged.",
+        description="Secret (sk_) or restricted (rk_) key; default: $STRIPE_API_KEY when a run starts. The value is never logged.",
     )
     uri: Optional[str] = Field(
         default=None,
@@ -78,8 +79,9 @@ class StripeResource(dg.ConfigurableResource):
         key = self.api_key or self._from_uri().api_key or os.environ.get(API_KEY_ENV)
         if not key:
             raise ConfigError(
-                "No Stripe API key configured; set STRIPE_API_KEY (StripeResource(api_key=EnvVar('STRIPE_API_KEY'))) "
-                "or give uri='stripe://?api_key={STRIPE_API_KEY}'."
+                "No Stripe API key configured: set STRIPE_API_KEY to a secret (sk_) or restricted (rk_) key from "
+                "Stripe Dashboard → Developers → API keys, or give StripeResource(api_key=...) or "
+                "uri='stripe://?api_key={STRIPE_API_KEY}'."
             )
         validate_api_key(key)
         return key
