@@ -19,8 +19,11 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `nilus_pipelines` is imported by name, like a project's defs module
     sys.path.insert(0, str(HERE))
 
+from nilus_stripe_assets.wiring.console import quiet_known_warnings
+
 with warnings.catch_warnings():  # the loader's code references are a beta feature; nothing to act on
     warnings.simplefilter("ignore", dg.BetaWarning)
     defs = dg.ComponentTree.from_module(
         defs_module=importlib.import_module("nilus_pipelines"), project_root=HERE
     ).build_defs()
+quiet_known_warnings()  # catch_warnings() restored the filters the package set while loading

@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from .changes import EVENT_RETENTION_SECONDS
 from .changes import capture as capture_changes
@@ -25,6 +25,8 @@ from .load import Batch, extract
 from .plan import ObjectPlan
 from .stripe_api import StripeApi
 from .warehouse import ChangeSet
+
+PROGRESS_SECONDS = 15.0  # how often a running load logs each object still loading
 
 
 @dataclass
@@ -93,11 +95,7 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
         elif not (plan.incremental and not plan.capture_changes):
             # A full read reflects every change made before it started.
             batch.changes = ChangeSet(files=[], state_key=plan.state_key, cursor=batch.started_at)
-    batch.notes.extend(notes)
-    log.info(
-        f"{obj.name}: {batch.spool.objects} objects in {batch.seconds:.1f}s "
-        f"({batch.objects_per_second:.0f}/s), {int(batch.requests.get('requests', 0))} requests, mode {mode}"
-    )
+    batch.notes.extend(notes)  # the caller logs one line per object once it is written
     return batch
 
 
@@ -106,6 +104,17 @@ def discard(batch: Batch) -> None:
     spool_disk.remove(batch.spool_dir)
     if batch.changes_dir:
         spool_disk.remove(batch.changes_dir)
+
+
+def log_progress(log, plans: Iterable[ObjectPlan], apis: Mapping[Hashable, StripeApi], elapsed: float) -> None:
+    """One line per object still loading, so a long load is not silent for minutes."""
+    for plan in plans:
+        stats = apis[plan.key].stats
+        rate = stats.objects / elapsed if elapsed > 0 else 0.0
+        log.info(
+            f"{plan.object.name}: {stats.objects:,} objects so far, {stats.requests:,} requests, "
+            f"{rate:,.0f} objects/s"
+        )
 
 
 def run(
@@ -126,9 +135,13 @@ def run(
     pending: dict[Future, ObjectPlan] = {
         pool.submit(fetch, plan, apis[plan.key], workers, spool_root, log, cancel): plan for plan in ordered
     }
+    started = last_progress = time.monotonic()
     try:
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+            if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                last_progress = time.monotonic()
+                log_progress(log, pending.values(), apis, last_progress - started)
             for future in done:
                 plan = pending.pop(future)
                 api_key = apis[plan.key].api_key

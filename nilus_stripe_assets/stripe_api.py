@@ -45,10 +45,11 @@ class RequestStats:
     """Counters for one asset run; thread-safe."""
 
     requests: int = 0
+    objects: int = 0  # objects in the pages returned so far (for progress logs)
     rate_limited: int = 0  # 429 responses
     server_errors: int = 0  # 5xx responses
     connection_errors: int = 0
-    retries: int = 0  # retries made by this module after a 429 (the SDK's own show up as extra requests)
+    retries: int = 0  # every retried attempt: stripe-python's own (5xx, 409, connection) and ours after a 429
     wait_seconds: float = 0.0  # time spent waiting for the budget
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -72,6 +73,15 @@ class _MeteredRequestsClient(stripe.RequestsClient):
         self._decoded = threading.local()  # the last successful page decoded by this thread
         self._page = threading.local()  # when this thread's current page may no longer be retried
 
+    def request_with_retries(self, *args, **kwargs):
+        # The SDK calls this once per API call and `request` once per attempt: attempts beyond the first
+        # are stripe-python's own retries.
+        self._decoded.attempts = 0
+        try:
+            return super().request_with_retries(*args, **kwargs)
+        finally:
+            self._stats.add(retries=max(0, self._decoded.attempts - 1))
+
     def take_page(self) -> dict:
         page, self._decoded.page = self._decoded.page, None
         return page
@@ -94,6 +104,7 @@ class _MeteredRequestsClient(stripe.RequestsClient):
         return deadline is None or time.monotonic() + pause <= deadline
 
     def request(self, method, url, headers, post_data=None, *args, **kwargs):
+        self._decoded.attempts = getattr(self._decoded, "attempts", 0) + 1
         endpoint = endpoint_key(url)
         waited = self._budget.acquire(endpoint)
         with self._budget.in_flight.slot(endpoint) as slot:
@@ -184,7 +195,9 @@ class StripeApi:
         while True:
             try:
                 self._client.raw_request("get", path, **params)  # raises Stripe's errors, retries
-                return self._transport.take_page()
+                page = self._transport.take_page()
+                self.stats.add(objects=len(page.get("data") or ()))
+                return page
             except stripe.RateLimitError as exc:
                 attempt += 1
                 if attempt > self.retry.max_rate_limit_retries or not should_retry(exc.headers):

@@ -8,14 +8,16 @@ downstream assets (`blocking=False`): a failed check flags the table, it does no
 Checks per table (`<key>` is the asset's merge key, `id` for every catalog object):
 - `<key>_unique` (ERROR): no two rows share the key.
 - `<key>_not_null` (ERROR): every row has a key.
-- `fresh` (WARN): the newest `created` is at most `max_age` old. Snapshot objects (tax rates, webhook
-  endpoints...) rarely get new rows, so the default age is generous; tighten it per object with
-  `max_age_overrides`. A table without a `created` column passes with a note saying it was not judged.
 - `no_stale_rows` (WARN, merge tables only): no row's state (`_state_at`, when the row's state was read)
   is older than the newest change Stripe recorded for that object in the events table: a `<prefix>.*`
   event other than `.created` whose `data.object.id` is the row's id (for subscription items, the ids in
   `data.object.items.data`). Such a row missed an update; a `sync:incremental` run with change capture, or a
-  full reload, fixes it. Skipped (passed, with a note) while the events table is not loaded.
+  full reload, fixes it.
+
+A check that cannot judge yields no result. Dagster then shows it as *Skipped* (its status for a check
+that was planned in a run that succeeded but did not execute), never as passed, and the run's log says
+why (e.g. `no_stale_rows` while the events table is not loaded). Freshness is not a check here: each
+asset carries a Dagster `FreshnessPolicy` (see `freshness.py`), which Dagster itself evaluates.
 
 Every result carries metadata: the table, rows checked, counts of offending rows and a few example ids.
 
@@ -24,10 +26,8 @@ instead evaluate its checks in its own step through `StripeTableChecks` (see the
 """
 
 
-import time
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Union
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -35,7 +35,6 @@ from dagster_duckdb import DuckDBResource
 from ..catalog import CATALOG, StripeObject
 from ..warehouse import TableRef, quote, table_columns
 
-DEFAULT_MAX_AGE = timedelta(days=400)
 EXAMPLES = 5  # example ids per failing check
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
@@ -120,62 +119,24 @@ def _seconds(expr: str, sql_type: str) -> str:
     return f"epoch({expr})" if sql_type.startswith("TIMESTAMP") else expr
 
 
-def _fresh(con, table: TableRef, columns: Mapping[str, str], max_age: timedelta, column: Optional[str] = "created") -> dg.AssetCheckResult:
-    """Judged on `column`, the object's creation time (the catalog's `created_field`: `date` for invoice items)."""
-    max_age_days = round(max_age.total_seconds() / 86400, 3)
-    base = {"table": str(table), "max_age": f"{max_age_days:g} days"}
-    if column is None or column not in columns:
-        return dg.AssetCheckResult(
-            check_name="fresh",
-            passed=True,
-            severity=WARN,
-            description=f"Not judged: {table} has no `{column or 'created'}` column.",
-            metadata={**base, "skipped": "no created column"},
-        )
-    seconds = _seconds(quote(column), columns[column])
-    rows, newest = con.execute(f"SELECT count(*), max(TRY_CAST({seconds} AS DOUBLE)) FROM {table.sql}").fetchone()
-    if newest is None:
-        return dg.AssetCheckResult(
-            check_name="fresh",
-            passed=True,
-            severity=WARN,
-            description=f"Not judged: {table} has no rows with a `{column}` time.",
-            metadata={**base, "rows": int(rows), "skipped": "no created values"},
-        )
-    age_days = (time.time() - newest) / 86400
-    passed = age_days <= max_age_days
-    return dg.AssetCheckResult(
-        check_name="fresh",
-        passed=passed,
-        severity=WARN,
-        description=(
-            f"The newest row was created {age_days:.1f} days ago"
-            + ("." if passed else f", more than the allowed {max_age_days:g} days.")
-        ),
-        metadata={
-            **base,
-            "rows": int(rows),
-            "newest_created": dg.MetadataValue.timestamp(float(newest)),
-            "age_days": dg.MetadataValue.float(round(age_days, 3)),
-        },
-    )
+@dataclass(frozen=True)
+class NotJudged:
+    """A check that could not judge the table (no result is yielded for it), and why."""
+
+    check_name: str
+    reason: str
 
 
-def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> dg.AssetCheckResult:
+def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
     prefix = obj.events_type[: -len("*")]  # "charge." / "customer.subscription."
     base = {"table": str(table), "events_table": str(events), "event_types": f"{prefix}* except {prefix}created"}
-
-    def skipped(reason: str) -> dg.AssetCheckResult:
-        return dg.AssetCheckResult(
-            check_name="no_stale_rows", passed=True, severity=WARN,
-            description=f"Not judged: {reason}.", metadata={**base, "skipped": reason},
-        )
-
     if "_state_at" not in columns:
-        return skipped(f"{table} has no _state_at column")
+        return NotJudged("no_stale_rows", f"{table} has no _state_at column")
     event_columns = table_columns(con, events)
     if not {"data", "type", "created"} <= set(event_columns):
-        return skipped(f"events table {events} is not loaded")
+        return NotJudged(
+            "no_stale_rows", f"the events table {events} is not loaded (materialize stripe/event to judge it)"
+        )
     embedded = obj.parent.embedded_field if obj.parent else None
     if embedded:  # e.g. subscription items: their states travel inside their subscription's events
         source = f"{events.sql} e, unnest(json_extract(e.data, '$.object.{embedded}.data[*]')) AS u(item)"
@@ -228,7 +189,6 @@ class StripeTableChecks:
     table: TableRef
     strategy: str
     merge_key: str
-    max_age: timedelta
     events: TableRef
 
     def specs(self) -> list[dg.AssetCheckSpec]:
@@ -242,13 +202,6 @@ class StripeTableChecks:
                 f"{key}_not_null", asset=self.key, blocking=False,
                 description=f"No row of {table} has a null `{key}` (severity ERROR).",
             ),
-            dg.AssetCheckSpec(
-                "fresh", asset=self.key, blocking=False,
-                description=(
-                    f"The newest `{obj.created_field}` in {table} is at most {self.max_age.total_seconds() / 86400:g} "
-                    f"days old (severity WARN; not judged without a `{obj.created_field}` column)."
-                ),
-            ),
         ]
         if self.strategy == "merge" and obj.name != "event":
             specs.append(
@@ -256,14 +209,18 @@ class StripeTableChecks:
                     "no_stale_rows", asset=self.key, blocking=False,
                     description=(
                         f"No row of {table} has a `_state_at` older than its latest `{obj.events_type}` change "
-                        f"(other than `.created`) in {self.events} (severity WARN)."
+                        f"(other than `.created`) in {self.events} (severity WARN; skipped while that table is not "
+                        f"loaded)."
                     ),
                 )
             )
         return specs
 
-    def evaluate(self, con, selected: Optional[Iterable[str]] = None) -> Iterator[dg.AssetCheckResult]:
-        """Results of the checks named in `selected` (all by default), in spec order."""
+    def evaluate(
+        self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Results of the checks named in `selected` (all by default), in spec order. A check that cannot
+        judge yields nothing (Dagster shows it as skipped); `log` receives why."""
         names = [s.name for s in self.specs()]
         chosen = set(names if selected is None else selected)
         key, table = self.merge_key, self.table
@@ -277,10 +234,12 @@ class StripeTableChecks:
                 result = _unique(con, table, key)
             elif name == f"{key}_not_null":
                 result = _not_null(con, table, key, columns)
-            elif name == "fresh":
-                result = _fresh(con, table, columns, self.max_age, self.object.created_field)
             else:
                 result = _stale(con, self.object, table, key, columns, self.events)
+            if isinstance(result, NotJudged):
+                if log is not None:
+                    log(f"Check {result.check_name} on {self.key.to_user_string()} not judged: {result.reason}.")
+                continue
             # Named explicitly: a step that holds several assets cannot infer which one a result is about.
             yield result._replace(asset_key=self.key)
 
@@ -297,23 +256,15 @@ def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:
     def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
         selected = [k.name for k in context.selected_asset_check_keys]
         with duckdb.get_connection() as con:
-            yield from target.evaluate(con, selected)
+            yield from target.evaluate(con, selected, context.log.info)
 
     return _checks
 
 
 def stripe_table_checks(
-    assets: Iterable[dg.AssetsDefinition],
-    *,
-    max_age: timedelta = DEFAULT_MAX_AGE,
-    max_age_overrides: Optional[Mapping[str, timedelta]] = None,
-    events_table: Optional[str] = None,
+    assets: Iterable[dg.AssetsDefinition], *, events_table: Optional[str] = None
 ) -> list[StripeTableChecks]:
     """The checks of every Stripe asset in `assets` (others are ignored); see `build_stripe_checks`."""
-    overrides = dict(max_age_overrides or {})
-    unknown = set(overrides) - set(CATALOG)
-    if unknown:
-        raise ValueError(f"max_age_overrides names unknown Stripe objects: {sorted(unknown)}")
     targets = []
     for asset in assets:
         for spec in asset.specs:
@@ -324,30 +275,22 @@ def stripe_table_checks(
     if events is None:
         events = next((table for _, obj, table, _, _ in targets if obj.name == "event"), None)
     if events is None:
-        events = TableRef(targets[0][2].schema if targets else "stripe", "event")
+        events = TableRef("stripe", "event")  # where the stripe/event asset writes by default
     return [
-        StripeTableChecks(key, obj, table, strategy, merge_key, overrides.get(obj.name, max_age), events)
+        StripeTableChecks(key, obj, table, strategy, merge_key, events)
         for key, obj, table, strategy, merge_key in targets
     ]
 
 
 def build_stripe_checks(
-    assets: Iterable[dg.AssetsDefinition],
-    *,
-    max_age: timedelta = DEFAULT_MAX_AGE,
-    max_age_overrides: Optional[Mapping[str, timedelta]] = None,
-    events_table: Optional[str] = None,
+    assets: Iterable[dg.AssetsDefinition], *, events_table: Optional[str] = None
 ) -> list[dg.AssetChecksDefinition]:
     """One multi-asset check (op `<asset>_checks`) per Stripe asset in `assets`; other assets are ignored.
 
-    `max_age` is the freshness limit, `max_age_overrides` changes it per catalog object
-    (`{"charge": timedelta(days=2)}`). The events table is `events_table` when given, else the `stripe/event`
-    asset's table when it is among `assets`, else `event` in the first Stripe table's schema.
+    The events table is `events_table` when given, else the `stripe/event` asset's table when it is among
+    `assets`, else `stripe.event`.
     """
-    targets = stripe_table_checks(
-        assets, max_age=max_age, max_age_overrides=max_age_overrides, events_table=events_table
-    )
-    return [_as_check(t) for t in targets]
+    return [_as_check(t) for t in stripe_table_checks(assets, events_table=events_table)]
 
 
-__all__ = ["DEFAULT_MAX_AGE", "StripeTableChecks", "build_stripe_checks", "stripe_table_checks"]
+__all__ = ["NotJudged", "StripeTableChecks", "build_stripe_checks", "stripe_table_checks"]

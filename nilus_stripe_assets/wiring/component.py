@@ -46,7 +46,7 @@ from pydantic import Field
 from ..catalog import StripeObject
 from ..config import ConfigError, mask_key, parse_source_table, parse_stripe_uri, resolve_strategy
 from ..warehouse import TableRef
-from .defaults import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV, duckdb_path
+from .defaults import DEFAULT_DUCKDB_PATH, DUCKDB_PATH_ENV, default_executor, duckdb_path
 from .factory import IO_MANAGER_KEY, StripePipeline, StripeTranslator, build_stripe_asset
 from .io_manager import StripeDuckDBIOManager
 from .resources import StripeResource
@@ -157,7 +157,12 @@ def check_address(address: str) -> None:
             "the address has a template other than {{ env.NAME }}; write api_key={STRIPE_API_KEY} "
             "(read from the environment when the asset runs)."
         )
-    params = [(k.strip().lower(), v) for k, v in parse_qsl(urlsplit(address).query, keep_blank_values=True)] if "?" in address else []
+    try:
+        query = urlsplit(address).query if "?" in address else ""
+    except ValueError:  # e.g. an unclosed '[': the same message parse_stripe_uri gives
+        parse_stripe_uri(address)
+        raise
+    params = [(k.strip().lower(), v) for k, v in parse_qsl(query, keep_blank_values=True)]
     env = dict(os.environ)
     for name, value in params:
         for var in _PLACEHOLDER_RE.findall(value):
@@ -275,4 +280,5 @@ class StripePipelineComponent(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         asset = self.build_asset()
-        return dg.Definitions(assets=[asset], resources=self.resources())
+        # The same executor object in every pipeline, so that Definitions.merge accepts them all.
+        return dg.Definitions(assets=[asset], resources=self.resources(), executor=default_executor())

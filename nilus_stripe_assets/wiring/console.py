@@ -15,8 +15,8 @@ The instance can, though: `dagster.yaml` adds this handler to every run's log ma
 
 Dagster hands each record to the instance's handlers (the event log first, so the UI keeps the full error)
 and then to the console logger. This handler prints nothing: like a `logging.Filter`, it rewrites the
-record of a failure event raised as `dg.Failure` so that the console logger prints its description only.
-Any other error (a bug) keeps Dagster's full rendering with its stack, which is what fixing a bug needs.
+records of a failure raised as `dg.Failure` so that the console prints its description once, as the run's
+failure. Any other error (a bug) keeps Dagster's full rendering with its stack, which fixing a bug needs.
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ class FailuresInOneLine(logging.Handler):
         description = failure_description(event)
         if description is None:
             return
+        record.msg, record.args = description, ()
         if event.is_step_failure:
-            record.msg = description
-        else:  # the run's failure: which steps failed; the step's own line already gave the message
-            record.msg = meta.get("orig_message") or "The run failed."
-        record.args = ()
+            # Said once, by the run's failure. A step's console output passes through Dagster's log
+            # capture (a `tail -F` of a file, checked once a second), which can drop a step's last
+            # lines when it ends quickly (dagster-io/dagster#23336); the run's failure is printed
+            # outside it. Demoted to DEBUG for the console only: the event log already has it.
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"

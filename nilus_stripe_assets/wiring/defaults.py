@@ -1,6 +1,7 @@
 """Default resources (the key from STRIPE_API_KEY, the warehouse file from NILUS_DUCKDB_PATH) and executor."""
 
 
+import functools
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def duckdb_path() -> str:
     return str(path)
 
 
+@functools.cache
 def default_executor() -> dg.ExecutorDefinition:
     """Dagster's default executor, but in-process unless run config says `multiprocess`.
 

@@ -32,8 +32,9 @@ from ..plan import RunOptions, plan_object, run_mode  # noqa: F401 (run_mode: pu
 from ..run import run as run_objects
 from ..stripe_api import StripeApi
 from ..warehouse import TableRef
-from .checks import DEFAULT_MAX_AGE, StripeTableChecks
-from .io_manager import write_batch
+from .checks import StripeTableChecks
+from .freshness import default_freshness_policy
+from .io_manager import describe, write_batch
 from .resources import StripeResource
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
@@ -83,6 +84,7 @@ class StripeTranslator:
                 "created_filter": obj.supports_created,
             },
             automation_condition=self.get_automation_condition(obj),
+            freshness_policy=self.get_freshness_policy(obj),
         )
 
     def get_asset_key(self, obj: StripeObject) -> dg.AssetKey:
@@ -114,6 +116,10 @@ class StripeTranslator:
 
     def get_automation_condition(self, obj: StripeObject) -> Optional[dg.AutomationCondition]:
         return None
+
+    def get_freshness_policy(self, obj: StripeObject) -> Optional[dg.FreshnessPolicy]:
+        """Dagster's freshness policy for the object's table (see `freshness.py` for the default)."""
+        return default_freshness_policy(obj)
 
 
 @dataclass(frozen=True)
@@ -185,11 +191,9 @@ def _target(
     if pipeline.key is not None:  # a pipeline's own key (the component's) wins over the translator's
         spec = spec.replace_attributes(key=pipeline.key)
     table = TableRef.parse(str(spec.metadata.get("dagster/table_name", data.table)))
-    checks = (
-        StripeTableChecks(spec.key, obj, table, strategy, obj.merge_key, DEFAULT_MAX_AGE, TableRef(table.schema, "event"))
-        if with_checks
-        else None
-    )
+    # Changes are judged against the events where the stripe/event asset writes them.
+    events = TableRef.parse(translator.get_table(CATALOG["event"]))
+    checks = StripeTableChecks(spec.key, obj, table, strategy, obj.merge_key, events) if with_checks else None
     return _Target(pipeline, spec.key, table, strategy, partitioned, checks, spec)
 
 
@@ -248,9 +252,13 @@ def _load(
         names = selected_checks.pop(target.key, None)
         if target.checks is not None and names:
             with duckdb.get_connection() as con:
-                yield from target.checks.evaluate(con, names)
+                yield from target.checks.evaluate(con, names, context.log.info)
 
     failures: list[str] = []
+    # While the run's events are still loading, a table's checks wait for them: no_stale_rows judges
+    # against the events this run writes.
+    events_loading = any(plan.object.name == "event" for plan in plans)
+    waiting: list[_Target] = []
     outcomes = run_objects(
         plans, apis, lambda batch: write_batch(duckdb, batch),
         workers=stripe.workers_per_object, spool_root=os.environ.get("NILUS_SPOOL_DIR"), log=context.log,
@@ -265,6 +273,17 @@ def _load(
             continue
         # Written in the step, not by an IO manager on Output: a failed write then fails only its object.
         yield dg.MaterializeResult(asset_key=target.key, metadata=outcome.written)
+        context.log.info(describe(outcome.batch, outcome.written))
+        if events_loading and target.object.name != "event":
+            waiting.append(target)
+            continue
+        if target.object.name == "event":
+            events_loading = False
+            for earlier in waiting:
+                yield from checks_of(earlier)
+            waiting.clear()
+        yield from checks_of(target)
+    for target in waiting:  # the events object failed: judge what can be judged
         yield from checks_of(target)
     for target in targets.values():  # checks selected without their asset: judge the table as it is
         if target.key in selected_checks and target.key not in context.selected_asset_keys:
@@ -301,7 +320,7 @@ def _build(
         name=name,
         specs=[_spec(t, partitions_def, not one, io_manager_key) for t in targets],
         check_specs=[spec for t in targets if t.checks for spec in t.checks.specs()] or None,
-        can_subset=not one,
+        can_subset=True,  # also lets a check that cannot judge yield nothing (shown as skipped)
         partitions_def=partitions_def if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         pool=POOL,

@@ -11,6 +11,7 @@ Downstream assets read tables back as pandas DataFrames, as they would from dags
 
 
 import time
+from datetime import datetime, timezone
 from typing import Mapping, Optional
 
 import dagster as dg
@@ -23,6 +24,7 @@ from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
 
 PREVIEW_ROWS = 5
+PREVIEW_COLUMNS = 16
 
 
 def _table_for(context) -> TableRef:
@@ -97,28 +99,52 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     return {**metadata, **_write_metadata(batch, result), **timing}
 
 
+def describe(batch: Batch, metadata: dict) -> str:
+    """One line per written object for the run log: all objects of a run share one step (one bar in the
+    run's timeline), so each says when it was done, how long it took and what it changed."""
+    requests = int(batch.requests.get("requests", 0))
+    value = lambda name: getattr(metadata.get(name), "value", metadata.get(name)) or 0  # noqa: E731
+    return (
+        f"{batch.object.name}: {batch.spool.objects:,} objects in {batch.seconds:.1f}s "
+        f"({batch.objects_per_second:,.0f}/s, {requests:,} requests, mode {batch.mode}), written to "
+        f"{batch.table} in {value('write_seconds'):.1f}s ({value('rows_inserted'):,} inserted, "
+        f"{value('rows_updated'):,} updated)"
+    )
+
+
 def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006
     """Row count, the column schema (with `docs`: Stripe's description of each field) and a preview ordered by
     `newest_first` (the object's creation time)."""
     columns = table_columns(con, table)
     rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
-    preview = con.execute(
-        f"SELECT * EXCLUDE (_loaded_at) FROM {table.sql} ORDER BY {quote(newest_first)} DESC NULLS LAST LIMIT {PREVIEW_ROWS}"
-        if newest_first in columns and "_loaded_at" in columns
-        else f"SELECT * FROM {table.sql} LIMIT {PREVIEW_ROWS}"
-    ).df()
-    # Nested JSON makes previews unreadable; keep scalar columns only.
-    scalar = [c for c, t in columns.items() if t not in ("JSON",) and c in preview.columns][:12]
+    # Nested JSON makes previews unreadable; the scalar columns, in table order, newest rows first.
+    shown = [c for c, t in columns.items() if t != "JSON" and c != "_loaded_at"][:PREVIEW_COLUMNS]
+    order = f"ORDER BY {quote(newest_first)} DESC NULLS LAST " if newest_first in columns else ""
+    select = ", ".join(quote(c) for c in shown)
+    preview = con.execute(f"SELECT {select} FROM {table.sql} {order}LIMIT {PREVIEW_ROWS}").fetchall() if shown else []
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/table_name": str(table),
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name=c, type=t, description=docs.get(c)) for c, t in columns.items()]
         ),
-        "preview": dg.MetadataValue.md(
-            "```\n" + preview[scalar].to_string(index=False, max_colwidth=40) + "\n```" if len(preview) else "(empty)"
+        # Dagster's table metadata: the UI renders it as a table with typed columns.
+        "preview": dg.MetadataValue.table(
+            records=[dg.TableRecord({c: _cell(v) for c, v in zip(shown, row)}) for row in preview],
+            schema=dg.TableSchema(columns=[dg.TableColumn(name=c, type=columns[c]) for c in shown]),
         ),
     }
+
+
+def _cell(value):
+    """A value as TableRecord takes it: str, int, float, bool or None."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _write_metadata(batch: Batch, result: WriteResult) -> dict:
@@ -134,15 +160,19 @@ def _write_metadata(batch: Batch, result: WriteResult) -> dict:
         "requests": int(req.get("requests", 0)),
         "rate_limited_429": int(req.get("rate_limited", 0)),
         "server_errors_5xx": int(req.get("server_errors", 0)),
-        "retries": int(req.get("retries", 0)),
+        "retries": int(req.get("retries", 0)),  # every retried attempt: stripe-python's (5xx, 409,
+        # connection errors) and ours after a 429
+        "fetch_started": dg.MetadataValue.timestamp(float(batch.started_at)),
         "fetch_seconds": dg.MetadataValue.float(round(batch.seconds, 3)),
         "objects_per_second": dg.MetadataValue.float(round(batch.objects_per_second, 1)),
     }
     if batch.spool.min_created is not None:
         metadata["created_min"] = dg.MetadataValue.timestamp(float(batch.spool.min_created))
         metadata["created_max"] = dg.MetadataValue.timestamp(float(batch.spool.max_created))
-    if batch.window.bounded:
-        metadata["created_window"] = f"[{batch.window.gte}, {batch.window.lt})"
+    if batch.window.bounded:  # half-open: from gte (inclusive) to lt (exclusive), as dates like created_min/max
+        start = _utc(batch.window.gte) if batch.window.gte is not None else "the beginning"
+        end = _utc(batch.window.lt) if batch.window.lt is not None else "now"
+        metadata["created_window"] = f"from {start} up to (not including) {end}"
     if result.added_columns:
         metadata["columns_added"] = ", ".join(result.added_columns)
     if result.widened_columns:

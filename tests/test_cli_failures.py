@@ -1,0 +1,405 @@
+"""Every failure in the README's Troubleshooting tables, through the real CLI, as a user meets it.
+
+Each case runs `dagster asset materialize` (the package's code location, or the example component project
+with one attribute of its YAML changed) against the emulator or a server that answers like Stripe, with
+the repository's `dagster.yaml` logging settings. The first line of output must be the documented message
+(after Dagster's log-line prefix), and no traceback may be printed anywhere. A last test checks that the
+cases cover every message row of the README's tables, so a new row needs a case here.
+
+Dagster 1.13's CLI itself prints a two-line SupersessionWarning about `dagster asset materialize` (it
+recommends `dg launch`) before any of this package's code runs; that notice is removed before the
+first line is taken, and nothing else is.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nilus_stripe_assets.emulator import StripeEmulator
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+README = REPO / "README.md"
+RESTRICTED = "rk_test_OnlyCustomers1234"
+BAD_KEY = "sk_test_NilusRevokedR8t2V6u4Nabcd"
+CODE_LOCATION = ["-m", "nilus_stripe_assets.definitions"]
+NOTICE = re.compile(r"SupersessionWarning: Function `asset_materialize_command` is superseded")
+LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - dagster - [A-Z]+ - ")
+COMPONENT = "Stripe pipeline 'stripe-customer-batch', "
+FIRST = "Stripe pipeline 'stripe-charge-sync-incremental-batch', "  # the first pipeline fails first
+# Both pipelines must share one address (one account per code location): address cases change both.
+ADDRESSES = ("address: stripe://?api_key={STRIPE_API_KEY}", "address: stripe://?api_key={{ env.STRIPE_API_KEY }}")
+
+
+def address(new: str) -> list:
+    return [(old, f"address: {new}") for old in ADDRESSES]
+
+
+@dataclass
+class Case:
+    doc: str  # the README row's message, as written there (between the first backticks)
+    expected: str  # what the first line starts with
+    key: str | None = "sk_test_emulator"
+    server: str = "emulator"  # emulator | limited | refusing | failing | canned | closed
+    path: str = ""  # appended to the server's URL as api_base
+    select: str = "stripe/charge"
+    stripe_config: dict = field(default_factory=dict)  # run config of the `stripe` resource
+    yaml_edits: list = field(default_factory=list)  # (old, new) in the example defs.yaml: the component project
+
+
+CASES = {
+    "401": Case(
+        "Stripe rejected the API key sk_test_…abcd (401 Invalid API Key) while loading 'charge'",
+        "Stripe rejected the API key sk_test_…abcd (401 Invalid API Key) while loading 'charge': it is wrong",
+        key=BAD_KEY,
+    ),
+    "403-permission": Case(
+        "Stripe refused to list 'charge' (403 Forbidden): the restricted key rk_test_…abcd lacks the 'Charges read' permission",
+        "Stripe refused to list 'charge' (403 Forbidden): the restricted key rk_test_…1234 lacks the 'Charges read' "
+        "permission",
+        key=RESTRICTED,
+    ),
+    "403-account": Case(
+        "Stripe refused access to the connected account … (403 Forbidden)",
+        "Stripe refused access to the connected account while loading 'charge' (403 Forbidden)",
+        server="canned", path="/403acct",
+    ),
+    "404": Case(
+        "No such resource for 'charge' (404 Not Found: …)",
+        "No such resource for 'charge' (404 Not Found: Unrecognized request URL (GET: /bogus/v1/charges))",
+        path="/bogus",
+    ),
+    "404-not-stripe": Case(
+        "No such resource for 'charge' (404 Not Found, and the answer is not a Stripe error)",
+        "No such resource for 'charge' (404 Not Found, and the answer is not a Stripe error)",
+        server="canned", path="/404html",
+    ),
+    "404-missing": Case(
+        "No such resource for 'charge' (404 resource_missing: …)",
+        "No such resource for 'charge' (404 resource_missing: No such customer: 'cus_123')",
+        server="canned", path="/404missing",
+    ),
+    "429-budget": Case(
+        "Stripe kept answering 429 Too Many Requests … and the retry budget is spent",
+        "Stripe kept answering 429 Too Many Requests while loading 'charge' and the retry budget is spent",
+        server="limited", stripe_config={"max_rate_limit_retries": 1, "max_network_retries": 0},
+    ),
+    "429-refused": Case(
+        "Stripe kept answering 429 Too Many Requests … and Stripe said not to retry (Stripe-Should-Retry: false)",
+        "Stripe kept answering 429 Too Many Requests while loading 'charge' and Stripe said not to retry "
+        "(Stripe-Should-Retry: false)",
+        server="refusing",
+    ),
+    "some-objects": Case(
+        "N of M Stripe objects failed (K loaded and written):",
+        "1 of 2 Stripe objects failed (1 loaded and written):",
+        key=RESTRICTED, select="stripe/charge,stripe/customer",
+    ),
+    "500": Case(
+        "Stripe answered 500 (server error) … even after retries",
+        "Stripe answered 500 (server error) while loading 'charge', even after retries",
+        server="failing", stripe_config={"max_network_retries": 0},
+    ),
+    "connect": Case(
+        "Could not connect to the Stripe API at host:port …",
+        "Could not connect to the Stripe API at 127.0.0.1:",
+        server="closed", stripe_config={"max_network_retries": 0},
+    ),
+    "400": Case(
+        "Stripe rejected the request for 'charge' (400, …)",
+        "Stripe rejected the request for 'charge' (400, parameter_unknown, param created[gt])",
+        server="canned", path="/400",
+    ),
+    # Configuration errors: the key, at run start.
+    "publishable": Case(
+        "sk_test_…abcd is a publishable key, which cannot read data",
+        "pk_test_…5678 is a publishable key, which cannot read data",
+        key="pk_test_PublishableKey12345678",
+    ),
+    "malformed": Case(
+        "The Stripe API key sk_…abcd is malformed",
+        "The Stripe API key sk_test_… is malformed",
+        key="sk_test_short",
+    ),
+    "whitespace": Case(
+        "contains whitespace",
+        "The Stripe API key sk_test_…5678 contains whitespace",
+        key="sk_test_Pasted Twice12345678",
+    ),
+    "empty-key": Case(
+        "is empty", "The Stripe API key is empty; set STRIPE_API_KEY", key="   ",
+    ),
+    "no-key": Case("No Stripe API key configured", "No Stripe API key configured: set STRIPE_API_KEY", key=None),
+    "env-unset": Case(
+        "Environment variable X is not set (the stripe:// address reads api_key from {X})",
+        "Environment variable NILUS_UNSET_KEY is not set (the stripe:// address reads api_key from "
+        "{NILUS_UNSET_KEY})",
+        yaml_edits=address("stripe://?api_key={NILUS_UNSET_KEY}"),
+    ),
+    # Configuration errors: the component's YAML, when definitions load.
+    "source-table": Case(
+        "No such resource 'charges'. Did you mean 'charge'? Valid objects: …",
+        COMPONENT + "source.options.source_table: No such resource 'customers'. Did you mean 'customer'? Valid objects:",
+        yaml_edits=[("source_table: customer", "source_table: customers")],
+    ),
+    "mode-incremental": Case(
+        "Loading mode 'incremental' must be combined with 'sync': use 'charge:sync:incremental'",
+        COMPONENT + "source.options.source_table: Loading mode 'incremental' must be combined with 'sync': use "
+        "'customer:sync:incremental'",
+        yaml_edits=[("source_table: customer", "source_table: customer:incremental")],
+    ),
+    "mode-unknown": Case(
+        "Unknown loading mode 'x' in source_table 'charge:x'",
+        COMPONENT + "source.options.source_table: Unknown loading mode 'x' in source_table 'customer:x'",
+        yaml_edits=[("source_table: customer", "source_table: customer:x")],
+    ),
+    "source-table-empty": Case(
+        "source_table is empty",
+        COMPONENT + "source.options.source_table: source_table is empty",
+        yaml_edits=[("source_table: customer", "source_table: ' '")],
+    ),
+    "source-table-no-object": Case(
+        "has no object name before ':'",
+        COMPONENT + "source.options.source_table: source_table ':sync' has no object name before ':'",
+        yaml_edits=[("source_table: customer", "source_table: ':sync'")],
+    ),
+    "strategy-unknown": Case(
+        "Unknown incremental_strategy 'x'; use one of: merge, replace, append.",
+        COMPONENT + "sink.options.incremental_strategy: Unknown incremental_strategy 'upsert'; use one of: merge, "
+        "replace, append.",
+        yaml_edits=[("incremental_strategy: merge", "incremental_strategy: upsert")],
+    ),
+    "replace-incremental": Case(
+        "replace with 'charge:sync:incremental' would swap the table for only the new rows",
+        COMPONENT + "sink.options.incremental_strategy: replace with 'customer:sync:incremental' would swap the table "
+        "for only the new rows",
+        yaml_edits=[("source_table: customer\n", "source_table: customer:sync:incremental\n"),
+                    ("incremental_strategy: merge", "incremental_strategy: replace")],
+    ),
+    "append-incremental": Case(
+        "append for 'charge' in sync:incremental mode would duplicate rows",
+        COMPONENT + "sink.options.incremental_strategy: append for 'customer' in sync:incremental mode would "
+        "duplicate rows",
+        yaml_edits=[("source_table: customer\n", "source_table: customer:sync:incremental\n"),
+                    ("incremental_strategy: merge", "incremental_strategy: append")],
+    ),
+    "address-scheme": Case(
+        "The Stripe source address must start with 'stripe://'",
+        FIRST + "source.address: The Stripe source address must start with 'stripe://'",
+        yaml_edits=address("https://api.stripe.com"),
+    ),
+    "address-host": Case(
+        "must have no host or path",
+        FIRST + "source.address: The stripe:// address must have no host or path",
+        yaml_edits=address("stripe://api.stripe.com/?api_key={STRIPE_API_KEY}"),
+    ),
+    "address-invalid": Case(
+        "is not a valid URI",
+        FIRST + "source.address: The Stripe source address is not a valid URI",
+        yaml_edits=address("'stripe://[::1?api_key={STRIPE_API_KEY}'"),
+    ),
+    "parameter-unknown": Case(
+        "Unknown parameter 'x' in the stripe:// address",
+        FIRST + "source.address: Unknown parameter 'apikey' in the stripe:// address",
+        yaml_edits=address("stripe://?apikey={STRIPE_API_KEY}"),
+    ),
+    "parameter-twice": Case(
+        "appears more than once",
+        FIRST + "source.address: Parameter api_key appears more than once in the stripe:// address",
+        yaml_edits=address("stripe://?api_key={STRIPE_API_KEY}&api_key={STRIPE_API_KEY}"),
+    ),
+    "parameter-empty": Case(
+        "has no value",
+        FIRST + "source.address: Parameter stripe_account in the stripe:// address has no value",
+        yaml_edits=address("stripe://?api_key={STRIPE_API_KEY}&stripe_account="),
+    ),
+    "account": Case(
+        "stripe_account 'x' is not a Stripe account id",
+        FIRST + "source.address: stripe_account 'x' is not a Stripe account id",
+        yaml_edits=address("stripe://?api_key={STRIPE_API_KEY}&stripe_account=x"),
+    ),
+    "api-base": Case(
+        "api_base must be an http(s) URL …",
+        FIRST + "source.address: api_base must be an http(s) URL",
+        yaml_edits=address("stripe://?api_key={STRIPE_API_KEY}&api_base=ftp://x"),
+    ),
+    "literal-key": Case(
+        "Stripe pipeline 'x', <attribute>: …",
+        FIRST + "source.address: the address contains the API key sk_test_…9876 itself",
+        yaml_edits=address("stripe://?api_key=sk_test_LiteralKeyInYaml9876"),
+    ),
+}
+
+# Canned answers of a server that speaks like Stripe for the cases the emulator has no switch for.
+CANNED = {
+    "403acct": (403, {"error": {"type": "invalid_request_error", "message": (
+        "The provided key 'sk_test_********ator' does not have access to account 'acct_9Zz' (or that account "
+        "does not exist). Application access may have been revoked.")}}),
+    "404html": (404, "<html><body><h1>404 Not Found</h1></body></html>"),
+    "404missing": (404, {"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "customer",
+                                   "message": "No such customer: 'cus_123'"}}),
+    "400": (400, {"error": {"type": "invalid_request_error", "code": "parameter_unknown", "param": "created[gt]",
+                            "message": "Received unknown parameter: created[gt]"}}),
+}
+
+
+class _Canned(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        status, body = CANNED[self.path.strip("/").split("/")[0]]
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+        self.send_header("Request-Id", "req_CliTest123")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _instance(home: Path) -> None:
+    """A DAGSTER_HOME with the repository's logging settings (storage stays in `home`)."""
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    home.mkdir()
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump({"telemetry": {"enabled": False}, "python_logs": settings["python_logs"]})
+    )
+
+
+def _project(root: Path, case: Case) -> Path:
+    project = root / "project"
+    shutil.copytree(REPO / "examples", project, ignore=shutil.ignore_patterns("__pycache__"))
+    defs = project / "nilus_pipelines" / "defs.yaml"
+    text = defs.read_text()
+    customer = text.index("name: stripe-customer-batch")  # other attributes: the second pipeline only
+    head, tail = text[:customer], text[customer:]
+    for old, new in case.yaml_edits:
+        if old in ADDRESSES:
+            head, tail = head.replace(old, new), tail.replace(old, new)
+        else:
+            assert old in tail, old
+            tail = tail.replace(old, new, 1)
+    defs.write_text(head + tail)
+    return project / "definitions.py"
+
+
+def _run(name: str, case: Case, root: Path, urls: dict) -> str:
+    work = root / name
+    work.mkdir()
+    home = work / "dagster_home"
+    _instance(home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "NILUS_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), NILUS_DUCKDB_PATH=str(work / "warehouse.duckdb"), TMPDIR=str(work),
+               STRIPE_API_BASE=urls[case.server] + case.path)
+    if case.key is not None:
+        env["STRIPE_API_KEY"] = case.key
+    target = ["-f", str(_project(work, case))] if case.yaml_edits else CODE_LOCATION
+    select = "finance/stripe_customers" if case.yaml_edits else case.select
+    command = [DAGSTER, "asset", "materialize", *target, "--select", select]
+    if case.stripe_config:
+        command += ["--config-json", json.dumps({"resources": {"stripe": {"config": case.stripe_config}}})]
+    proc = subprocess.run(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=240)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_failures")
+    canned = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    threading.Thread(target=canned.serve_forever, daemon=True).start()
+    emulators = {
+        "emulator": dict(),
+        "limited": dict(global_rate=0.01),  # one request, then 429s without Stripe-Should-Retry
+        "refusing": dict(global_rate=0.01, rate_limit_should_retry=False),
+        "failing": dict(error_rate=1.0),
+    }
+    started = {
+        name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}}, **switches)
+        for name, switches in emulators.items()
+    }
+    try:
+        for emu in started.values():
+            emu.start()
+        urls = {name: emu.url for name, emu in started.items()}
+        urls["canned"] = f"http://127.0.0.1:{canned.server_address[1]}"
+        urls["closed"] = f"http://127.0.0.1:{_closed_port()}"
+        # Each case is a process that spends ~2 s importing Dagster: run a few at once.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {name: pool.submit(_run, name, case, root, urls) for name, case in CASES.items()}
+            yield {name: future.result() for name, future in futures.items()}
+    finally:
+        for emu in started.values():
+            emu.stop()
+        canned.shutdown()
+        canned.server_close()
+
+
+def _lines(output: str) -> list[str]:
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if NOTICE.search(line):  # Dagster's own notice about its CLI, and the source line it quotes
+            del lines[i : i + 2]
+            break
+    return [line for line in lines if line.strip()]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
+    output = outputs[name]
+    lines = _lines(output)
+    assert lines, output
+    if name == "some-objects":
+        # The loaded object reports as it finishes and the failed one says why at once; the step's failure
+        # then sums up with one line per failed object.
+        failure = next(i for i, line in enumerate(lines) if "Stripe objects failed" in line)
+        lines = lines[failure:]
+        assert lines[1].startswith("Stripe refused to list 'charge' (403 Forbidden)"), lines
+    first = LOG_PREFIX.sub("", lines[0])
+    assert first.startswith(CASES[name].expected), output[-3000:]
+    assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
+    assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
+    assert "Warning" not in "\n".join(lines), output[-3000:]
+    for secret in (BAD_KEY, RESTRICTED, "PublishableKey12345678", "LiteralKeyInYaml9876"):
+        assert secret[8:-4] not in output
+
+
+def _readme_messages() -> set[str]:
+    """The first backticked text of each message row in the Troubleshooting tables for errors."""
+    text = README.read_text()
+    section = text[text.index("## Troubleshooting"): text.index("Other symptoms:")]
+    messages = set()
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            cell = row.split("|")[1]
+            messages.update(re.findall(r"`([^`]+)`", cell))
+    return messages
+
+
+def test_the_cases_cover_every_documented_message():
+    documented = _readme_messages()
+    covered = {case.doc for case in CASES.values()}
+    assert documented - covered == set(), "README rows without a CLI case"
+    assert covered - documented == set(), "cases whose message the README does not document"
