@@ -1,8 +1,9 @@
 """The example code location, loading every component under `nilus_pipelines/` (here the two Stripe
 pipelines of `nilus_pipelines/defs.yaml`) with Dagster's own component loader:
 
-    STRIPE_API_KEY=sk_test_… dagster dev -f examples/definitions.py
-    STRIPE_API_KEY=sk_test_… dagster asset materialize -f examples/definitions.py --select finance/stripe_customers
+    export DAGSTER_HOME=$PWD/examples    # its own instance (examples/dagster.yaml)
+    STRIPE_API_KEY=sk_test_… .venv/bin/dagster dev -f examples/definitions.py
+    STRIPE_API_KEY=sk_test_… .venv/bin/dagster asset materialize -f examples/definitions.py --select finance/stripe_customers
 
 (`dg.toml` makes this folder a dg project too, so `dg.load_from_defs_folder(path_within_project=…)` and the
 `dg` CLI find the same definitions.)

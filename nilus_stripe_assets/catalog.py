@@ -2,7 +2,7 @@
 
 Everything else (the fetch engine, the warehouse writer, the Dagster factory, the emulator) reads this
 table; nothing special-cases an object by name outside it. Rows follow the spec's "Supported objects"
-table (`shared/seed/stripe-source.md`) and Stripe's list API: which endpoints accept `created[...]`
+table (`docs/stripe-source.md`) and Stripe's list API: which endpoints accept `created[...]`
 filters was checked against stripe-python's generated `*ListParams` types.
 
 Object shapes come from stripe-python 16.1's typed classes (`sdk_class`; see `shapes.py`). The engine reads

@@ -1,6 +1,6 @@
 """The spec's configuration surface, validated before any request is sent to Stripe.
 
-Three user inputs come from the spec (`shared/seed/stripe-source.md`):
+Three user inputs come from the spec (`docs/stripe-source.md`):
 
 * `source_table`: `<object>`, `<object>:sync` or `<object>:sync:incremental` -> `parse_source_table`;
 * the source address `stripe://?api_key=<key>` (placeholders like `{STRIPE_API_KEY}` are read from the

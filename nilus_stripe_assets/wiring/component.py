@@ -1,4 +1,4 @@
-"""`StripePipelineComponent`: the spec's pipeline YAML (`shared/seed/stripe-source.md`, "Sample Nilus
+"""`StripePipelineComponent`: the spec's pipeline YAML (`docs/stripe-source.md`, "Sample Nilus
 config") as a Dagster component. One component instance is one pipeline, i.e. one Stripe object loaded
 into one DuckDB table, i.e. one asset; put several `---`-separated documents in a `defs.yaml` (or several
 folders) for several pipelines. Example: `examples/nilus_pipelines/defs.yaml`.
