@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
@@ -59,6 +60,7 @@ class Case:
     select: str = "stripe/charge"
     stripe_config: dict = field(default_factory=dict)  # run config of the `stripe` resource
     yaml_edits: list = field(default_factory=list)  # (old, new) in the example defs.yaml: the component project
+    warehouse_sql: str = ""  # run on the warehouse file before the load
 
 
 CASES = {
@@ -123,6 +125,16 @@ CASES = {
         "Stripe rejected the request for 'charge' (400, …)",
         "Stripe rejected the request for 'charge' (400, parameter_unknown, param created[gt])",
         server="canned", path="/400",
+    ),
+    "not-json": Case(
+        "Loading 'charge' failed: JSONDecodeError: …",
+        "Loading 'charge' failed: JSONDecodeError: ",
+        server="cut",
+    ),
+    "write": Case(
+        "Writing 'charge' into stripe.charge failed, so the table is unchanged: …",
+        "Writing 'charge' into stripe.charge failed, so the table is unchanged: ",
+        warehouse_sql="CREATE SCHEMA stripe; CREATE VIEW stripe.charge AS SELECT 1 AS id",
     ),
     # Configuration errors: the key, at run start.
     "publishable": Case(
@@ -314,6 +326,9 @@ def _run(name: str, case: Case, root: Path, urls: dict) -> str:
                STRIPE_API_BASE=urls[case.server] + case.path)
     if case.key is not None:
         env["STRIPE_API_KEY"] = case.key
+    if case.warehouse_sql:
+        with duckdb.connect(str(work / "warehouse.duckdb")) as con:
+            con.execute(case.warehouse_sql)
     target = ["-f", str(_project(work, case))] if case.yaml_edits else CODE_LOCATION
     select = "finance/stripe_customers" if case.yaml_edits else case.select
     command = [DAGSTER, "asset", "materialize", *target, "--select", select]
@@ -335,6 +350,7 @@ def outputs(tmp_path_factory):
         "limited": dict(global_rate=0.01),  # one request, then 429s without Stripe-Should-Retry
         "refusing": dict(global_rate=0.01, rate_limit_should_retry=False),
         "failing": dict(error_rate=1.0),
+        "cut": dict(),
     }
     started = {
         name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}}, **switches)
@@ -343,6 +359,7 @@ def outputs(tmp_path_factory):
     try:
         for emu in started.values():
             emu.start()
+        started["cut"].configure(malformed=["GET /v1/charges"])  # answers cut in half: not JSON
         urls = {name: emu.url for name, emu in started.items()}
         urls["canned"] = f"http://127.0.0.1:{canned.server_address[1]}"
         urls["closed"] = f"http://127.0.0.1:{_closed_port()}"
