@@ -15,14 +15,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from .changes import EVENT_RETENTION_SECONDS
-from .changes import capture as capture_changes
+from .changes import EVENT_RETENTION_SECONDS, Capture, EventStream
 from .config import _one_line
 from .errors import explain, scrub
-from .fetch import Window
 from . import spool_disk
+from .fetch import Window
 from .load import Batch, extract
 from .plan import ObjectPlan
+from .spool import Spool, SpoolSummary
 from .stripe_api import StripeApi
 from .warehouse import ChangeSet
 
@@ -51,52 +51,137 @@ def write_failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str] =
     )
 
 
+class EventsReadFailed(Exception):
+    """The run's one /v1/events read failed; every object waiting on it fails with this cause."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _spooled(plan: ObjectPlan, spool: SpoolSummary, spool_dir: str, seconds: float, started_at: int, requests: dict,
+             mode: Optional[str] = None) -> Batch:
+    return Batch(
+        object=plan.object, mode=mode or plan.mode, strategy=plan.strategy, table=plan.table, spool=spool,
+        spool_dir=spool_dir, window=plan.window, scope=plan.scope, seconds=seconds, started_at=started_at,
+        requests=requests,
+    )
+
+
+def _nothing_listed(plan: ObjectPlan, spool_root: Optional[str], api: StripeApi) -> Batch:
+    """An empty batch: the object's changes all come from events, so its list is not read."""
+    spool = Spool(directory=spool_root, prefix=f"stripe-{plan.object.name}-")
+    return _spooled(plan, spool.finish(), str(spool.path), 0.0, int(time.time()), api.stats.as_dict())
+
+
+class _RunStream:
+    """The run's one /v1/events read: who subscribes, and the read itself (started once, awaited by many)."""
+
+    def __init__(self, plans: Sequence[ObjectPlan], api: StripeApi, spool_root: Optional[str]):
+        now = int(time.time())
+        self.stream = EventStream(api, now, spool_root)
+        self.api = api
+        self.captures: dict[Hashable, Capture] = {}
+        self.event_table: Optional[ObjectPlan] = None
+        self.event_rows_dir: Optional[str] = None
+        for plan in plans:
+            if plan.object.name == "event" and plan.incremental:
+                # The event table is the stream itself: filled from the same read.
+                self.event_table = plan
+                self.event_rows_dir = self.stream.keep_events(plan.window.gte)
+            elif plan.incremental and plan.keeps_events_cursor and plan.capture_changes:
+                # Rows but no cursor yet (e.g. loaded by partitions): read all the changes Stripe still has.
+                since = plan.events_cursor
+                if since is None and plan.window.bounded:
+                    since = now - EVENT_RETENTION_SECONDS + 3600
+                if since is not None:
+                    self.captures[plan.key] = self.stream.subscribe(plan.object, since)
+        self.future: Optional[Future] = None
+
+    def start(self, pool: ThreadPoolExecutor) -> None:
+        if self.stream.needed:
+            self.future = pool.submit(self.stream.read)
+
+    def wait(self) -> None:
+        assert self.future is not None
+        try:
+            self.future.result()
+        except Exception as exc:
+            raise EventsReadFailed(exc) from None
+
+    def event_batch(self, plan: ObjectPlan) -> Batch:
+        self.wait()
+        stream = self.stream
+        batch = _spooled(plan, stream.event_rows, self.event_rows_dir, stream.seconds, stream.started_at,
+                         self.api.stats.as_dict())
+        batch.notes.append(f"read with the run's change capture: one /v1/events read of {stream.events} events")
+        return batch
+
+    def note(self, capture: Capture) -> str:
+        return (
+            f"change capture: {capture.events} of the run's {self.stream.events} events, {capture.objects} object "
+            f"states (one /v1/events read for every object, {int(self.api.stats.requests)} requests)"
+        )
+
+
 def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[str], log,
-          cancel: threading.Event) -> Batch:
-    """Read one object into a spool (plus its changes from /v1/events); raises errors unchanged."""
+          cancel: threading.Event, stream: _RunStream) -> Batch:
+    """Read one object into a spool and attach its changes from the run's event stream; raises errors
+    unchanged (`EventsReadFailed` when the shared events read failed)."""
+    if plan is stream.event_table:
+        return stream.event_batch(plan)
     obj, table = plan.object, plan.table
     mode, window, notes = plan.mode, plan.window, list(plan.notes)
-    capture = None
-    if plan.incremental and plan.keeps_events_cursor and plan.capture_changes:
-        now = int(time.time())
-        # Rows but no cursor yet (e.g. loaded by partitions): read all the changes Stripe still has.
-        since = plan.events_cursor
-        if since is None and window.bounded:
-            since = now - EVENT_RETENTION_SECONDS + 3600
-        if since is not None:
-            capture = capture_changes(api, obj, since, now, spool_root)
-        if capture is not None and capture.expired:
-            notes.append(
-                f"Events cursor {since} is older than Stripe's 30-day event retention: changes since "
-                f"then cannot all be read, so {obj.name} is reloaded in full."
-            )
-            log.warning(notes[-1])
-            window, mode = Window(), "async"
-    try:
+    capture = stream.captures.get(plan.key)
+    if capture is not None and capture.expired:
+        notes.append(
+            f"Events cursor {capture.since} is older than Stripe's 30-day event retention: changes since "
+            f"then cannot all be read, so {obj.name} is reloaded in full."
+        )
+        log.warning(notes[-1])
+        window, mode, capture = Window(), "async", None
+    if capture is not None and obj.parent is not None:
+        # Children without a `created` filter (payment methods, subscription items) would need one request
+        # per parent to list; their changes all arrive as events, so a request count independent of the
+        # number of parents.
+        batch = _nothing_listed(plan, spool_root, api)
+        notes.append(f"{obj.name}: no list read, every change comes from events")
+    else:
         batch = extract(
             api, obj, mode, plan.strategy, table, window=window, scope=plan.scope,
             workers=workers, spool_root=spool_root, cancel=cancel,
         )
+        for note in batch.notes:  # what the fetch itself found worth a warning (e.g. a server's list order)
+            log.warning(note)
+    try:
+        if plan.keeps_events_cursor:
+            # The events cursor is committed in the same transaction as the rows it describes.
+            if capture is not None:
+                stream.wait()
+                batch.changes = ChangeSet(
+                    files=capture.files, state_key=plan.state_key, cursor=capture.cursor, fields=capture.fields,
+                    kinds=capture.kinds,
+                )
+                batch.changes_dir = capture.spool_dir
+                notes.append(stream.note(capture))
+            elif not (plan.incremental and not plan.capture_changes):
+                # A full read reflects every change made before it started.
+                batch.changes = ChangeSet(files=[], state_key=plan.state_key, cursor=batch.started_at)
     except BaseException:
-        if capture is not None and capture.spool_dir:
-            spool_disk.remove(capture.spool_dir)  # the change capture is of no use without its rows
+        discard(batch)
         raise
-    for note in batch.notes:  # what the fetch itself found worth a warning (e.g. a server's list order)
-        log.warning(note)
-    if plan.keeps_events_cursor:
-        # The events cursor is committed in the same transaction as the rows it describes.
-        if capture is not None and not capture.expired:
-            batch.changes = ChangeSet(
-                files=capture.files, state_key=plan.state_key, cursor=capture.cursor, fields=capture.fields,
-                kinds=capture.kinds,
-            )
-            batch.changes_dir = capture.spool_dir
-            notes.append(f"change capture: {capture.events} events, {capture.objects} object states")
-        elif not (plan.incremental and not plan.capture_changes):
-            # A full read reflects every change made before it started.
-            batch.changes = ChangeSet(files=[], state_key=plan.state_key, cursor=batch.started_at)
     batch.notes.extend(notes)  # the caller logs one line per object once it is written
     return batch
+
+
+def _failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str]) -> str:
+    if isinstance(exc, EventsReadFailed):
+        # Name /v1/events and its permission (Events read), not the object's own.
+        return (
+            f"Change capture for '{plan.object.name}' reads /v1/events, and that failed: "
+            f"{explain(exc.cause, 'event', api_key)}"
+        )
+    return str(explain(exc, plan.object.name, api_key))
 
 
 def discard(batch: Batch) -> None:
@@ -125,15 +210,20 @@ def run(
     workers: int,
     spool_root: Optional[str],
     log,
+    events_api: Optional[StripeApi] = None,
 ) -> Iterator[Outcome]:
     """Fetch `plans` concurrently (one thread each, `apis[plan.key]` each) and `write` each batch in this
-    thread as soon as it is spooled. Closing the generator stops the fetches still running."""
+    thread as soon as it is spooled. Objects that capture changes share one /v1/events read (through
+    `events_api`, which counts its requests apart). Closing the generator stops the fetches still running."""
     # Fan-out objects make one request per parent, the longest loads: start them first.
     ordered = sorted(plans, key=lambda p: (p.object.parent is None, p.object.name))
     cancel = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=max(1, len(ordered)), thread_name_prefix="stripe-object")
+    stream = _RunStream(ordered, events_api if events_api is not None else _any_api(apis), spool_root)
+    # One thread per object, plus the events read that some of them wait for.
+    pool = ThreadPoolExecutor(max_workers=max(1, len(ordered)) + 1, thread_name_prefix="stripe-object")
+    stream.start(pool)
     pending: dict[Future, ObjectPlan] = {
-        pool.submit(fetch, plan, apis[plan.key], workers, spool_root, log, cancel): plan for plan in ordered
+        pool.submit(fetch, plan, apis[plan.key], workers, spool_root, log, cancel, stream): plan for plan in ordered
     }
     started = last_progress = time.monotonic()
     try:
@@ -148,7 +238,7 @@ def run(
                 try:
                     batch = future.result()
                 except Exception as exc:  # any cause, not only Stripe's: the other objects go on
-                    yield Outcome(plan, error=str(explain(exc, plan.object.name, api_key)))
+                    yield Outcome(plan, error=_failure(plan, exc, api_key))
                     continue
                 try:
                     written = write(batch)
@@ -164,3 +254,8 @@ def run(
         for future in pending:  # fetched but never written: drop the spools
             if future.done() and not future.cancelled() and future.exception() is None:
                 discard(future.result())
+        stream.stream.cleanup()  # change spools of objects that failed
+
+
+def _any_api(apis: Mapping[Hashable, StripeApi]) -> Optional[StripeApi]:
+    return next(iter(apis.values()), None)

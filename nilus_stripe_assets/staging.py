@@ -26,6 +26,9 @@ from .spool import CONTENT_HASH
 # Fields the change-capture spool adds to each object; used for staging, never stored as columns.
 EVENT_CREATED, EVENT_TYPE = "_event_created", "_event_type"
 EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
+# The fields an event's payload carries: a payload rendered in an older API version may lack a field, and
+# an absent field must keep the row's value rather than become NULL. Staged as a VARCHAR[] (NULL: unknown).
+EVENT_PRESENT = "_event_fields"
 # Per-row bookkeeping the staged file carries besides the object's own fields.
 STAGED_BOOKKEEPING = (CONTENT_HASH, "_state_at", "is_deleted", "deleted_at")
 
@@ -202,7 +205,7 @@ def json_to_varchar(col: str) -> str:
 
 
 def _write(con, types, directory, name, merge_key, state_at, from_events) -> StagedBatch:
-    content = {c: t for c, t in types.items() if c not in EVENT_FIELDS and c != CONTENT_HASH}
+    content = {c: t for c, t in types.items() if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT)}
     if merge_key not in content:
         raise ValueError(f"objects have no {merge_key!r} field to merge on")
     if from_events and not all(c in types for c in EVENT_FIELDS):
@@ -215,9 +218,11 @@ def _write(con, types, directory, name, merge_key, state_at, from_events) -> Sta
     if from_events:
         created = f"CAST({quote(EVENT_CREATED)} AS BIGINT)"
         deleted = f"coalesce(CAST({quote(EVENT_TYPE)} AS VARCHAR), '') LIKE '%.deleted'"
+        present = f"from_json({quote(EVENT_PRESENT)}, '[\"VARCHAR\"]')" if EVENT_PRESENT in types else "NULL"
         bookkeeping = (
             f"{created} AS _state_at, {deleted} AS is_deleted, "
-            f"CASE WHEN {deleted} THEN to_timestamp({created}) END AS deleted_at"
+            f"CASE WHEN {deleted} THEN to_timestamp({created}) END AS deleted_at, "
+            f"CAST({present} AS VARCHAR[]) AS {quote(EVENT_PRESENT)}"
         )
         order = "ORDER BY _state_at DESC"
     else:

@@ -30,7 +30,7 @@ import duckdb
 from .columns import Column
 from .spool import CONTENT_HASH
 from .staging import (
-    DEFAULT_MEMORY_LIMIT_MB, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
+    DEFAULT_MEMORY_LIMIT_MB, EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
     limit_resources, quote, stage,
 )
 
@@ -397,8 +397,9 @@ def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result)
     key = quote(merge_key)
     quoted, expressions = _select(changes, columns)
     aliased = ", ".join(f"{v} AS {n}" for n, v in zip(quoted, expressions))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _changes AS SELECT {aliased} FROM {changes.relation} s")
-    stage_columns = [row[0] for row in con.execute("DESCRIBE _changes").fetchall()]
+    present = quote(EVENT_PRESENT)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _changes AS SELECT {aliased}, s.{present} FROM {changes.relation} s")
+    stage_columns = [row[0] for row in con.execute("DESCRIBE _changes").fetchall() if row[0] != EVENT_PRESENT]
     newer = "(t._state_at IS NULL OR t._state_at <= s._state_at)"
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
@@ -409,14 +410,25 @@ def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result)
     result.updated += counts[0]
     result.deleted += counts[1]
     result.inserted += counts[2]
-    _merge(con, table, "_changes", merge_key, stage_columns, only_if=newer)
+    _merge(con, table, "_changes", merge_key, stage_columns, only_if=newer, keep_absent=True)
 
 
-def _merge(con, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None) -> None:
-    """Upsert `source` into `table` on the key; `only_if` guards updates (e.g. only newer states)."""
+def _merge(
+    con, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None,
+    keep_absent: bool = False,
+) -> None:
+    """Upsert `source` into `table` on the key; `only_if` guards updates (e.g. only newer states);
+    `keep_absent`: a Stripe field missing from a row's `_event_fields` keeps the table's value."""
     key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
-    updates = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in stage_columns if c != merge_key)
+
+    def value(c: str) -> str:
+        if not keep_absent or c in BOOKKEEPING:
+            return f"s.{quote(c)}"
+        present, literal = f"s.{quote(EVENT_PRESENT)}", "'" + c.replace("'", "''") + "'"
+        return f"CASE WHEN {present} IS NULL OR list_contains({present}, {literal}) THEN s.{quote(c)} ELSE t.{quote(c)} END"
+
+    updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c != merge_key)
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
     guard = f" AND {only_if}" if only_if else ""
     con.execute(

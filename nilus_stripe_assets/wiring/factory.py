@@ -245,6 +245,7 @@ def _load(
             ]
         # One handle each, so each object's request counters are its own.
         apis: dict[dg.AssetKey, StripeApi] = {plan.key: stripe.get_api() for plan in plans}
+        events_api = stripe.get_api() if plans else None  # the run's one /v1/events read counts apart
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
@@ -262,6 +263,7 @@ def _load(
     outcomes = run_objects(
         plans, apis, lambda batch: write_batch(duckdb, batch),
         workers=stripe.workers_per_object, spool_root=os.environ.get("NILUS_SPOOL_DIR"), log=context.log,
+        events_api=events_api,
     )
     for outcome in outcomes:
         target = targets[outcome.plan.key]
