@@ -14,7 +14,7 @@ import orjson
 
 from ..catalog import CATALOG
 from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
-from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, EVENT_RETENTION_SECONDS, NAMES
+from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type
 from .model import NO_SEED_EVENTS, PARENT, embedded_list
 
 Record = tuple[int, str, bytes, Optional[str]]
@@ -165,10 +165,10 @@ def _group_children(child: str, ids, created, parents, dicts) -> dict[str, list[
     return by_parent
 
 
-def event_bytes(eid: str, etype: str, created: int, obj: bytes, extra: bytes = b"") -> bytes:
+def event_bytes(eid: str, etype: str, created: int, obj: bytes, extra: bytes = b"", api_version: str = API_VERSION) -> bytes:
     """An event around an already-serialized object (no re-encoding)."""
     return b"".join([
-        b'{"id":"', eid.encode(), b'","object":"event","account":null,"api_version":"', API_VERSION.encode(),
+        b'{"id":"', eid.encode(), b'","object":"event","account":null,"api_version":"', api_version.encode(),
         b'","context":null,"created":', str(created).encode(), b',"data":{"object":', obj, extra,
         b'},"livemode":false,"pending_webhooks":0,"request":{"id":null,"idempotency_key":null},"type":"',
         etype.encode(), b'"}',
@@ -183,7 +183,7 @@ def seed_events(data: dict[str, list[Record]], now: int, rng: random.Random, cap
     eids = new_ids(rng, "event", CATALOG["event"].id_prefix, len(todo))
     events = []
     for eid, (c, name, body) in zip(eids, todo):
-        etype = f"{EVENT_PREFIX[name]}.created"
+        etype = event_type(name, "created")
         events.append((c, eid, event_bytes(eid, etype, c, body), etype))
     if cap is not None and cap < len(events):
         events.sort(reverse=True)

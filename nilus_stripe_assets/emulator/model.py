@@ -23,6 +23,16 @@ EVENT_PREFIX: dict[str, str] = {
     for name, o in CATALOG.items()
 }
 
+# Stripe's own names where an action's event is not `<prefix>.<action>`: payment methods are attached to
+# and detached from customers (`payment_method.attached` / `.detached`; there is no `.created`/`.deleted`).
+_EVENT_ACTIONS: dict[str, dict[str, str]] = {"payment_method": {"created": "attached", "deleted": "detached"}}
+
+
+def event_type(name: str, action: str) -> str:
+    """The Stripe event type for `action` ("created", "updated", "deleted") on catalog object `name`."""
+    return f"{EVENT_PREFIX[name]}.{_EVENT_ACTIONS.get(name, {}).get(action, action)}"
+
+
 # Child objects reached through a parent: child name -> (parent name, field on the child holding the parent id)
 PARENT: dict[str, tuple[str, str]] = {
     name: (o.parent.object, o.parent.id_column) for name, o in CATALOG.items() if o.parent

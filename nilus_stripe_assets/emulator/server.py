@@ -172,6 +172,11 @@ class StripeEmulator:
         """Revoke (or restore) the platform's access to a connected account: its requests then get a 403."""
         self.accounts.revoke(account, revoked)
 
+    def emit_event(self, type: str, object: dict, api_version: Optional[str] = None,
+                   previous_attributes: Optional[dict] = None) -> dict:
+        """Append an event of any `type` carrying `object` as `data.object` (see `Store.emit`)."""
+        return self.store.emit(type, object, api_version, previous_attributes)
+
     def stats(self) -> dict:
         return self._stats.snapshot()
 
@@ -263,6 +268,8 @@ class StripeEmulator:
                 return 200, {"ok": True}
             if method == "POST" and parts == ["config"]:
                 return 200, self.configure(**fields)
+            if method == "POST" and parts == ["events"]:
+                return 200, self.emit_event(**fields)
             if parts[:1] == ["objects"] and len(parts) in (2, 3):
                 if method == "POST" and len(parts) == 2:
                     return 200, self.create(parts[1], stripe_account=account, **fields)

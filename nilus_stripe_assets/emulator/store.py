@@ -18,7 +18,7 @@ import orjson
 from ..catalog import CATALOG
 from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
-from .model import ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_PREFIX, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT
+from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT, event_type
 from .model import embedded_list
 
 Key = tuple[int, str]
@@ -278,8 +278,22 @@ class Store:
             if name in VIA_PARENT:
                 self._refresh_parent(name, [parent])
             else:
+                if name in PARENT and event_type(name, "deleted").endswith(".detached"):
+                    obj[PARENT[name][1]] = None  # a detached payment method belongs to no customer
                 self._event(name, "deleted", obj)
             return {"id": oid, "object": OBJECT_TYPE[name], "deleted": True}
+
+    def emit(self, etype: str, data_object: dict, api_version: Optional[str] = None,
+             previous_attributes: Optional[dict] = None) -> dict:
+        """Append any event, e.g. one about an object outside the catalog (`customer.source.created` with a
+        card) or one rendered in an older API version (a payload without some fields)."""
+        with self.lock:
+            eid = self._new_id("event")
+            created = int(self.clock())
+            extra = b',"previous_attributes":' + orjson.dumps(previous_attributes) if previous_attributes else b""
+            body = event_bytes(eid, etype, created, _dumps(data_object), extra, api_version or API_VERSION)
+            self.tables["event"].add(eid, created, body, etype)
+            return orjson.loads(body)
 
     # ---- helpers (lock held) -----------------------------------------------------------------
     def _put(self, name: str, obj: dict, created: Optional[int] = None, parent: Optional[str] = None) -> None:
@@ -329,6 +343,6 @@ class Store:
         events = self.tables["event"]
         eid = self._new_id("event")
         created = int(self.clock())
-        etype = f"{EVENT_PREFIX[name]}.{action}"
+        etype = event_type(name, action)
         extra = b',"previous_attributes":' + orjson.dumps(previous) if previous is not None else b""
         events.add(eid, created, event_bytes(eid, etype, created, _dumps(obj), extra), etype)

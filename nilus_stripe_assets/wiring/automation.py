@@ -21,11 +21,13 @@ from .resources import StripeResource
 
 INCREMENTAL_JOB = "stripe_incremental"
 _OBJECT_BY_STRIPE_TYPE = {stripe_type: name for name, stripe_type in STRIPE_OBJECT_TYPE.items()}
-# Children change through their parent's events.
+# Children whose states travel inside their parent's events (a subscription's `items`, an invoice's
+# `lines`), by the parent's Stripe type. Payment methods have their own events (`payment_method.attached`,
+# …), so a customer's change refreshes only customers.
 _ALSO_REFRESH: dict[str, list[str]] = {}
 for _name, _obj in CATALOG.items():
-    if _obj.parent is not None:
-        _ALSO_REFRESH.setdefault(_obj.parent.object, []).append(_name)
+    if _obj.parent is not None and _obj.parent.embedded_field:
+        _ALSO_REFRESH.setdefault(STRIPE_OBJECT_TYPE[_obj.parent.object], []).append(_name)
 MAX_EVENTS_PER_TICK = 2000  # bound one tick's work; the cursor resumes the rest on the next tick
 
 
@@ -68,14 +70,16 @@ def build_incremental_schedule(job, cron: str = "0 * * * *") -> dg.ScheduleDefin
 
 
 def objects_in_events(events: Sequence[dict]) -> set[str]:
-    """Catalog objects touched by a list of Stripe events (the `event` table itself always is)."""
+    """Catalog objects touched by a list of Stripe events (the `event` table itself always is), by the type
+    of the object each event carries (`data.object.object`), never by the event type's prefix:
+    `customer.subscription.updated` changes a subscription (and its items), not a customer."""
     changed = {"event"} if events else set()
     for event in events:
-        stripe_type = ((event.get("data") or {}).get("object") or {}).get("object")
-        name = _OBJECT_BY_STRIPE_TYPE.get(stripe_type or "")
+        stripe_type = ((event.get("data") or {}).get("object") or {}).get("object") or ""
+        name = _OBJECT_BY_STRIPE_TYPE.get(stripe_type)
         if name:
             changed.add(name)
-            changed.update(_ALSO_REFRESH.get(name, []))
+        changed.update(_ALSO_REFRESH.get(stripe_type, []))
     return changed
 
 
@@ -104,11 +108,14 @@ def build_events_sensor(
         if since is None:
             # First tick: start from the newest event instead of replaying Stripe's 30 days of history.
             try:
-                page = api.list_page("/v1/events", {"limit": 1})
+                page = api.list_page("/v1/events", {"limit": 100})
             except StripeError as exc:
                 return dg.SkipReason(str(explain(exc, "event", api.api_key)))
-            newest = (page.get("data") or [{}])[0].get("created")
-            context.update_cursor(json.dumps({"created": newest or 0, "ids": []}))
+            data = page.get("data") or []
+            newest = data[0]["created"] if data else 0
+            # The events of that second are seen too (the next tick re-reads it with created[gte]).
+            seen = [e["id"] for e in data if e["created"] == newest]
+            context.update_cursor(json.dumps({"created": newest, "ids": seen}))
             return dg.SkipReason("Started watching Stripe events from now on.")
         events: list[dict] = []
         try:

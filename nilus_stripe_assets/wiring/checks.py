@@ -33,6 +33,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ..catalog import CATALOG, StripeObject
+from ..changes import carried_type
 from ..warehouse import TableRef, quote, table_columns
 
 EXAMPLES = 5  # example ids per failing check
@@ -128,8 +129,10 @@ class NotJudged:
 
 
 def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
-    prefix = obj.events_type[: -len("*")]  # "charge." / "customer.subscription."
-    base = {"table": str(table), "events_table": str(events), "event_types": f"{prefix}* except {prefix}created"}
+    # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
+    # carry subscriptions, cards, discounts and tax ids).
+    carried = carried_type(obj)
+    base = {"table": str(table), "events_table": str(events), "event_types": f"events carrying a {carried}, except *.created"}
     if "_state_at" not in columns:
         return NotJudged("no_stale_rows", f"{table} has no _state_at column")
     event_columns = table_columns(con, events)
@@ -148,10 +151,10 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _stale AS "
         f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
-        f"WHERE starts_with(e.type, ?) AND NOT ends_with(e.type, '.created') GROUP BY 1) "
+        f"WHERE e.data->>'$.object.object' = ? AND NOT ends_with(e.type, '.created') GROUP BY 1) "
         f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
         f"WHERE t._state_at < l.event_created",
-        [prefix],
+        [carried],
     )
     rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
     stale, worst = con.execute("SELECT count(*), max(event_created - _state_at) FROM _stale").fetchone()
@@ -208,9 +211,9 @@ class StripeTableChecks:
                 dg.AssetCheckSpec(
                     "no_stale_rows", asset=self.key, blocking=False,
                     description=(
-                        f"No row of {table} has a `_state_at` older than its latest `{obj.events_type}` change "
-                        f"(other than `.created`) in {self.events} (severity WARN; skipped while that table is not "
-                        f"loaded)."
+                        f"No row of {table} has a `_state_at` older than its latest change (an event carrying a "
+                        f"`{carried_type(obj)}`, other than `.created`) in {self.events} (severity WARN; skipped "
+                        f"while that table is not loaded)."
                     ),
                 )
             )
