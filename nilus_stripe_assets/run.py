@@ -59,10 +59,10 @@ class EventsReadFailed(Exception):
         self.cause = cause
 
 
-def _spooled(plan: ObjectPlan, spool: SpoolSummary, spool_dir: str, seconds: float, started_at: int, requests: dict,
-             mode: Optional[str] = None) -> Batch:
+def _spooled(plan: ObjectPlan, spool: SpoolSummary, spool_dir: str, seconds: float, started_at: int,
+             requests: dict) -> Batch:
     return Batch(
-        object=plan.object, mode=mode or plan.mode, strategy=plan.strategy, table=plan.table, spool=spool,
+        object=plan.object, mode=plan.mode, strategy=plan.strategy, table=plan.table, spool=spool,
         spool_dir=spool_dir, window=plan.window, scope=plan.scope, seconds=seconds, started_at=started_at,
         requests=requests,
     )
@@ -114,6 +114,7 @@ class _RunStream:
         stream = self.stream
         batch = _spooled(plan, stream.event_rows, self.event_rows_dir, stream.seconds, stream.started_at,
                          self.api.stats.as_dict())
+        batch.notes.extend(plan.notes)
         batch.notes.append(f"read with the run's change capture: one /v1/events read of {stream.events} events")
         return batch
 
