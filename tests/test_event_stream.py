@@ -206,3 +206,14 @@ def test_a_403_from_the_events_read_names_events_read(tmp_path):
     assert "/v1/events" in message and "'Events read'" in message, message
     assert "Charges read" not in message
     assert key not in message
+
+
+def test_the_control_route_emits_any_event(emulator):
+    from nilus_stripe_assets.emulator.client import EmulatorClient
+
+    client = EmulatorClient(emulator.url)
+    sent = client.emit_event("customer.tax_id.created", {"id": "txi_1", "object": "tax_id"}, api_version="2019-12-03")
+    listed, _ = emulator.store.list("event", 1)
+    assert orjson.loads(listed[0]) == sent
+    assert sent["type"] == "customer.tax_id.created" and sent["api_version"] == "2019-12-03"
+    assert sent["data"]["object"] == {"id": "txi_1", "object": "tax_id"}

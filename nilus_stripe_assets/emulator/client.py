@@ -47,9 +47,10 @@ class EmulatorClient:
         self._call("POST", f"/accounts/{quote(account, safe='')}/{'revoke' if revoked else 'restore'}", {})
 
     def emit_event(self, type: str, object: dict, api_version: Optional[str] = None,
-                   previous_attributes: Optional[dict] = None) -> dict:
-        return self._call("POST", "/events", {"type": type, "object": object, "api_version": api_version,
-                                              "previous_attributes": previous_attributes})
+                   previous_attributes: Optional[dict] = None, stripe_account: Optional[str] = None) -> dict:
+        return self._call("POST", f"/events{_in(stripe_account)}", {
+            "type": type, "object": object, "api_version": api_version, "previous_attributes": previous_attributes,
+        })
 
     def stats(self) -> dict:
         return self._call("GET", "/stats")

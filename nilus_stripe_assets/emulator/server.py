@@ -173,9 +173,9 @@ class StripeEmulator:
         self.accounts.revoke(account, revoked)
 
     def emit_event(self, type: str, object: dict, api_version: Optional[str] = None,
-                   previous_attributes: Optional[dict] = None) -> dict:
+                   previous_attributes: Optional[dict] = None, stripe_account: Optional[str] = None) -> dict:
         """Append an event of any `type` carrying `object` as `data.object` (see `Store.emit`)."""
-        return self.store.emit(type, object, api_version, previous_attributes)
+        return self.accounts.store(stripe_account).emit(type, object, api_version, previous_attributes)
 
     def stats(self) -> dict:
         return self._stats.snapshot()
@@ -269,7 +269,7 @@ class StripeEmulator:
             if method == "POST" and parts == ["config"]:
                 return 200, self.configure(**fields)
             if method == "POST" and parts == ["events"]:
-                return 200, self.emit_event(**fields)
+                return 200, self.emit_event(stripe_account=account, **fields)
             if parts[:1] == ["objects"] and len(parts) in (2, 3):
                 if method == "POST" and len(parts) == 2:
                     return 200, self.create(parts[1], stripe_account=account, **fields)
