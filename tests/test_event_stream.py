@@ -217,3 +217,25 @@ def test_the_control_route_emits_any_event(emulator):
     assert orjson.loads(listed[0]) == sent
     assert sent["type"] == "customer.tax_id.created" and sent["api_version"] == "2019-12-03"
     assert sent["data"]["object"] == {"id": "txi_1", "object": "tax_id"}
+
+
+def test_invoice_lines_beyond_the_embedded_page_come_from_the_invoice_events(emulator, warehouse_path):
+    assets = build_stripe_assets(["invoice_line_item"])
+    resources = make_resources(emulator, warehouse_path)
+    assert materialize(assets, resources).success
+    invoice, = query(
+        warehouse_path, "SELECT invoice FROM stripe.invoice_line_item GROUP BY 1 HAVING count(*) > 10 ORDER BY 1 LIMIT 1"
+    )[0]
+    lines = [r[0] for r in query(warehouse_path, "SELECT id FROM stripe.invoice_line_item WHERE invoice = ?", [invoice])]
+    listed, _ = emulator.store.list("invoice_line_item", 100, parent=invoice)
+    embedded = {orjson.loads(b)["id"] for b in listed[:10]}
+    beyond = next(line for line in lines if line not in embedded)  # not in the page an invoice embeds
+    emulator.update("invoice_line_item", beyond, description="re-priced")  # invoice.updated
+    emulator.reset_stats()
+    assert materialize(assets, resources, mode_config(assets, "sync:incremental")).success
+    endpoints = emulator.stats()["endpoints"]
+    assert endpoints[EVENTS]["requests"] == 1 and "GET /v1/invoices" not in endpoints
+    assert endpoints["GET /v1/invoices/:id/lines"]["requests"] == 1
+    row = "SELECT description, invoice FROM stripe.invoice_line_item WHERE id = ?"
+    assert query(warehouse_path, row, [beyond]) == [("re-priced", invoice)]
+    assert count(warehouse_path, "stripe.invoice_line_item") == emulator.counts()["invoice_line_item"]
