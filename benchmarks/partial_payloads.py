@@ -28,7 +28,8 @@ import duckdb  # noqa: E402
 
 from nilus_stripe_assets import warehouse  # noqa: E402
 from nilus_stripe_assets.spool import Spool  # noqa: E402
-from nilus_stripe_assets.warehouse import EVENT_CREATED, EVENT_FIELDS, EVENT_TYPE, ChangeSet, TableRef, write  # noqa: E402
+from nilus_stripe_assets.staging import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE  # noqa: E402
+from nilus_stripe_assets.warehouse import ChangeSet, TableRef, write  # noqa: E402
 
 
 def _row(i: int) -> dict:
@@ -40,16 +41,16 @@ def _row(i: int) -> dict:
     }
 
 
-def _spool(objects, root) -> Spool:
+def _spool(objects, root, tags=None) -> Spool:
     spool = Spool(directory=root)
     for start in range(0, len(objects), 1000):
-        spool.write(objects[start:start + 1000])
+        spool.write(objects[start:start + 1000], tags=tags[start:start + 1000] if tags else None)
     return spool
 
 
 def measure(rows: int, changes: int, repeats: int) -> dict:
     times: dict[str, list[float]] = {"guarded": [], "unguarded": []}
-    original = warehouse._merge_stage
+    original = warehouse._merge
     for attempt in range(repeats):
         for variant in ("guarded", "unguarded"):
             with tempfile.TemporaryDirectory(prefix="nilus-partial-") as tmp:
@@ -60,17 +61,18 @@ def measure(rows: int, changes: int, repeats: int) -> dict:
                 summary = spool.finish()
                 with duckdb.connect(database) as con:
                     write(con, table, summary.files, "merge", state_at=1, fields=summary.fields, kinds=summary.kinds)
-                states = []
+                states, tags = [], []
                 for j in range(changes):
                     state = {**_row(j * (rows // changes)), "status": "refunded"}
                     if j % 2:  # an older API version: no `email`, no `billing_details`
                         state.pop("email")
                         state.pop("billing_details")
-                    states.append({**state, EVENT_CREATED: 2, EVENT_TYPE: "charge.updated", EVENT_FIELDS: list(state)})
-                changed = _spool(states, tmp).finish()
+                    states.append(state)
+                    tags.append({EVENT_CREATED: 2, EVENT_TYPE: "charge.updated", EVENT_PRESENT: list(state)})
+                changed = _spool(states, tmp, tags).finish()
                 change_set = ChangeSet(changed.files, "k", 2, fields=changed.fields, kinds=changed.kinds)
                 if variant == "unguarded":
-                    warehouse._merge_stage = lambda *a, keep_absent=False, **k: original(*a, **k)
+                    warehouse._merge = lambda *a, keep_absent=False, **k: original(*a, **k)
                 try:
                     with duckdb.connect(database) as con:
                         started = time.perf_counter()
@@ -81,7 +83,7 @@ def measure(rows: int, changes: int, repeats: int) -> dict:
                             "FROM stripe.charge"
                         ).fetchone()
                 finally:
-                    warehouse._merge_stage = original
+                    warehouse._merge = original
                 expected_email = rows if variant == "guarded" else rows - changes // 2
                 assert kept == (expected_email, changes), (variant, kept)
     return {k: statistics.median(v) for k, v in times.items()}
