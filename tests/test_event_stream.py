@@ -173,7 +173,7 @@ def _different_cursors(emulator, warehouse_path):
         picks = {}
         for name in ("charge", "refund"):
             oid = con.execute(
-                f"SELECT id FROM stripe.{name} WHERE created BETWEEN ? AND ? ORDER BY id LIMIT 1",
+                f"SELECT id FROM stripe.{name} WHERE epoch(created) BETWEEN ? AND ? ORDER BY id LIMIT 1",
                 [refund_since + 86400, now - 86400],
             ).fetchone()[0]
             con.execute(f"UPDATE stripe.{name} SET status = 'lost', _state_at = 0 WHERE id = ?", [oid])
