@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 README = REPO / "README.md"
 RESTRICTED = "rk_test_OnlyCustomers1234"
+CHARGES_ONLY = "rk_test_OnlyChargesNoEvents99"  # may list charges, not events
 BAD_KEY = "sk_test_NilusRevokedR8t2V6u4Nabcd"
 CODE_LOCATION = ["-m", "nilus_stripe_assets.definitions"]
 NOTICE = re.compile(r"SupersessionWarning: Function `asset_materialize_command` is superseded")
@@ -59,6 +60,7 @@ class Case:
     path: str = ""  # appended to the server's URL as api_base
     select: str = "stripe/charge"
     stripe_config: dict = field(default_factory=dict)  # run config of the `stripe` resource
+    step_config: dict = field(default_factory=dict)  # run config of the Stripe step (e.g. its mode)
     yaml_edits: list = field(default_factory=list)  # (old, new) in the example defs.yaml: the component project
     warehouse_sql: str = ""  # run on the warehouse file before the load
 
@@ -105,6 +107,15 @@ CASES = {
         "Stripe kept answering 429 Too Many Requests while loading 'charge' and Stripe said not to retry "
         "(Stripe-Should-Retry: false)",
         server="refusing",
+    ),
+    "403-events": Case(
+        "Change capture for 'charge' reads /v1/events, and that failed: Stripe refused to list 'event' (403 Forbidden): "
+        "… lacks the 'Events read' permission",
+        "Change capture for 'charge' reads /v1/events, and that failed: Stripe refused to list 'event' (403 Forbidden)",
+        key=CHARGES_ONLY, step_config={"mode": "sync:incremental"},
+        # Rows already loaded: the incremental run reads the changes since then from /v1/events.
+        warehouse_sql="CREATE SCHEMA stripe; CREATE TABLE stripe.charge AS SELECT 'ch_1' AS id, 'charge' AS object, "
+        "now() AS created",
     ),
     "some-objects": Case(
         "N of M Stripe objects failed (K loaded and written):",
@@ -332,8 +343,13 @@ def _run(name: str, case: Case, root: Path, urls: dict) -> str:
     target = ["-f", str(_project(work, case))] if case.yaml_edits else CODE_LOCATION
     select = "finance/stripe_customers" if case.yaml_edits else case.select
     command = [DAGSTER, "asset", "materialize", *target, "--select", select]
+    config = {}
     if case.stripe_config:
-        command += ["--config-json", json.dumps({"resources": {"stripe": {"config": case.stripe_config}}})]
+        config["resources"] = {"stripe": {"config": case.stripe_config}}
+    if case.step_config:
+        config["ops"] = {"stripe_objects": {"config": case.step_config}}
+    if config:
+        command += ["--config-json", json.dumps(config)]
     proc = subprocess.run(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=240)
     assert proc.returncode != 0, proc.stdout[-3000:]
@@ -353,7 +369,8 @@ def outputs(tmp_path_factory):
         "cut": dict(),
     }
     started = {
-        name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}}, **switches)
+        name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}, CHARGES_ONLY: {"charge"}},
+                             **switches)
         for name, switches in emulators.items()
     }
     try:
@@ -399,7 +416,7 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
     assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
     assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
     assert "Warning" not in "\n".join(lines), output[-3000:]
-    for secret in (BAD_KEY, RESTRICTED, "PublishableKey12345678", "LiteralKeyInYaml9876"):
+    for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876"):
         assert secret[8:-4] not in output
 
 
