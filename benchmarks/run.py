@@ -2,7 +2,7 @@
 """Benchmarks for nilus_stripe_assets: the real `dagster asset materialize` CLI against the bundled emulator.
 
     python benchmarks/run.py async-rate      # 100k charges, 200 ms latency, 25 req/s: rate-limit efficiency
-    python benchmarks/run.py all-objects     # all 21 objects at once, 100 req/s global / 25 per endpoint
+    python benchmarks/run.py all-objects     # all 23 objects at once, 100 req/s global / 25 per endpoint
     python benchmarks/run.py throughput      # 200k charges, no latency, no limits: end-to-end objects/s
     python benchmarks/run.py memory          # peak RSS of the process tree at 10 / 20k / 200k charges
     python benchmarks/run.py faults          # 5 % HTTP 500s at 10 req/s, exact row counts, 3 runs
@@ -885,7 +885,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--latency-ms", type=float, default=200)
     s.add_argument("--timeout", type=float, default=300)
 
-    s = sub.add_parser("all-objects", help="all 21 objects, 100 req/s global, 25 per endpoint")
+    s = sub.add_parser("all-objects", help="all 23 objects, 100 req/s global, 25 per endpoint")
     s.add_argument("--scale", type=float, default=20)
     s.add_argument("--no-extra-counts", action="store_true", help=f"only --scale, not {ALL_OBJECTS_COUNTS}")
     s.add_argument("--latency-ms", type=float, default=200)
