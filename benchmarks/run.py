@@ -335,6 +335,7 @@ class Case:
     pool_limit: Optional[int] = None
     timeout: float = 600
     poll_stats: bool = True
+    poll_interval: float = 0.5  # seconds between emulator stats samples
     pss_every: int = 0  # read PSS every Nth RSS sample (0: never; reading smaps_rollup slows the target)
     op_config: dict = field(default_factory=dict)  # config of the Stripe step, e.g. {"mode": "sync"}
 
@@ -384,6 +385,7 @@ def read_instance(home: Path, objects: list[str]) -> dict:
             step = next((s for s in steps if s.step_key in (f"stripe__{name}", "stripe_objects")), None)
             if step and step.start_time and step.end_time:
                 meta["step_seconds"] = round(step.end_time - step.start_time, 2)
+                meta["step_ended_at"] = step.end_time
                 if record.start_time:
                     meta["step_started_after_run_start"] = round(step.start_time - record.start_time, 2)
             out["assets"][name] = meta
@@ -475,11 +477,11 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
             argv = [str(Path(PY).with_name("py-spy")), "record", "--subprocesses", "--format", "raw", "--rate", "100",
                     "--nonblocking", "-o", str(out), "--", *argv]
             record["profile"] = str(out)
-        poller = StatsPoller(emulator.client) if case.poll_stats else None
+        poller = StatsPoller(emulator.client, case.poll_interval) if case.poll_stats else None
         load_before = os.getloadavg()[0]
         emu_cpu_before, tree_cpu_before = _cpu_seconds(emulator.proc.pid), _children_cpu()
         with open(log_path, "wb") as log:
-            started = time.monotonic()
+            started, started_wall = time.monotonic(), time.time()
             proc = subprocess.Popen(argv, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             sampler = TreeMemorySampler(proc.pid, pss_every=case.pss_every)
@@ -529,6 +531,7 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
             record.update(api_phase(poller.series))
             record["_endpoint_series"] = poller.series  # used by scenario reports, dropped before saving
             record["_started"] = started
+            record["_started_wall"] = started_wall
         if not green:
             tail = log_path.read_text(errors="replace").splitlines()[-25:]
             record["log_tail"] = tail
@@ -706,6 +709,47 @@ def scenario_throughput(a) -> list[dict]:
     return [r]
 
 
+def scenario_fixed_cost(a) -> list[dict]:
+    """What a run costs besides fetching: 20,000 charges at Stripe's test-mode limit (25 req/s), the
+    emulator's request counts sampled every 50 ms. Time to first request: command start to the first
+    sample with a request. Write + checks + metadata: last request to the end of the step (DuckDB write,
+    checks, materialization metadata). Targets: <= 2 s and <= 1 s."""
+    rate = 25
+    case = Case("fixed-cost", f"{a.charges}ch-{rate}rps",
+                ["--count", f"charge={a.charges}", "--global-rate", str(rate), "--endpoint-rate", str(rate)],
+                "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
+                in_process=a.in_process, poll_interval=0.05)
+    r = materialize(case, a.keep, a.profile)
+    series, started = r.pop("_endpoint_series", []), r.pop("_started", 0.0)
+    started_wall = r.pop("_started_wall", 0.0)
+    first = next((t for t, eps in series if _total(eps) > 0), None)
+    last, prev = None, 0
+    for t, eps in series:
+        if _total(eps) > prev:
+            last, prev = t, _total(eps)
+    meta = r["assets"].get("charge", {})
+    step_end = meta.get("step_ended_at")
+    f = r["figures"] = {
+        "first_request_seconds": round(first - started, 2) if first else None,
+        "fetch_seconds": meta.get("fetch_seconds"),
+        "after_last_request_seconds": round(r["wall_seconds"] - (last - started), 2) if last else None,
+        "write_checks_metadata_seconds": (
+            round(step_end - (started_wall + last - started), 2) if last and step_end else None
+        ),
+        "write_seconds": meta.get("write_seconds"),
+        "wall_seconds": r["wall_seconds"],
+    }
+    save(r)
+    print(base_line(r))
+    print(f"    first request after {f['first_request_seconds']}s (target <= 2: "
+          f"{verdict((f['first_request_seconds'] or 99) <= 2)}); fetch {f['fetch_seconds']}s; "
+          f"last request to step end {f['write_checks_metadata_seconds']}s (write {f['write_seconds']}s; target <= 1: "
+          f"{verdict((f['write_checks_metadata_seconds'] or 99) <= 1)}); last request to exit "
+          f"{f['after_last_request_seconds']}s; whole command {f['wall_seconds']}s")
+    print_failure(r)
+    return [r]
+
+
 def scenario_memory(a) -> list[dict]:
     records = []
     sizes = [int(x) for x in a.sizes.split(",")]
@@ -860,6 +904,7 @@ SCENARIOS = {
     "faults": scenario_faults,
     "concurrency": scenario_concurrency,
     "stall": scenario_stall,
+    "fixed-cost": scenario_fixed_cost,
 }
 
 
@@ -922,6 +967,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     s = sub.add_parser("stall", help="an upstream that accepts connections and never answers: time to failure")
     s.add_argument("--select", default="stripe/charge")
     s.add_argument("--timeout", type=float, default=900)
+    s = sub.add_parser("fixed-cost", help="20k charges at 25 req/s: time to first request, write + checks + metadata")
+    s.add_argument("--charges", type=int, default=20_000)
+    s.add_argument("--timeout", type=float, default=180)
 
     sub.add_parser("all", help="every scenario once with its defaults")
     return p.parse_args(argv)

@@ -71,10 +71,10 @@ def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
         f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
         f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1)"
     ).fetchone()
-    examples = con.execute(
+    examples = con.execute(  # a second pass over the table only when there is something to show
         f"SELECT {k} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 "
         f"ORDER BY count(*) DESC, {k} LIMIT {EXAMPLES}"
-    ).fetchall()
+    ).fetchall() if duplicated_keys else []
     return dg.AssetCheckResult(
         check_name=f"{key}_unique",
         passed=duplicated_keys == 0,

@@ -8,11 +8,15 @@ Amounts stay in Stripe's minor units (cents for USD), as in the source tables.
 """
 
 
+from __future__ import annotations  # pandas in annotations only: imported where a model runs
+
 import json
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import dagster as dg
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FINANCE_SCHEMA = "finance"
 GROUP = "finance"
@@ -30,6 +34,8 @@ MRR_COLUMNS = ["currency", "subscriptions", "items", "mrr"]
 
 def _json(value: Any) -> Any:
     """A JSON column's value as Python data (DuckDB hands JSON to pandas as text)."""
+    import pandas as pd
+
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -50,6 +56,8 @@ def _live(frame: pd.DataFrame) -> pd.DataFrame:
 def daily_net_volume_frame(balance_transactions: pd.DataFrame) -> pd.DataFrame:
     """Per UTC day (of `created`) and currency: number of balance transactions and sums of amount, fee, net,
     over sales only (payouts, transfers and top-ups are not sales; see NOT_SALES)."""
+    import pandas as pd
+
     needed = {"created", "currency", "amount", "fee", "net"}
     if balance_transactions.empty or not needed <= set(balance_transactions.columns):
         return pd.DataFrame(
@@ -97,6 +105,8 @@ def item_monthly_amount(item: dict) -> tuple[Optional[float], Optional[str], str
         unit = float(price["unit_amount_decimal"])
     if unit is None:
         return None, currency, "no unit amount (tiered price)"
+    import pandas as pd
+
     quantity = item.get("quantity")
     quantity = 1 if quantity is None or pd.isna(quantity) else quantity
     count = recurring.get("interval_count") or 1
@@ -110,6 +120,8 @@ def mrr_frame(subscriptions: pd.DataFrame, subscription_items: Optional[pd.DataF
     whose `items.has_more` is true the items come from the `subscription_item` table instead (when loaded).
     Discounts and taxes are not applied.
     """
+    import pandas as pd
+
     # subscriptions_counted: those with MRR, the sum of the table's `subscriptions`; subscriptions_without_mrr:
     # live ones whose items all were skipped (e.g. metered prices).
     notes = {"subscriptions_counted": 0, "subscriptions_without_mrr": 0, "items_counted": 0, "items_skipped": 0,
@@ -185,7 +197,7 @@ def build_finance_assets(
         metadata={"dagster/table_name": f"{schema}.daily_net_volume"},
         **common,
     )
-    def daily_net_volume(context: dg.AssetExecutionContext, balance_transaction: pd.DataFrame) -> pd.DataFrame:
+    def daily_net_volume(context, balance_transaction):  # a DataFrame in, a DataFrame out
         frame = daily_net_volume_frame(balance_transaction)
         context.add_output_metadata(
             {"days": int(frame["day"].nunique()), "source_rows": int(len(balance_transaction))}
@@ -208,7 +220,7 @@ def build_finance_assets(
         metadata={"dagster/table_name": f"{schema}.mrr"},
         **common,
     )
-    def mrr(context: dg.AssetExecutionContext, subscription: pd.DataFrame, subscription_item: pd.DataFrame) -> pd.DataFrame:
+    def mrr(context, subscription, subscription_item):  # DataFrames in, a DataFrame out
         frame, notes = mrr_frame(subscription, subscription_item)
         context.add_output_metadata(notes)
         return frame

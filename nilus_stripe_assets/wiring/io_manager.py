@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Mapping, Optional
 
 import dagster as dg
-import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from .. import spool_disk
@@ -43,7 +42,8 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         if isinstance(obj, Batch):
             self._write_batch(context, obj)
-        elif isinstance(obj, pd.DataFrame):
+        elif type(obj).__name__ == "DataFrame" and type(obj).__module__.startswith("pandas"):
+            # Checked by name: pandas is imported only where a model uses it (it costs ~0.5 s to import).
             self._write_frame(context, obj)
         elif obj is not None:
             raise TypeError(f"StripeDuckDBIOManager stores Batch or pandas DataFrame outputs, not {type(obj).__name__}")
@@ -51,7 +51,7 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
     def _write_batch(self, context: dg.OutputContext, batch: Batch) -> None:
         context.add_output_metadata(write_batch(self.duckdb, batch))
 
-    def _write_frame(self, context: dg.OutputContext, frame: pd.DataFrame) -> None:
+    def _write_frame(self, context: dg.OutputContext, frame) -> None:
         table = _table_for(context)
         with self.duckdb.get_connection() as con:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.schema}"')
@@ -61,7 +61,9 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             metadata = _table_metadata(con, table)
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext):
+        import pandas as pd
+
         table = _table_for(context.upstream_output) if context.upstream_output else _table_for(context)
         with self.duckdb.get_connection() as con:
             if not table_columns(con, table):
