@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Iterable, Mapping, Optional
+from typing import Iterable
 
 from .shapes import Field, fields
 
@@ -102,17 +102,6 @@ def declared_columns(name: str) -> dict[str, Column]:
             description=f.description or _undocumented(name, f.name, sql_type),
             nullable=f.nullable,
         )
-    return out
-
-
-def column_types(name: str, kinds: Mapping[str, Iterable[str]], observed: Mapping[str, Optional[str]]) -> dict[str, Optional[str]]:
-    """Each staged field's SQL type: the declared one where the batch's values fit it, else `observed` (the type
-    the data alone gives, None when only nulls were seen)."""
-    declared = declared_columns(name)
-    out = {}
-    for field_name, fallback in observed.items():
-        column = declared.get(field_name)
-        out[field_name] = column.sql_type if column and column.fits(kinds.get(field_name, ())) else fallback
     return out
 
 
