@@ -443,10 +443,15 @@ def metadata(ctx) -> dict:
     return {k: f"{k}_{ctx.randint(1, 9999)}" for k in r.sample(METADATA_KEYS, ctx.randint(1, 2))}
 
 
+# Declared by the SDK classes of deletable objects ("Always true for a deleted object"), but Stripe sends it
+# only in the `{"id", "object", "deleted": true}` stub of a deleted object, never as `null` on a live one.
+ONLY_ON_DELETED = frozenset({"deleted"})
+
+
 @cache
 def _template_of(sdk_class: str) -> dict:
-    """Every field stripe.<sdk_class> declares, null, in the SDK's order (copied per object)."""
-    return dict.fromkeys(f.name for f in shapes.class_fields(sdk_class))
+    """Every field stripe.<sdk_class> declares for a live object, null, in the SDK's order (copied per object)."""
+    return dict.fromkeys(f.name for f in shapes.class_fields(sdk_class) if f.name not in ONLY_ON_DELETED)
 
 
 @cache
@@ -471,7 +476,7 @@ def settled_amount(name: str, obj: dict):
 
 
 def declared(name: str) -> frozenset[str]:
-    """The fields the catalog object's stripe-python class declares."""
+    """The fields the catalog object's stripe-python class declares (those a live object carries)."""
     return frozenset(_common(name)[0])
 
 
