@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 
 import duckdb
@@ -15,6 +16,12 @@ from nilus_stripe_assets.wiring.io_manager import StripeDuckDBIOManager
 from nilus_stripe_assets.wiring.resources import StripeResource
 
 from .pg import REQUIRE_ENV, PostgresCluster, PostgresUnavailable
+
+def pytest_configure(config):
+    # A CI timeout or `kill` sends SIGTERM, which would end pytest without teardown: as Ctrl-C, fixtures are
+    # torn down (the PostgreSQL cluster is stopped and deleted).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
 
 # Small but multi-page: every object spans several 100-object pages somewhere, with ties on `created`.
 SMALL = 0.5

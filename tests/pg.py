@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL cluster for tests and benchmarks: the machine's `initdb` + `pg_ctl`, no mocks.
 
 The cluster lives in a fresh temp folder, listens only on 127.0.0.1 (a free port) and on a Unix socket in
-that folder, trusts local connections (user `postgres`, no password) and is stopped and deleted by `stop()`.
+that folder, trusts local connections (user `postgres`, no password) and is stopped and deleted by `stop()`
+(also at exit). A process killed outright cannot clean up: its folder records the owner's PID, and the next
+cluster started on the machine stops and deletes clusters whose owner is gone.
 PostgreSQL refuses to run as root, and CI runs as root: then every server command runs as the `postgres`
 user (`runuser`), which owns the folder. `fsync=off`: the data is thrown away, so durability only costs time.
 """
@@ -20,6 +22,8 @@ from typing import Optional
 
 REQUIRE_ENV = "NILUS_REQUIRE_POSTGRES"  # set by .ci/run: a missing PostgreSQL fails the suite instead of skipping
 SERVER_USER = "postgres"
+PREFIX = "nilus-pg-"
+OWNER_FILE = "owner.pid"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -41,6 +45,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class PostgresCluster:
@@ -66,8 +80,10 @@ class PostgresCluster:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
     def start(self) -> "PostgresCluster":
+        self.sweep_orphans()
         # Not pytest's tmp_path: it lives under a root-only folder the `postgres` user cannot enter.
-        self.dir = Path(tempfile.mkdtemp(prefix="nilus-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.dir / OWNER_FILE).write_text(str(os.getpid()))
         data = self.dir / "data"
         if self.as_root:
             shutil.chown(self.dir, user=SERVER_USER)
@@ -89,6 +105,23 @@ class PostgresCluster:
             last_error = self.log_tail()
         self.stop()
         raise PostgresUnavailable(f"pg_ctl could not start PostgreSQL: {last_error}")
+
+    def sweep_orphans(self) -> list[Path]:
+        """Stop and delete clusters left by processes that no longer exist (killed test runs)."""
+        swept = []
+        for folder in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+            try:
+                owner = int((folder / OWNER_FILE).read_text())
+            except (OSError, ValueError):
+                continue  # not ours to judge (or still being created)
+            if _alive(owner):
+                continue
+            data = folder / "data"
+            if (data / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop")
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(folder)
+        return swept
 
     def log_tail(self, lines: int = 5) -> str:
         try:
