@@ -25,7 +25,7 @@ from typing import Optional
 
 from .catalog import STRIPE_OBJECT_TYPE, StripeObject
 from . import spool_disk
-from .fetch import Window, iter_pages
+from .fetch import Window, iter_pages, iter_pages_created
 from .spool import Spool, SpoolSummary
 from .stripe_api import StripeApi
 from .staging import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE
@@ -128,7 +128,8 @@ class EventStream:
         started = time.perf_counter()
         newest: Optional[int] = None
         try:
-            for page in iter_pages(self.api, "/v1/events", self._params()):
+            # Events older than a subscriber's start are skipped below, so a server without the filter is fine.
+            for page in iter_pages_created(self.api, "/v1/events", self._params()):
                 self.events += len(page)
                 if self._event_rows is not None:
                     since = self._event_rows_since

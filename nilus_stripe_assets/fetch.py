@@ -15,7 +15,9 @@ filter: a server that lists oldest first, or ignores the filter, would make the 
 second's objects or read pieces twice. Every page of the split is therefore checked before it is used
 (creation times falling along the page and inside the requested range) and the first page that breaks
 this raises `ListOrderError`; the caller then reads the list again sequentially, which a cursor makes
-correct in any order. Sequential reads with a range keep only objects inside it.
+correct in any order. Sequential reads with a range keep only objects inside it. A Stripe-compatible server
+that rejects the `created` filter itself (a 400 about `created`, as localstripe answers) is read without it,
+sequentially, keeping only the objects inside the range: slower, but complete.
 
 Objects go to a `sink` (normally a `Spool`) as pages arrive; nothing is accumulated here.
 """
@@ -26,6 +28,8 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
+
+import stripe
 
 from .catalog import CATALOG, StripeObject
 from .stripe_api import StripeApi
@@ -42,6 +46,18 @@ Sink = Callable[[Sequence[dict]], Any]
 
 class ListOrderError(Exception):
     """A page broke what the async split relies on: newest first by creation time, within the range asked."""
+
+
+def rejects_created(exc: BaseException) -> bool:
+    """A 400 invalid_request_error about the `created` parameter: the server does not filter on it.
+
+    Stripe itself accepts `created` on every list the catalog marks `supports_created`; this is for servers
+    that speak Stripe's protocol but not all of it."""
+    if not isinstance(exc, stripe.InvalidRequestError) or exc.http_status != 400:
+        return False
+    if (exc.param or "").split("[")[0] == "created":
+        return True
+    return "created" in (exc.user_message or str(exc)).replace("[", " ").split()
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,22 @@ def iter_pages(api: StripeApi, path: str, params: dict, starting_after: Optional
         starting_after = data[-1]["id"]
 
 
+def iter_pages_created(api: StripeApi, path: str, params: dict) -> Iterator[list]:
+    """`iter_pages`, except that a server rejecting the `created` filter on the first request is read again
+    without it: the caller keeps only the objects inside its range (as it must for servers that ignore it)."""
+    pages = iter_pages(api, path, params)
+    try:
+        first = next(pages, None)
+    except stripe.InvalidRequestError as exc:
+        if "created" not in params or not rejects_created(exc):
+            raise
+        pages = iter_pages(api, path, {k: v for k, v in params.items() if k != "created"})
+        first = next(pages, None)
+    if first is not None:
+        yield first
+        yield from pages
+
+
 def fetch_sequential(api: StripeApi, path: str, params: dict, sink: Sink) -> None:
     for data in iter_pages(api, path, params):
         sink(data)
@@ -106,11 +138,12 @@ def fetch_in_window(
         if inside:
             sink(inside)
 
-    fetch_sequential(api, path, {**params, **window.params()}, keep_inside)
+    for data in iter_pages_created(api, path, {**params, **window.params()}):
+        keep_inside(data)
     if outside:
         notes.append(
             f"{path} returned {outside} objects outside the requested `created` range "
-            f"[{window.gte}, {window.lt}) (the server ignored the filter); they were left out."
+            f"[{window.gte}, {window.lt}) (the server did not apply the filter); they were left out."
         )
 
 
@@ -185,7 +218,12 @@ def fetch_split(
     or not inside its range."""
 
     def run(task: _Task) -> tuple[list, bool]:
-        page = api.list_page(path, {**params, **task.params()})
+        try:
+            page = api.list_page(path, {**params, **task.params()})
+        except stripe.InvalidRequestError as exc:
+            if rejects_created(exc) and "created" in task.params():
+                raise ListOrderError(f"{path} rejected the `created` filter ({exc.user_message or exc})") from exc
+            raise
         data = page.get("data") or []
         problem = order_problem(data, Window(task.gte, task.lt), time_field)
         if problem:

@@ -1,6 +1,7 @@
 """Never a green run that lost rows: the async split relies on Stripe's newest-first order and on the
-`created` filter. Against servers that list oldest first or ignore the filter (emulator switches), every
-row still arrives exactly once, and the run says it fell back to a sequential read."""
+`created` filter. Against servers that list oldest first, ignore the filter or reject it (emulator switches;
+localstripe does the last), every row still arrives exactly once, and the run says it fell back to a
+sequential read."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _listable(emu, name: str) -> set[str]:
     return ids
 
 
-@pytest.mark.parametrize("switch", ["oldest_first", "ignore_created_filter"])
+@pytest.mark.parametrize("switch", ["oldest_first", "ignore_created_filter", "reject_created_filter"])
 def test_async_falls_back_and_loads_every_row(odd_server, warehouse_path, switch):
     odd_server.configure(**{switch: True})
     try:
@@ -84,6 +85,44 @@ def test_a_sequential_window_keeps_only_its_range_when_the_filter_is_ignored():
         got, notes = [], []
         fetch_object(api, CATALOG["charge"], "sync", got.extend, window=window, notes=notes)
         assert {o["id"] for o in got} == wanted and len(got) == len(wanted)
-        assert notes and "ignored the filter" in notes[0]
+        assert notes and "did not apply the filter" in notes[0]
         with pytest.raises(ListOrderError):  # the split refuses to trust the pages
             fetch_object(api, CATALOG["charge"], "async", [].extend, window=window)
+
+
+def test_a_server_that_rejects_the_created_filter_is_read_without_it():
+    with StripeEmulator(counts={"charge": 300}, seed=31) as emu:
+        api = StripeResource(api_key=emu.api_key, api_base=emu.url).get_api()
+        everything: list[dict] = []
+        fetch_object(api, CATALOG["charge"], "sync", everything.extend)
+        times = sorted(o["created"] for o in everything)
+        window = Window(gte=times[100], lt=times[200])
+        wanted = {o["id"] for o in everything if window.gte <= o["created"] < window.lt}
+        emu.configure(reject_created_filter=True)
+        got, notes = [], []
+        fetch_object(api, CATALOG["charge"], "sync", got.extend, window=window, notes=notes)
+        assert {o["id"] for o in got} == wanted and len(got) == len(wanted)
+        assert notes and "outside the requested `created` range" in notes[0]
+        with pytest.raises(ListOrderError, match="rejected the `created` filter"):
+            fetch_object(api, CATALOG["charge"], "async", [].extend, window=window)
+
+
+def test_incremental_runs_work_against_a_server_that_rejects_the_created_filter(warehouse_path):
+    """The cursor read and the event stream both send `created[gte]`: without it they read everything and
+    keep what is new, so the second run still picks up a new object and an update."""
+    with StripeEmulator(counts={"customer": 250}, seed=37) as emu:
+        emu.configure(reject_created_filter=True)
+        assets = build_stripe_assets(["customer"])
+        resources = make_resources(emu, warehouse_path)
+        config = mode_config(assets, "sync:incremental")
+        assert materialize(assets, resources, run_config=config).success
+        assert query(warehouse_path, "SELECT count(*) FROM stripe.customer")[0][0] == 250
+        some = query(warehouse_path, "SELECT id FROM stripe.customer ORDER BY id LIMIT 1")[0][0]
+        emu.update("customer", some, description="changed while the filter is rejected")
+        added = emu.create("customer", email="new@example.com")
+        result = materialize(assets, resources, run_config=config)
+        assert result.success
+        rows = dict(query(warehouse_path, "SELECT id, description FROM stripe.customer"))
+        assert len(rows) == 251 and added["id"] in rows
+        assert rows[some] == "changed while the filter is rejected"
+        assert emu.stats()["total"]["400"] >= 2  # the filter really was sent and refused

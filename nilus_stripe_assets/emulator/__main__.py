@@ -50,6 +50,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--stall", action="store_true", help="accept requests but never answer them")
     p.add_argument("--oldest-first", action="store_true", help="list oldest first (unlike Stripe)")
     p.add_argument("--ignore-created-filter", action="store_true", help="ignore created[...] filters (unlike Stripe)")
+    p.add_argument("--reject-created-filter", action="store_true",
+                   help="answer created[...] filters with a 400 (unlike Stripe, like localstripe)")
     p.add_argument("--ready-file", default=None, help="write the URL here once listening")
     return p.parse_args(argv)
 
@@ -61,7 +63,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                          global_rate=a.global_rate, endpoint_rate=a.endpoint_rate, max_concurrency=a.max_concurrency,
                          error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry,
                          accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale)
-    emu.configure(stall=a.stall, oldest_first=a.oldest_first, ignore_created_filter=a.ignore_created_filter)
+    emu.configure(stall=a.stall, oldest_first=a.oldest_first, ignore_created_filter=a.ignore_created_filter,
+                  reject_created_filter=a.reject_created_filter)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

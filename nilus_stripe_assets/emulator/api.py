@@ -209,11 +209,14 @@ def retrieve(store: Store, route: Route) -> tuple[bytes, int]:
 
 
 def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = False,
-           ignore_created: bool = False) -> tuple[bytes, int]:
+           ignore_created: bool = False, reject_created: bool = False) -> tuple[bytes, int]:
     """(response body, objects served) for a resolved GET; raises StripeError."""
     if route.kind == "retrieve":
         return retrieve(store, route)
-    return list_objects(store, route, parse_query(qs), path, oldest_first, ignore_created)
+    query = parse_query(qs)
+    if reject_created and "created" in query:
+        raise invalid("Received unknown parameter: created", param="created")
+    return list_objects(store, route, query, path, oldest_first, ignore_created)
 
 
 __all__ = ["Route", "StripeError", "handle", "parse_query", "resolve"]

@@ -236,7 +236,8 @@ class StripeEmulator:
                 if limiter.random_failure():
                     raise api_error()
                 body, objects = api.handle(store, route, qs, path, oldest_first=limiter.faults.oldest_first,
-                                           ignore_created=limiter.faults.ignore_created_filter)
+                                           ignore_created=limiter.faults.ignore_created_filter,
+                                           reject_created=limiter.faults.reject_created_filter)
                 if route.endpoint in limiter.faults.malformed:
                     body = body[: len(body) // 2]
             status = 200
