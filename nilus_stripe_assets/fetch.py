@@ -60,6 +60,12 @@ def rejects_created(exc: BaseException) -> bool:
     return "created" in (exc.user_message or str(exc)).replace("[", " ").split()
 
 
+def may_fail_on_created(exc: BaseException) -> bool:
+    """A rejection of the filter, or a server error that retries did not cure (localstripe answers 500 on
+    `created` for some lists): either way one read without the filter is worth trying."""
+    return rejects_created(exc) or (isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500)
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open interval [gte, lt) over `created` (epoch seconds); None means unbounded."""
@@ -107,11 +113,14 @@ def iter_pages_created(api: StripeApi, path: str, params: dict) -> Iterator[list
     pages = iter_pages(api, path, params)
     try:
         first = next(pages, None)
-    except stripe.InvalidRequestError as exc:
-        if "created" not in params or not rejects_created(exc):
+    except stripe.StripeError as exc:
+        if "created" not in params or not may_fail_on_created(exc):
             raise
         pages = iter_pages(api, path, {k: v for k, v in params.items() if k != "created"})
-        first = next(pages, None)
+        try:
+            first = next(pages, None)
+        except stripe.StripeError:
+            raise exc from None  # the filter was not the problem: report what the filtered read got
     if first is not None:
         yield first
         yield from pages
@@ -220,9 +229,10 @@ def fetch_split(
     def run(task: _Task) -> tuple[list, bool]:
         try:
             page = api.list_page(path, {**params, **task.params()})
-        except stripe.InvalidRequestError as exc:
-            if rejects_created(exc) and "created" in task.params():
-                raise ListOrderError(f"{path} rejected the `created` filter ({exc.user_message or exc})") from exc
+        except stripe.StripeError as exc:
+            if may_fail_on_created(exc) and "created" in task.params():
+                what = "rejected" if rejects_created(exc) else f"answered {exc.http_status} to"
+                raise ListOrderError(f"{path} {what} the `created` filter ({exc.user_message or exc})") from exc
             raise
         data = page.get("data") or []
         problem = order_problem(data, Window(task.gte, task.lt), time_field)

@@ -50,8 +50,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--stall", action="store_true", help="accept requests but never answer them")
     p.add_argument("--oldest-first", action="store_true", help="list oldest first (unlike Stripe)")
     p.add_argument("--ignore-created-filter", action="store_true", help="ignore created[...] filters (unlike Stripe)")
-    p.add_argument("--reject-created-filter", action="store_true",
-                   help="answer created[...] filters with a 400 (unlike Stripe, like localstripe)")
+    p.add_argument("--reject-created-filter", type=int, choices=[400, 500], default=None, metavar="STATUS",
+                   help="answer created[...] filters with a 400 or a 500 (unlike Stripe, like localstripe)")
     p.add_argument("--ready-file", default=None, help="write the URL here once listening")
     return p.parse_args(argv)
 

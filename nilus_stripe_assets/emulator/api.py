@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from urllib.parse import parse_qsl, unquote
 
 from ..catalog import CATALOG
-from .errors import StripeError, invalid, no_such
+from .errors import StripeError, api_error, invalid, no_such
 from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARENT, PATH_TO_NAME
 from .store import CursorMissing, Store
 
@@ -209,12 +209,14 @@ def retrieve(store: Store, route: Route) -> tuple[bytes, int]:
 
 
 def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = False,
-           ignore_created: bool = False, reject_created: bool = False) -> tuple[bytes, int]:
+           ignore_created: bool = False, reject_created: Optional[int] = None) -> tuple[bytes, int]:
     """(response body, objects served) for a resolved GET; raises StripeError."""
     if route.kind == "retrieve":
         return retrieve(store, route)
     query = parse_query(qs)
     if reject_created and "created" in query:
+        if reject_created >= 500:
+            raise api_error()
         raise invalid("Received unknown parameter: created", param="created")
     return list_objects(store, route, query, path, oldest_first, ignore_created)
 

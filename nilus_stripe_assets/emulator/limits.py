@@ -24,7 +24,8 @@ class Faults:
     # Behaviour of other Stripe-compatible servers, to check the client does not rely on more than it verifies:
     oldest_first: bool = False  # lists in ascending (created, id) order instead of Stripe's newest first
     ignore_created_filter: bool = False  # accepts created[...] but returns objects outside the range
-    reject_created_filter: bool = False  # answers created[...] with a 400 about the parameter (as localstripe)
+    # Answers created[...] with this status: 400 about the parameter, or 500 (localstripe does both).
+    reject_created_filter: Optional[int] = None
 
 
 FAULT_NAMES = frozenset(f.name for f in fields(Faults))
