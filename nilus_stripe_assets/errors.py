@@ -267,9 +267,9 @@ def explain(exc: BaseException, object_name: str, api_key: Optional[str] = None)
             )
         elif not isinstance(exc, stripe.InvalidRequestError) and obj in CATALOG:
             message = (
-                f"No such resource for '{obj}' (404 Not Found, and the answer is not a Stripe error): the server "
-                f"reached is not the Stripe API. Fix or drop api_base (object names are the singular names from "
-                f"the supported objects table){req}."
+                f"No such resource for '{obj}' (404 Not Found, and the answer is not a Stripe error): the server at "
+                f"api_base does not serve {CATALOG[obj].path}: it is not the Stripe API, or a Stripe-compatible "
+                f"server without this list. Fix or drop api_base, or leave '{obj}' out of the selection{req}."
             )
         elif obj in CATALOG:
             message = (

@@ -179,9 +179,9 @@ def not_stripe():
 def test_404_from_a_server_that_is_not_stripe(emu, tmp_path, not_stripe):
     line = failure_line(run(emu, tmp_path, api_base=not_stripe))
     assert line == (
-        "No such resource for 'charge' (404 Not Found, and the answer is not a Stripe error): the server reached is "
-        "not the Stripe API. Fix or drop api_base (object names are the singular names from the supported objects "
-        "table)."
+        "No such resource for 'charge' (404 Not Found, and the answer is not a Stripe error): the server at api_base "
+        "does not serve /v1/charges: it is not the Stripe API, or a Stripe-compatible server without this list. "
+        "Fix or drop api_base, or leave 'charge' out of the selection."
     )
 
 
