@@ -338,6 +338,7 @@ class Case:
     poll_interval: float = 0.5  # seconds between emulator stats samples
     pss_every: int = 0  # read PSS every Nth RSS sample (0: never; reading smaps_rollup slows the target)
     op_config: dict = field(default_factory=dict)  # config of the Stripe step, e.g. {"mode": "sync"}
+    probe_first_connect: bool = False  # note wall and CPU time at the CLI's first connection (FIRST_CONNECT_PROBE)
 
 
 def run_config(case: Case, workdir: Path) -> dict:
@@ -443,7 +444,39 @@ def dagster_cli() -> str:
     return str(candidate) if candidate.exists() else (shutil.which("dagster") or "dagster")
 
 
-def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -> dict:
+# Written as `sitecustomize.py` into a folder on the CLI's PYTHONPATH when a case sets `probe_first_connect`:
+# an audit hook (no change to the code under test) notes the wall clock and the process's CPU time (all its
+# threads) at the first connection to the emulator's port. The emulator's stats, polled from outside, see a
+# request only at the next sample; the probe sees the moment it starts.
+FIRST_CONNECT_PROBE = """
+import json, os, sys, time
+
+_port, _out = int(os.environ["NILUS_BENCH_PROBE_PORT"]), os.environ["NILUS_BENCH_PROBE_FILE"]
+
+
+def _first_connect(event, args):
+    global _port
+    if _port and event == "socket.connect" and isinstance(args[1], tuple) and args[1][1] == _port:
+        _port = 0
+        with open(_out, "w") as f:
+            json.dump({"wall": time.time(), "cpu": time.process_time()}, f)
+
+
+sys.addaudithook(_first_connect)
+"""
+
+
+def _probe_env(workdir: Path, emulator_url: str) -> dict:
+    folder = workdir / "probe"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(FIRST_CONNECT_PROBE)
+    paths = [str(folder), _pythonpath_env().get("PYTHONPATH") or os.environ.get("PYTHONPATH")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "NILUS_BENCH_PROBE_PORT": emulator_url.rsplit(":", 1)[1].strip("/"),
+            "NILUS_BENCH_PROBE_FILE": str(workdir / "first_connect.json")}
+
+
+def materialize(case: Case, keep: bool = False, profile: Optional[str] = None, floor: bool = False) -> dict:
     """Run one case end to end; return its record (also appended to latest.jsonl)."""
     if case.in_process and not case.label.endswith("inproc"):
         case.label += "-inproc"
@@ -451,7 +484,7 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
     home, database = workdir / "dagster_home", workdir / "warehouse.duckdb"
     pools = write_instance_yaml(home, case.pool_limit)
     config_path = workdir / "run_config.yaml"
-    config = run_config(case, workdir)
+    config = {} if floor else run_config(case, workdir)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     (workdir / "spool").mkdir()
     emulator = Emulator(case.emulator_args, workdir)
@@ -468,6 +501,8 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
         env = {**os.environ, **_pythonpath_env(), "STRIPE_API_KEY": API_KEY, "STRIPE_API_BASE": emulator.url,
                "NILUS_DUCKDB_PATH": str(database), "DAGSTER_HOME": str(home), "NILUS_SPOOL_DIR": str(workdir / "spool"),
                "PYTHONUNBUFFERED": "1"}
+        if case.probe_first_connect:
+            env.update(_probe_env(workdir, emulator.url))
         argv = [dagster_cli(), "asset", "materialize", "-m", MODULE,
                 "--select", case.select, "-c", str(config_path)]
         record["command"] = " ".join(argv)
@@ -532,6 +567,11 @@ def materialize(case: Case, keep: bool = False, profile: Optional[str] = None) -
             record["_endpoint_series"] = poller.series  # used by scenario reports, dropped before saving
             record["_started"] = started
             record["_started_wall"] = started_wall
+        probe = workdir / "first_connect.json"
+        if probe.exists():
+            seen = json.loads(probe.read_text())
+            record["first_connect_seconds"] = round(seen["wall"] - started_wall, 2)
+            record["cpu_seconds_to_first_connect"] = round(seen["cpu"], 2)
         if not green:
             tail = log_path.read_text(errors="replace").splitlines()[-25:]
             record["log_tail"] = tail
@@ -709,17 +749,19 @@ def scenario_throughput(a) -> list[dict]:
     return [r]
 
 
-def scenario_fixed_cost(a) -> list[dict]:
-    """What a run costs besides fetching: 20,000 charges at Stripe's test-mode limit (25 req/s), the
-    emulator's request counts sampled every 50 ms. Time to first request: command start to the first
-    sample with a request. Write + checks + metadata: last request to the end of the step (DuckDB write,
-    checks, materialization metadata). Targets: <= 2 s and <= 1 s."""
-    rate = 25
-    case = Case("fixed-cost", f"{a.charges}ch-{rate}rps",
-                ["--count", f"charge={a.charges}", "--global-rate", str(rate), "--endpoint-rate", str(rate)],
-                "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
-                in_process=a.in_process, poll_interval=0.05)
-    r = materialize(case, a.keep, a.profile)
+FLOOR_MODULE = "floor_location"  # benchmarks/floor_location.py: Dagster alone, one asset making one request
+
+
+def precompile(*folders: Path) -> None:
+    """Write the bytecode of these source folders, as a user's first run does. A process started with
+    PYTHONDONTWRITEBYTECODE=1 (set on this machine) would otherwise compile the package's ~40 modules from
+    source on every run (~0.15 s of CPU), a cost no installed package pays twice; site-packages already
+    hold their bytecode from `pip install`."""
+    for folder in folders:
+        subprocess.run([PY, "-m", "compileall", "-q", str(folder)], check=True, timeout=300)
+
+
+def _fixed_cost_figures(r: dict) -> dict:
     series, started = r.pop("_endpoint_series", []), r.pop("_started", 0.0)
     started_wall = r.pop("_started_wall", 0.0)
     first = next((t for t, eps in series if _total(eps) > 0), None)
@@ -729,8 +771,12 @@ def scenario_fixed_cost(a) -> list[dict]:
             last, prev = t, _total(eps)
     meta = r["assets"].get("charge", {})
     step_end = meta.get("step_ended_at")
-    f = r["figures"] = {
+    return {
         "first_request_seconds": round(first - started, 2) if first else None,
+        # From inside the CLI: when its first connection starts, and the CPU it had used by then (what the
+        # start costs on an idle core, read the same way under any load).
+        "first_connect_seconds": r.get("first_connect_seconds"),
+        "cpu_seconds_to_first_connect": r.get("cpu_seconds_to_first_connect"),
         "fetch_seconds": meta.get("fetch_seconds"),
         "after_last_request_seconds": round(r["wall_seconds"] - (last - started), 2) if last else None,
         "write_checks_metadata_seconds": (
@@ -739,15 +785,73 @@ def scenario_fixed_cost(a) -> list[dict]:
         "write_seconds": meta.get("write_seconds"),
         "wall_seconds": r["wall_seconds"],
     }
-    save(r)
-    print(base_line(r))
-    print(f"    first request after {f['first_request_seconds']}s (target <= 2: "
-          f"{verdict((f['first_request_seconds'] or 99) <= 2)}); fetch {f['fetch_seconds']}s; "
-          f"last request to step end {f['write_checks_metadata_seconds']}s (write {f['write_seconds']}s; target <= 1: "
-          f"{verdict((f['write_checks_metadata_seconds'] or 99) <= 1)}); last request to exit "
-          f"{f['after_last_request_seconds']}s; whole command {f['wall_seconds']}s")
-    print_failure(r)
-    return [r]
+
+
+def _spread(values: list) -> str:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return "n/a"
+    median = values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    return f"{median:.2f} (min {values[0]:.2f}, max {values[-1]:.2f})"
+
+
+def scenario_fixed_cost(a) -> list[dict]:
+    """What a run costs besides fetching: 20,000 charges at Stripe's test-mode limit (25 req/s), the
+    emulator's request counts and the CLI's CPU time sampled every 50 ms. Time to first request: command
+    start to the first sample with a request. Write + checks + metadata: last request to the end of the
+    step (DuckDB write, checks, materialization metadata). Targets: <= 2 s and <= 1 s.
+
+    --baseline DIR runs a copy of the package from DIR (e.g. `git worktree add` of an older commit) and
+    --floor a location of one asset that makes one request (Dagster alone), alternating with this tree,
+    --repeat times each: before, after and Dagster's share in one run, under the same load."""
+    global PYTHONPATH_OVERRIDE, MODULE
+    global_override, global_module = PYTHONPATH_OVERRIDE, MODULE
+    rate = 25
+    variants = [("current", global_override, global_module)]
+    if a.baseline:
+        variants.insert(0, ("baseline", str(Path(a.baseline).resolve()), global_module))
+    if a.floor:
+        variants.insert(0, ("floor", str(REPO / "benchmarks"), FLOOR_MODULE))
+    packages = {Path(path or REPO) / "nilus_stripe_assets" for name, path, _ in variants if name != "floor"}
+    precompile(*packages, REPO / "benchmarks" / f"{FLOOR_MODULE}.py")
+    records: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    try:
+        for _ in range(a.repeat):
+            for name, path, module in variants:
+                PYTHONPATH_OVERRIDE, MODULE = path, module
+                label = f"{a.charges}ch-{rate}rps" + ("" if name == "current" else f"-{name}")
+                case = Case("fixed-cost", label,
+                            ["--count", f"charge={a.charges}", "--global-rate", str(rate), "--endpoint-rate", str(rate)],
+                            "stripe/charge", ["charge"], stripe_config=dict(a.stripe_config or {}), timeout=a.timeout,
+                            in_process=a.in_process, poll_interval=0.05, probe_first_connect=True)
+                if name == "floor":  # no Stripe resource, no step config: Dagster's defaults
+                    case.stripe_config, case.in_process = {}, False
+                r = materialize(case, a.keep, a.profile, floor=name == "floor")
+                r["variant"] = name
+                f = r["figures"] = _fixed_cost_figures(r)
+                save(r)
+                records[name].append(r)
+                print(f"[{name}] {base_line(r) if name != 'floor' else fmt_status(r)}")
+                print(f"    first request after {f['first_request_seconds']}s (target <= 2: "
+                      f"{verdict((f['first_request_seconds'] or 99) <= 2)}; first connection after "
+                      f"{f['first_connect_seconds']}s, CLI CPU {f['cpu_seconds_to_first_connect']}s)"
+                      + ("" if name == "floor" else
+                         f"; fetch {f['fetch_seconds']}s; last request to step end {f['write_checks_metadata_seconds']}s "
+                         f"(write {f['write_seconds']}s; target <= 1: {verdict((f['write_checks_metadata_seconds'] or 99) <= 1)}); "
+                         f"last request to exit {f['after_last_request_seconds']}s; whole command {f['wall_seconds']}s"))
+                print_failure(r)
+    finally:
+        PYTHONPATH_OVERRIDE, MODULE = global_override, global_module
+    if a.repeat > 1 or len(variants) > 1:
+        print(f"fixed-cost, {a.repeat} run(s) each, median (min, max); load average now {os.getloadavg()[0]:.1f}:")
+        for name, rs in records.items():
+            figures = [r["figures"] for r in rs]
+            print(f"    {name:9} first request {_spread([f['first_request_seconds'] for f in figures])} s, "
+                  f"first connection {_spread([f['first_connect_seconds'] for f in figures])} s, "
+                  f"CLI CPU to it {_spread([f['cpu_seconds_to_first_connect'] for f in figures])} s"
+                  + ("" if name == "floor" else
+                     f", last request to step end {_spread([f['write_checks_metadata_seconds'] for f in figures])} s"))
+    return [r for rs in records.values() for r in rs]
 
 
 def scenario_memory(a) -> list[dict]:
@@ -970,6 +1074,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     s = sub.add_parser("fixed-cost", help="20k charges at 25 req/s: time to first request, write + checks + metadata")
     s.add_argument("--charges", type=int, default=20_000)
     s.add_argument("--timeout", type=float, default=180)
+    s.add_argument("--baseline", metavar="DIR", default=None,
+                   help="also run the package found in DIR (a checkout of an older commit), alternating with this tree")
+    s.add_argument("--floor", action="store_true",
+                   help="also run benchmarks/floor_location.py: Dagster alone, one asset that makes one request")
+    s.add_argument("--repeat", type=int, default=1, help="runs of each variant, alternating")
 
     sub.add_parser("all", help="every scenario once with its defaults")
     return p.parse_args(argv)

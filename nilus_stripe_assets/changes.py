@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .catalog import STRIPE_OBJECT_TYPE, StripeObject
 from . import spool_disk
 from .fetch import Window, iter_pages, iter_pages_created
 from .spool import Spool, SpoolSummary
-from .stripe_api import StripeApi
 from .staging import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE
+
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from .stripe_api import StripeApi
 
 EVENT_RETENTION_SECONDS = 30 * 86400
 # Re-read this much before the cursor: events are applied idempotently (the newest state wins), so

@@ -383,6 +383,7 @@ def key_mode(key: str) -> str:
 
 # docs.stripe.com/rate-limits: live mode allows 100 read requests/s, sandboxes/test mode 25.
 GLOBAL_RATE_LIMITS: dict[str, int] = {"test": 25, "live": 100}
+DEFAULT_API_BASE = "https://api.stripe.com"
 
 
 def default_global_rate(key: str) -> int:

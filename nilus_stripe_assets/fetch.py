@@ -27,12 +27,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
-import stripe
 
 from .catalog import CATALOG, StripeObject
-from .stripe_api import StripeApi
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from .stripe_api import StripeApi
 
 PAGE_LIMIT = 100  # Stripe's maximum page size
 # An async task hands off the older part of its interval once it holds about this many pages; larger
@@ -53,6 +53,8 @@ def rejects_created(exc: BaseException) -> bool:
 
     Stripe itself accepts `created` on every list the catalog marks `supports_created`; this is for servers
     that speak Stripe's protocol but not all of it."""
+    import stripe  # stripe-python loads with the first request, not with the definitions that import Window
+
     if not isinstance(exc, stripe.InvalidRequestError) or exc.http_status != 400:
         return False
     if (exc.param or "").split("[")[0] == "created":
@@ -63,6 +65,8 @@ def rejects_created(exc: BaseException) -> bool:
 def may_fail_on_created(exc: BaseException) -> bool:
     """A rejection of the filter, or a server error that retries did not cure (localstripe answers 500 on
     `created` for some lists): either way one read without the filter is worth trying."""
+    import stripe
+
     return rejects_created(exc) or (isinstance(exc, stripe.APIError) and (exc.http_status or 0) >= 500)
 
 
@@ -110,6 +114,8 @@ def iter_pages(api: StripeApi, path: str, params: dict, starting_after: Optional
 def iter_pages_created(api: StripeApi, path: str, params: dict) -> Iterator[list]:
     """`iter_pages`, except that a server rejecting the `created` filter on the first request is read again
     without it: the caller keeps only the objects inside its range (as it must for servers that ignore it)."""
+    import stripe
+
     pages = iter_pages(api, path, params)
     try:
         first = next(pages, None)
@@ -225,6 +231,7 @@ def fetch_split(
     """Concurrent read of one `created`-filterable list whose objects hold that time in `time_field`; see the
     module docstring. Raises ListOrderError (after the running pages end) when a page is not newest first
     or not inside its range."""
+    import stripe
 
     def run(task: _Task) -> tuple[list, bool]:
         try:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .catalog import StripeObject
 from .fetch import ListOrderError, Window, fetch_object
 from .spool import Spool, SpoolSummary
-from .stripe_api import StripeApi
 from .warehouse import ChangeSet, Slice, TableRef
+
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from .stripe_api import StripeApi
 
 
 class Cancelled(Exception):

@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from .changes import EVENT_RETENTION_SECONDS, Capture, EventStream
 from .config import _one_line
@@ -23,8 +23,10 @@ from .fetch import Window
 from .load import Batch, extract
 from .plan import ObjectPlan
 from .spool import Spool, SpoolSummary
-from .stripe_api import StripeApi
 from .warehouse import ChangeSet
+
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from .stripe_api import StripeApi
 
 PROGRESS_SECONDS = 15.0  # how often a running load logs each object still loading
 

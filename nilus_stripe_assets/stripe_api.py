@@ -25,8 +25,8 @@ import orjson
 import stripe
 
 from .budget import RequestBudget
+from .config import DEFAULT_API_BASE
 
-DEFAULT_API_BASE = "https://api.stripe.com"
 
 
 def endpoint_key(url: str) -> str:

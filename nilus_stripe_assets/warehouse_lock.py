@@ -17,7 +17,6 @@ from typing import Callable, Optional
 
 import duckdb
 
-from .errors import scrub
 
 LOCK_WAIT_ENV = "NILUS_DUCKDB_LOCK_WAIT_SECONDS"
 DEFAULT_LOCK_WAIT_SECONDS = 1800.0  # a 10M-row first load applies in minutes; a stuck holder is another matter
@@ -60,6 +59,8 @@ def holder(message: str) -> str:
     command = " ".join(" ".join(os.path.basename(a) if "/" in a else a for a in args[:5]).split())
     if len(command) > 60:
         command = command[:59] + "…"
+    from .errors import scrub  # here: errors.py loads stripe-python, which opening the file does not need
+
     return f"PID {pid} ({scrub(command)})"
 
 

@@ -12,11 +12,7 @@ import json
 from typing import Optional, Sequence
 
 import dagster as dg
-from stripe import StripeError
-
 from ..catalog import CATALOG, STRIPE_OBJECT_TYPE
-from ..errors import explain
-from ..fetch import Window, iter_pages
 from .resources import StripeResource
 
 INCREMENTAL_JOB = "stripe_incremental"
@@ -103,6 +99,12 @@ def build_events_sensor(
         description="Polls Stripe's /v1/events and runs sync:incremental for the objects that changed.",
     )
     def stripe_events_sensor(context: dg.SensorEvaluationContext, stripe: StripeResource):
+        # Imported when the sensor ticks: stripe-python is not needed to load definitions.
+        from stripe import StripeError
+
+        from ..errors import explain
+        from ..fetch import Window, iter_pages
+
         since, seen_ids = _parse_cursor(context.cursor)
         api = stripe.get_api()
         if since is None:

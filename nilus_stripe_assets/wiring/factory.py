@@ -20,7 +20,7 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Optional, Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -29,13 +29,14 @@ from ..catalog import CATALOG, StripeObject
 from ..config import ConfigError, parse_source_table, resolve_strategy
 from ..fetch import Window
 from ..plan import RunOptions, plan_object, run_mode  # noqa: F401 (run_mode: public since the first version)
-from ..run import run as run_objects
-from ..stripe_api import StripeApi
 from ..warehouse import TableRef
 from .checks import StripeTableChecks
 from .freshness import default_freshness_policy
 from .io_manager import describe, write_batch
 from .resources import StripeResource
+
+if TYPE_CHECKING:
+    from ..stripe_api import StripeApi
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
 IO_MANAGER_KEY = "stripe_io_manager"
@@ -220,6 +221,9 @@ def _load(
     """The body of every Stripe assets definition: the engine (`run.run`) fetches the selected objects
     concurrently and writes each as soon as it is spooled; this adapts its outcomes to Dagster (a
     materialization and that table's checks per written object, one failure at the end for the rest)."""
+    # The engine (and stripe-python with it) is imported by the first run, not to load definitions.
+    from ..run import run as run_objects
+
     selected_checks: dict[dg.AssetKey, list[str]] = {}
     for check in context.selected_asset_check_keys:
         selected_checks.setdefault(check.asset_key, []).append(check.name)
@@ -244,7 +248,7 @@ def _load(
                 for t in chosen
             ]
         # One handle each, so each object's request counters are its own.
-        apis: dict[dg.AssetKey, StripeApi] = {plan.key: stripe.get_api() for plan in plans}
+        apis: dict[dg.AssetKey, "StripeApi"] = {plan.key: stripe.get_api() for plan in plans}
         events_api = stripe.get_api() if plans else None  # the run's one /v1/events read counts apart
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

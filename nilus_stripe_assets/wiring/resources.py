@@ -2,14 +2,15 @@
 
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..config import ConfigError, StripeURI, default_global_rate, parse_stripe_uri, validate_api_key
+from ..config import DEFAULT_API_BASE, ConfigError, StripeURI, default_global_rate, parse_stripe_uri, validate_api_key
 from ..budget import BudgetSettings, RequestBudget, account_fingerprint
-from ..stripe_api import DEFAULT_API_BASE, RetryPolicy, StripeApi
+if TYPE_CHECKING:
+    from ..stripe_api import StripeApi
 
 API_BASE_ENV = "STRIPE_API_BASE"
 API_KEY_ENV = "STRIPE_API_KEY"
@@ -104,8 +105,11 @@ class StripeResource(dg.ConfigurableResource):
             state_url=self.budget_url or os.environ.get(BUDGET_URL_ENV) or None,
         )
 
-    def get_api(self) -> StripeApi:
+    def get_api(self) -> "StripeApi":
         """A new API handle (fresh request counters) drawing on this account's shared budget."""
+        # Imported here: stripe-python (with requests) is not needed to load definitions, only to read.
+        from ..stripe_api import RetryPolicy, StripeApi
+
         key, account = self.resolved_api_key, self.resolved_stripe_account
         if self._budget is None:
             fingerprint = account_fingerprint(key, self.resolved_api_base, account)
