@@ -3,7 +3,7 @@ pipelines of `nilus_pipelines/defs.yaml`) with Dagster's own component loader:
 
     export DAGSTER_HOME=$PWD/examples    # its own instance (examples/dagster.yaml)
     STRIPE_API_KEY=sk_test_… .venv/bin/dagster dev -f examples/definitions.py
-    STRIPE_API_KEY=sk_test_… .venv/bin/dagster asset materialize -f examples/definitions.py --select finance/stripe_customers
+    STRIPE_API_KEY=sk_test_… .venv/bin/dg launch --assets finance/stripe_customers -f examples/definitions.py
 
 (`dg.toml` makes this folder a dg project too, so `dg.load_from_defs_folder(path_within_project=…)` and the
 `dg` CLI find the same definitions.)

@@ -29,8 +29,7 @@ partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 
 stripe_daily = dg.define_asset_job(
     "stripe_daily",
-    selection=dg.AssetSelection.assets(*partitioned),
-    partitions_def=daily_partitions,
+    selection=dg.AssetSelection.assets(*partitioned),  # partitioned by its assets' daily partitions
     description="Stripe objects created on one UTC day (the partition); backfills run ranges in one run.",
 )
 stripe_daily_schedule = dg.build_schedule_from_partitioned_job(

@@ -1,7 +1,7 @@
 """Offline demo: start the bundled Stripe emulator, materialize every asset with the Dagster CLI, print rows.
 
 `nilus-stripe-demo` needs no Stripe key and no internet. It runs the same command a user runs in CI,
-`dagster asset materialize -m nilus_stripe_assets.definitions --select '*'`, against the emulator.
+`dg launch --assets '*' -m nilus_stripe_assets.definitions`, against the emulator.
 """
 
 from __future__ import annotations
@@ -36,15 +36,10 @@ def start_emulator(extra_args: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, ready.read_text().strip()
 
 
-def _dagster() -> str:
-    """The `dagster` CLI of this interpreter's environment (works without activating the venv)."""
-    beside = Path(sys.executable).with_name("dagster")
-    return str(beside) if beside.exists() else "dagster"
-
-
-# Dagster's CLI warns that `dagster asset materialize` is superseded by `dg launch` before any code of this
-# package runs; the demo runs that command on the user's behalf, so the notice is only noise here.
-QUIET_CLI_NOTICE = "ignore:Function `asset_materialize_command` is superseded:FutureWarning"
+def _dg() -> str:
+    """The `dg` CLI of this interpreter's environment (works without activating the venv)."""
+    beside = Path(sys.executable).with_name("dg")
+    return str(beside) if beside.exists() else "dg"
 
 # The instance's console settings, as in the repository's dagster.yaml (see wiring/console.py).
 INSTANCE_SETTINGS = """telemetry:
@@ -101,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
         "STRIPE_API_BASE": url,
         "NILUS_DUCKDB_PATH": database,
         "DAGSTER_HOME": dagster_home(),
-        "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), QUIET_CLI_NOTICE])),
     }
     print(f"Stripe emulator at {url}; loading into {database}", flush=True)
     run_config = Path(tempfile.mkdtemp(prefix="nilus-demo-")) / "run.yaml"
@@ -109,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         result = subprocess.run(
-            [_dagster(), "asset", "materialize", "-m", "nilus_stripe_assets.definitions", "--select", args.select,
-             "-c", str(run_config)],
+            [_dg(), "launch", "--assets", args.select, "-m", "nilus_stripe_assets.definitions", "-c", str(run_config)],
             env=env,
         )
     finally:
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         emulator.wait(timeout=30)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
-        print(f"dagster asset materialize failed (exit {result.returncode}); see the log above.", file=sys.stderr)
+        print(f"dg launch failed (exit {result.returncode}); see the log above.", file=sys.stderr)
         return result.returncode
     counts = row_counts(database)
     width = max(len(name) for name, _ in counts)
