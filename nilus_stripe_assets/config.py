@@ -50,6 +50,9 @@ __all__ = [
 _TOKEN_RE = re.compile(r"\b(?:sk|rk|pk)_(?:(?:test|live)_[A-Za-z0-9*]+|[A-Za-z0-9]{16,})")
 _KEY_PREFIX_RE = re.compile(r"^((?:sk|rk|pk)_(?:test|live)_)(.*)$", re.S)
 _VALID_KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{8,}$")
+# Stripe-compatible servers (stripe-mock's documented key is `sk_test_123`) take shorter keys; Stripe does not.
+_COMPATIBLE_KEY_RE = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]+$")
+STRIPE_HOST = "api.stripe.com"
 
 
 def mask_key(key: Optional[str]) -> str:
@@ -310,8 +313,6 @@ def parse_stripe_uri(uri: str, env: Mapping[str, str] = os.environ) -> StripeURI
         values[name] = _resolve_placeholders(name, value, env)
 
     api_key = values.get("api_key")
-    if api_key is not None:
-        validate_api_key(api_key)
 
     account = values.get("stripe_account")
     if account is not None:
@@ -338,13 +339,17 @@ def parse_stripe_uri(uri: str, env: Mapping[str, str] = os.environ) -> StripeURI
             )
         api_base = api_base.rstrip("/")
 
+    if api_key is not None:
+        validate_api_key(api_key, api_base or env.get("STRIPE_API_BASE"))
+
     return StripeURI(api_key=api_key, stripe_account=account, api_base=api_base)
 
 
-def validate_api_key(key: str) -> None:
+def validate_api_key(key: str, api_base: Optional[str] = None) -> None:
     """Reject keys that cannot work, before any request. Messages show the key masked only.
 
-    Accepted: `^(sk|rk)_(test|live)_[A-Za-z0-9]{8,}$` (secret or restricted, test or live).
+    Accepted: `^(sk|rk)_(test|live)_[A-Za-z0-9]{8,}$` (secret or restricted, test or live). Against another
+    server than Stripe's own (`api_base`: an emulator, stripe-mock, localstripe) any length after the prefix.
     """
     if key is None or not str(key).strip():
         raise ConfigError(
@@ -363,10 +368,12 @@ def validate_api_key(key: str) -> None:
             f"{masked} is a publishable key, which cannot read data; use a secret (sk_) or restricted (rk_) key "
             f"from Stripe Dashboard → Developers → API keys."
         )
-    if not _VALID_KEY_RE.match(key):
+    stripe_itself = not api_base or urlsplit(api_base).hostname == STRIPE_HOST
+    if not (_VALID_KEY_RE if stripe_itself else _COMPATIBLE_KEY_RE).match(key):
+        length = "at least 8 letters or digits" if stripe_itself else "letters or digits"
         raise ConfigError(
             f"The Stripe API key {masked} is malformed; expected sk_test_, sk_live_, rk_test_ or rk_live_ "
-            f"followed by at least 8 letters or digits, as copied from Stripe Dashboard → Developers → API keys."
+            f"followed by {length}, as copied from Stripe Dashboard → Developers → API keys."
         )
 
 

@@ -156,7 +156,7 @@ CASES = {
     "malformed": Case(
         "The Stripe API key sk_…abcd is malformed",
         "The Stripe API key sk_test_… is malformed",
-        key="sk_test_short",
+        key="sk_test_sh-rt",
     ),
     "whitespace": Case(
         "contains whitespace",

@@ -370,3 +370,17 @@ def test_config_and_errors_do_not_import_dagster():
         "assert not any(m == 'dagster' or m.startswith('dagster') for m in sys.modules), 'dagster imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_short_keys_are_accepted_only_off_stripe():
+    """stripe-mock documents `sk_test_123`; Stripe's own keys are long, so there a short key is a copy error."""
+    for api_base in ("http://127.0.0.1:12111", "http://localhost:12111/"):
+        validate_api_key("sk_test_123", api_base)
+        validate_api_key("rk_live_x", api_base)
+    for api_base in (None, "https://api.stripe.com", "https://api.stripe.com/"):
+        assert "at least 8 letters or digits" in _raises(validate_api_key, "sk_test_123", api_base)
+    assert "is malformed" in _raises(validate_api_key, "sk_test_", "http://127.0.0.1:12111")
+    assert "is malformed" in _raises(validate_api_key, "sk_prod_123", "http://127.0.0.1:12111")
+    assert parse_stripe_uri("stripe://?api_key=sk_test_123&api_base=http://127.0.0.1:12111").api_key == "sk_test_123"
+    assert parse_stripe_uri("stripe://?api_key=sk_test_123", env={"STRIPE_API_BASE": "http://127.0.0.1:1"}).api_key
+    assert "is malformed" in _raises(parse_stripe_uri, "stripe://?api_key=sk_test_123", {})

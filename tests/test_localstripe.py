@@ -23,7 +23,7 @@ from nilus_stripe_assets.wiring.factory import build_stripe_assets
 
 from .conftest import make_resources, materialize, mode_config, query
 
-KEY = "sk_test_localstripe"  # localstripe accepts any test key
+KEY = "sk_test_123"  # localstripe accepts any key; this short one (stripe-mock's) is fine off api.stripe.com
 # What localstripe lists (GET) among the catalog's objects.
 SERVED = ["customer", "charge", "refund", "payment_intent", "setup_intent", "invoice", "invoice_item",
           "invoice_line_item", "subscription", "subscription_item", "balance_transaction", "coupon", "tax_rate",

@@ -98,7 +98,7 @@ def test_403_for_a_child_object_names_the_parent_permission_too(emu, tmp_path):
 UNUSABLE = [
     ("pk_test_PublishableKey12345678", "pk_test_…5678 is a publishable key, which cannot read data; use a secret (sk_) or restricted (rk_) key"),
     ("pk_live_PublishableKey12345678", "pk_live_…5678 is a publishable key"),
-    ("sk_test_short", "The Stripe API key sk_test_… is malformed; expected sk_test_, sk_live_, rk_test_ or rk_live_"),
+    ("sk_test_sh-rt", "The Stripe API key sk_test_… is malformed; expected sk_test_, sk_live_, rk_test_ or rk_live_"),
     ("sk_prod_ThisIsNotAMode12345678", "The Stripe API key …78 is malformed"),
     ("sk_test_Pasted Twice12345678", "contains whitespace (a copy-paste error?)"),
 ]

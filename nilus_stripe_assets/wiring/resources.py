@@ -84,7 +84,7 @@ class StripeResource(dg.ConfigurableResource):
                 "Stripe Dashboard → Developers → API keys, or give StripeResource(api_key=...) or "
                 "uri='stripe://?api_key={STRIPE_API_KEY}'."
             )
-        validate_api_key(key)
+        validate_api_key(key, self.resolved_api_base)
         return key
 
     @property
