@@ -16,6 +16,9 @@ is known from (the load's start for list reads, the event's `created` for change
 newest state win whatever order events arrive in; `is_deleted` / `deleted_at` for objects Stripe reports
 deleted (rows are kept so the fact is not lost); `_content_hash`, the hash of the object as Stripe sent it,
 so a re-load rewrites only what changed (an unchanged row keeps its `_loaded_at`; only its `_state_at` moves).
+
+The strategies are written once, in SQL that DuckDB and PostgreSQL both run, over a `Sink` (`sinks/`): every
+function here takes a DuckDB or psycopg connection (or a `Sink`) and the sink says the few things that differ.
 """
 
 from __future__ import annotations
@@ -25,14 +28,10 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional, Sequence
 
-import duckdb
-
 from .columns import Column
+from .sinks.base import Sink, as_sink, literal
 from .spool import CONTENT_HASH
-from .staging import (
-    DEFAULT_MEMORY_LIMIT_MB, EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
-    limit_resources, quote, stage,
-)
+from .staging import EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, quote, stage
 
 DEFAULT_SCHEMA = "stripe"
 BOOKKEEPING = {
@@ -103,24 +102,18 @@ def _widen(current: str, incoming: Optional[str]) -> str:
     return "VARCHAR"  # a text column holds anything, JSON included (`->>` works on VARCHAR too)
 
 
-def table_columns(con: duckdb.DuckDBPyConnection, table: TableRef) -> dict[str, str]:
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [table.schema, table.name],
-    ).fetchall()
-    # information_schema spells TIMESTAMPTZ out; the writer compares types by the short name it creates them with.
-    return {name: _TYPE_NAMES.get(dtype, dtype) for name, dtype in rows}
-
-
-_TYPE_NAMES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ"}
+def table_columns(con, table: TableRef) -> dict[str, str]:
+    """The table's columns and types, spelled as DuckDB does (empty if the table does not exist)."""
+    return as_sink(con).columns(table)
 
 
 def _evolve(
-    con, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult,
+    con: Sink, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult,
     declared: Mapping[str, Column] = {},  # noqa: B006 (read only)
+    merge_key: str = "id",
 ) -> dict[str, str]:
     """Create or widen the table so every staged column fits; return the final column types."""
-    existing = table_columns(con, table)
+    existing = con.columns(table)
     if not existing:
         # Every declared column from the start (in the SDK's order), then the fields Stripe's classes omit.
         columns = {c: col.sql_type for c, col in declared.items()}
@@ -130,24 +123,23 @@ def _evolve(
         for c, t in MINIMAL_COLUMNS.items():
             columns.setdefault(c, t)
         columns.update(BOOKKEEPING)
-        ddl = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
-        con.execute(f"CREATE TABLE {table.sql} ({ddl})")
+        con.create_table(table, columns, [merge_key])
         return columns
     for column, dtype in BOOKKEEPING.items():
         if column not in existing:  # tables made by an older version of this package
-            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {dtype}")
+            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(dtype)}")
             existing[column] = dtype
     for column, col in declared.items():
         if col.epoch and existing.get(column) == "BIGINT":  # epoch seconds kept by an older version
             con.execute(
-                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE TIMESTAMPTZ USING to_timestamp({quote(column)})"
+                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, 'BIGINT', 'TIMESTAMPTZ')}"
             )
             existing[column] = "TIMESTAMPTZ"
             result.widened_columns.append(column)
     for column, incoming in staged.items():
         if column not in existing:
             existing[column] = incoming or (declared[column].sql_type if column in declared else "VARCHAR")
-            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {existing[column]}")
+            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(existing[column])}")
             result.added_columns.append(column)
             continue
         target = _widen(existing[column], incoming)
@@ -155,7 +147,7 @@ def _evolve(
             # Typed from nulls only (e.g. VARCHAR for a field never set yet): take the real type now.
             target = incoming
         if target != existing[column]:
-            con.execute(f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {target}")
+            con.execute(f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, existing[column], target)}")
             existing[column] = target
             result.widened_columns.append(column)
     return existing
@@ -173,17 +165,6 @@ class ChangeSet:
     cursor: Optional[int]  # the new events cursor, committed with the rows
     fields: Optional[Sequence[str]] = None  # top-level field names, when the spool recorded them
     kinds: Optional[Mapping[str, Iterable[str]]] = None  # each field's JSON kinds, when the spool recorded them
-
-
-def _cast(col: str, staged: Optional[str], target: str) -> str:
-    """Expression turning a staged column (typed from its batch) into the table's (possibly wider) type."""
-    if staged == target:
-        return col
-    if staged == "JSON" and target == "VARCHAR":
-        return json_to_varchar(col)
-    if target == "TIMESTAMPTZ" and staged in ("BIGINT", "DOUBLE"):  # epoch seconds
-        return f"to_timestamp({col})"
-    return f"CAST({col} AS {target})"
 
 
 @dataclass
@@ -231,7 +212,7 @@ def prepare(
 
 
 def write(
-    con: duckdb.DuckDBPyConnection,
+    con,
     table: TableRef,
     files: Sequence[str],
     strategy: str,
@@ -251,6 +232,7 @@ def write(
     `fields` and `kinds` (each field's JSON kinds, as the spool recorded them) spare DuckDB the type probe.
     Equivalent to `prepare` (no warehouse needed) followed by `apply`; callers that share the warehouse
     file with other processes call the two themselves, so the file is locked only while applying.
+    `con`: a DuckDB or psycopg connection, or a `Sink`.
     """
     _check_strategy(strategy)
     prepared = prepare(files, merge_key, state_at, changes, fields, kinds, directory=stage_dir, declared=declared)
@@ -266,7 +248,7 @@ def _check_strategy(strategy: str) -> None:
 
 
 def apply(
-    con: duckdb.DuckDBPyConnection,
+    con,
     table: TableRef,
     prepared: PreparedWrite,
     strategy: str,
@@ -275,24 +257,18 @@ def apply(
 ) -> WriteResult:
     """Apply a prepared batch in one transaction: only new and changed rows are written."""
     _check_strategy(strategy)
-    limit_resources(con)
-    try:
-        return _apply_once(con, table, prepared, strategy, merge_key, scope)
-    except duckdb.OutOfMemoryException:
-        # The transaction rolled back; a tight cap must never fail a load, so try once with more room.
-        limit_resources(con, DEFAULT_MEMORY_LIMIT_MB * 8)
-        return _apply_once(con, table, prepared, strategy, merge_key, scope)
+    sink = as_sink(con)
+    return sink.guarded(lambda: _apply_once(sink, table, prepared, strategy, merge_key, scope))
 
 
-def _apply_once(con, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope) -> WriteResult:
+def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope) -> WriteResult:
     result = WriteResult(table=str(table), strategy=strategy)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with con.transaction():
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
         rows, changes = prepared.rows, prepared.changes
-        columns = _evolve(con, table, rows.types, result, prepared.declared)
+        columns = _evolve(con, table, rows.types, result, prepared.declared, merge_key)
         if changes is not None:
-            columns = _evolve(con, table, changes.types, result, prepared.declared)
+            columns = _evolve(con, table, changes.types, result, prepared.declared, merge_key)
         result.received = rows.rows
         if rows.path is not None or (strategy == "replace"):
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
@@ -304,78 +280,76 @@ def _apply_once(con, table: TableRef, prepared: PreparedWrite, strategy, merge_k
         result.rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
         for temp in ("_diff", "_changes"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return result
 
 
-def _select(staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -> tuple[list[str], list[str]]:
+def _select(con: Sink, staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -> tuple[list[str], list[str]]:
     """(quoted column names, select expressions) inserting a staged batch's rows with their bookkeeping."""
     names = [c for c in staged.types if c not in BOOKKEEPING]
-    values = [_cast(f"{alias}.{quote(c)}", staged.types[c], columns[c]) for c in names]
+    values = [con.cast(f"{alias}.{quote(c)}", staged.types[c], columns[c]) for c in names]
     names += ["_loaded_at", *STAGED_BOOKKEEPING]
     values += ["now()", *(f"{alias}.{quote(c)}" for c in STAGED_BOOKKEEPING)]
     return [quote(c) for c in names], values
 
 
-def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, scope, state_at, result: WriteResult) -> None:
+def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_key, scope, state_at, result: WriteResult) -> None:
     key, content_hash = quote(merge_key), quote(CONTENT_HASH)
     scope = scope if strategy == "replace" else None
     where_scope = f" WHERE {scope.condition()}" if scope else ""
     if rows.path is None:  # an empty snapshot: replace empties the table (or the slice)
         if strategy == "replace":
-            result.deleted = _count(con.execute(f"DELETE FROM {table.sql}{where_scope}"))
+            result.deleted = con.changed(f"DELETE FROM {table.sql}{where_scope}")
         return
-    quoted, expressions = _select(rows, columns)
+    staged = con.load(rows, "_rows")
+    quoted, expressions = _select(con, rows, columns)
     names, values = ", ".join(quoted), ", ".join(expressions)
     if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
         # Nothing to compare with (a first load): insert straight from the staged file.
-        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s")
+        con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s")
         result.inserted = rows.rows
         return
     if strategy == "append":
         # Idempotent by key: re-running the same window adds nothing twice.
-        result.inserted = _count(con.execute(
-            f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
+        result.inserted = con.changed(
+            f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s "
             f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
-        ))
+        )
         result.unchanged = rows.rows - result.inserted
         return
     # merge and replace compare (key, content hash) pairs only: a row whose hash matches is left alone.
     # A row flagged deleted that is listed again is rewritten (it exists after all). Fields this batch
     # does not carry keep their stored values, as an UPDATE of the other columns would.
     kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c != merge_key]
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _diff AS SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
-        f"FROM (SELECT {key}, {content_hash} FROM {rows.relation}) s LEFT JOIN "
-        f"(SELECT rowid AS _rid, {key}, {content_hash}, is_deleted{''.join(f', {quote(c)}' for c in kept)} "
+    con.temp_table(
+        "_diff",
+        f"SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
+        f"FROM (SELECT {key}, {content_hash} FROM {staged}) s LEFT JOIN "
+        f"(SELECT {con.rowid} AS _rid, {key}, {content_hash}, is_deleted{''.join(f', {quote(c)}' for c in kept)} "
         f"FROM {table.sql}{where_scope}) t ON s.{key} = t.{key} "
-        f"WHERE t._rid IS NULL OR t.{content_hash} IS DISTINCT FROM s.{content_hash} OR t.is_deleted"
+        f"WHERE t._rid IS NULL OR t.{content_hash} IS DISTINCT FROM s.{content_hash} OR t.is_deleted",
     )
     if strategy == "replace":  # rows of the table (or slice) that the snapshot no longer has
-        result.deleted = _count(con.execute(
+        result.deleted = con.changed(
             f"DELETE FROM {table.sql} t WHERE {scope.condition('t') + ' AND ' if scope else ''}"
-            f"NOT EXISTS (SELECT 1 FROM {rows.relation} s WHERE s.{key} = t.{key})"
-        ))
+            f"NOT EXISTS (SELECT 1 FROM {staged} s WHERE s.{key} = t.{key})"
+        )
     result.updated, result.inserted = con.execute(
         f"SELECT count(DISTINCT {key}) FILTER (WHERE _rid IS NOT NULL), count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
     ).fetchone()
     result.unchanged = rows.rows - result.updated - result.inserted
     if result.updated or result.inserted:
-        # DuckDB deletes and appends far more cheaply than it updates wide rows in place.
-        con.execute(f"DELETE FROM {table.sql} WHERE rowid IN (SELECT _rid FROM _diff WHERE _rid IS NOT NULL)")
+        # Both engines delete and append far more cheaply than they update wide rows in place.
+        con.execute(f"DELETE FROM {table.sql} WHERE {con.rowid} IN (SELECT _rid FROM _diff WHERE _rid IS NOT NULL)")
         if kept:
-            kept_values = ", ".join(f"any_value({quote(c)}) AS {quote(c)}" for c in kept)
+            kept_values = ", ".join(f"{con.any_value(quote(c))} AS {quote(c)}" for c in kept)
             con.execute(
                 f"INSERT INTO {table.sql} ({names}, {', '.join(quote(c) for c in kept)}) "
-                f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {rows.relation} s "
+                f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {staged} s "
                 f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON s.{key} = d.{key}"
             )
         else:
             con.execute(
-                f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
+                f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s "
                 f"WHERE s.{key} IN (SELECT {key} FROM _diff)"
             )
     if state_at is not None and result.unchanged:
@@ -383,23 +357,19 @@ def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, sco
         # (one 8-byte column) so older events cannot override it and stale-row checks see the re-read.
         con.execute(
             f"UPDATE {table.sql} SET _state_at = {int(state_at)} WHERE coalesce(_state_at, -1) < {int(state_at)} "
-            f"AND {key} IN (SELECT {key} FROM {rows.relation})"
+            f"AND {key} IN (SELECT {key} FROM {staged})"
         )
 
 
-def _count(cursor) -> int:
-    row = cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result) -> None:
+def _apply_changes(con: Sink, table, changes: StagedBatch, columns, merge_key, result) -> None:
     """Apply event states where they are at least as new as the row's; flag deletions."""
     key = quote(merge_key)
-    quoted, expressions = _select(changes, columns)
+    staged = con.load(changes, "_change_rows")
+    quoted, expressions = _select(con, changes, columns)
     aliased = ", ".join(f"{v} AS {n}" for n, v in zip(quoted, expressions))
     present = quote(EVENT_PRESENT)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _changes AS SELECT {aliased}, s.{present} FROM {changes.relation} s")
-    stage_columns = [row[0] for row in con.execute("DESCRIBE _changes").fetchall() if row[0] != EVENT_PRESENT]
+    con.temp_table("_changes", f"SELECT {aliased}, s.{present} FROM {staged} s")
+    stage_columns = [c for c in changes.types if c not in BOOKKEEPING] + ["_loaded_at", *STAGED_BOOKKEEPING]
     newer = "(t._state_at IS NULL OR t._state_at <= s._state_at)"
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
@@ -414,19 +384,20 @@ def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result)
 
 
 def _merge(
-    con, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None,
+    con: Sink, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None,
     keep_absent: bool = False,
 ) -> None:
-    """Upsert `source` into `table` on the key; `only_if` guards updates (e.g. only newer states);
-    `keep_absent`: a Stripe field missing from a row's `_event_fields` keeps the table's value."""
+    """Upsert `source` into `table` on the key (MERGE: DuckDB and PostgreSQL 15+ both have it); `only_if`
+    guards updates (e.g. only newer states); `keep_absent`: a Stripe field missing from a row's
+    `_event_fields` keeps the table's value."""
     key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
 
     def value(c: str) -> str:
         if not keep_absent or c in BOOKKEEPING:
             return f"s.{quote(c)}"
-        present, literal = f"s.{quote(EVENT_PRESENT)}", "'" + c.replace("'", "''") + "'"
-        return f"CASE WHEN {present} IS NULL OR list_contains({present}, {literal}) THEN s.{quote(c)} ELSE t.{quote(c)} END"
+        present = f"s.{quote(EVENT_PRESENT)}"
+        return f"CASE WHEN {present} IS NULL OR {con.contains(present, c)} THEN s.{quote(c)} ELSE t.{quote(c)} END"
 
     updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c != merge_key)
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
@@ -441,36 +412,35 @@ def _merge(
 STATE_TABLE = "_nilus_state"
 
 
-def get_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str) -> Optional[int]:
+def get_cursor(con, schema: str, key: str) -> Optional[int]:
     """A cursor kept in the warehouse next to the data it describes (so the two cannot drift)."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, STATE_TABLE]
-    ).fetchone()[0]
-    if not exists:
+    sink = as_sink(con)
+    if not sink.columns(TableRef(schema, STATE_TABLE)):
         return None
-    row = con.execute(f"SELECT value FROM {quote(schema)}.{STATE_TABLE} WHERE key = ?", [key]).fetchone()
+    row = sink.execute(f"SELECT value FROM {quote(schema)}.{STATE_TABLE} WHERE key = {literal(key)}").fetchone()
     return int(row[0]) if row else None
 
 
-def set_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str, value: int) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-    con.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{STATE_TABLE} (key VARCHAR PRIMARY KEY, value BIGINT, updated_at TIMESTAMPTZ)")
-    con.execute(
-        f"INSERT INTO {quote(schema)}.{STATE_TABLE} VALUES (?, ?, now()) "
-        f"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        [key, int(value)],
+def set_cursor(con, schema: str, key: str, value: int) -> None:
+    sink = as_sink(con)
+    sink.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+    sink.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{STATE_TABLE} (key VARCHAR PRIMARY KEY, value BIGINT, updated_at TIMESTAMPTZ)")
+    sink.execute(
+        f"INSERT INTO {quote(schema)}.{STATE_TABLE} VALUES ({literal(key)}, {int(value)}, now()) "
+        f"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
     )
 
 
-def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str = "created") -> Optional[int]:
+def newest_created(con, table: TableRef, column: str = "created") -> Optional[int]:
     """The cursor for incremental loads, read from the data itself (None if the table is missing or empty)."""
-    if column not in table_columns(con, table):
+    sink = as_sink(con)
+    if column not in sink.columns(table):
         return None
-    value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
+    value = sink.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
     if value is None:
         return None
     return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)  # TIMESTAMPTZ, or seconds
 
 
-def _all_null(con, table: TableRef, column: str) -> bool:
+def _all_null(con: Sink, table: TableRef, column: str) -> bool:
     return con.execute(f"SELECT count({quote(column)}) = 0 FROM {table.sql}").fetchone()[0]

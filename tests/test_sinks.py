@@ -13,27 +13,26 @@ import pytest
 
 from nilus_stripe_assets import warehouse
 from nilus_stripe_assets.columns import Column
-from nilus_stripe_assets.sinks import postgres as pg_sink
+from nilus_stripe_assets.sinks.base import as_sink
 from nilus_stripe_assets.spool import Spool
 from nilus_stripe_assets.warehouse import ChangeSet, Slice, TableRef
 
 TABLE = TableRef("stripe", "thing")
-# Both engines' column types, in one vocabulary.
-_KIND = {"BIGINT": "int", "bigint": "int", "DOUBLE": "float", "double precision": "float", "BOOLEAN": "bool",
-         "boolean": "bool", "VARCHAR": "text", "text": "text", "JSON": "json", "jsonb": "json"}
+# Both engines' column types (the sinks report them in DuckDB's spelling), in one vocabulary.
+_KIND = {"BIGINT": "int", "DOUBLE": "float", "BOOLEAN": "bool", "VARCHAR": "text", "JSON": "json"}
+# As for every catalog object, `created` is declared an epoch field (stored TIMESTAMPTZ; partition slices
+# compare it as such).
+CREATED = Column("created", "TIMESTAMPTZ", "BIGINT", "Time at which the object was created.", False)
 
 
-class DuckDBSink:
-    name = "duckdb"
+class Warehouse:
+    """One engine's connection; the writes and reads under test are the package's own, for both."""
 
-    def __init__(self, tmp_path):
-        self.con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    def __init__(self, name: str, con):
+        self.name, self.con = name, con
 
     def write(self, *args, **kwargs):
-        # As for every catalog object, `created` is declared an epoch field (DuckDB stores it TIMESTAMPTZ and
-        # partition slices compare it as such); the PostgreSQL sink keeps Stripe's epoch seconds.
-        created = Column("created", "TIMESTAMPTZ", "BIGINT", "Time at which the object was created.", False)
-        return warehouse.write(self.con, TABLE, *args, declared={"created": created}, **kwargs)
+        return warehouse.write(self.con, TABLE, *args, declared={"created": CREATED}, **kwargs)
 
     def query(self, text: str) -> list[tuple]:
         return self.con.execute(text).fetchall()
@@ -45,32 +44,7 @@ class DuckDBSink:
         return warehouse.get_cursor(self.con, TABLE.schema, key)
 
     def nested_text(self, column: str, *path: str) -> str:
-        return f"{column}->>'$.{'.'.join(path)}'"
-
-    def close(self):
-        self.con.close()
-
-
-class PostgresSink:
-    name = "postgres"
-
-    def __init__(self, url: str):
-        self.con = psycopg.connect(url, autocommit=True)
-
-    def write(self, *args, **kwargs):
-        return pg_sink.write(self.con, TABLE, *args, **kwargs)
-
-    def query(self, text: str) -> list[tuple]:
-        return self.con.execute(text).fetchall()
-
-    def columns(self) -> dict[str, str]:
-        return {c: _KIND.get(t, t) for c, t in pg_sink.table_columns(self.con, TABLE).items()}
-
-    def cursor(self, key: str):
-        return pg_sink.get_cursor(self.con, TABLE.schema, key)
-
-    def nested_text(self, column: str, *path: str) -> str:
-        return f"{column}#>>'{{{','.join(path)}}}'"
+        return as_sink(self.con).json_text(column, path)
 
     def close(self):
         self.con.close()
@@ -78,7 +52,10 @@ class PostgresSink:
 
 @pytest.fixture(params=["duckdb", "postgres"])
 def sink(request, tmp_path):
-    made = DuckDBSink(tmp_path) if request.param == "duckdb" else PostgresSink(request.getfixturevalue("postgres_url"))
+    if request.param == "duckdb":
+        made = Warehouse("duckdb", duckdb.connect(str(tmp_path / "warehouse.duckdb")))
+    else:
+        made = Warehouse("postgres", psycopg.connect(request.getfixturevalue("postgres_url"), autocommit=True))
     yield made
     made.close()
 
