@@ -99,3 +99,59 @@ def query(database: str, sql: str, params=None):
 
 def count(database: str, table: str) -> int:
     return query(database, f"SELECT count(*) FROM {table}")[0][0]
+
+
+class Warehouse:
+    """One warehouse engine for Dagster-level tests: its resources (the package's own `WarehouseResource`,
+    DuckDB file or PostgreSQL by `url`) and plain SQL reads/writes on it (`?` placeholders on both)."""
+
+    def __init__(self, kind: str, database: str, url: str | None = None):
+        self.kind, self.database, self.url = kind, database, url
+
+    def resources(self, emu, api_key: str | None = None, **stripe_kwargs) -> dict:
+        from nilus_stripe_assets.wiring.duckdb_resource import WarehouseResource
+
+        resources = make_resources(emu, self.database, api_key, **stripe_kwargs)
+        warehouse = WarehouseResource(database=self.database, url=self.url)
+        resources.update(duckdb=warehouse, stripe_io_manager=StripeDuckDBIOManager(duckdb=warehouse),
+                         io_manager=StripeDuckDBIOManager(duckdb=warehouse))
+        return resources
+
+    def _connect(self):
+        if self.url:
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True)
+        return duckdb.connect(self.database)
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        with self._connect() as con:
+            if self.url:
+                return con.execute(sql.replace("?", "%s"), params or None).fetchall()
+            return con.execute(sql, params or []).fetchall()
+
+    def execute(self, sql: str, params=None) -> None:
+        with self._connect() as con:
+            con.execute(sql.replace("?", "%s") if self.url else sql, params or ([] if not self.url else None))
+
+    def count(self, table: str) -> int:
+        return self.query(f"SELECT count(*) FROM {table}")[0][0]
+
+    def json_text(self, column: str, *path: str) -> str:
+        if self.url:
+            return f"({column} #>> '{{{','.join(path)}}}')"
+        return f"{column}->>'$.{'.'.join(path)}'"
+
+    def json_length(self, column: str, *path: str) -> str:
+        if self.url:
+            return f"jsonb_array_length({column} #> '{{{','.join(path)}}}')"
+        return f"json_array_length({column}->'$.{'.'.join(path)}')"
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request, tmp_path) -> Warehouse:
+    """The same Dagster-level test against the DuckDB file and against PostgreSQL (parametrized, not copied)."""
+    database = str(tmp_path / "warehouse.duckdb")
+    if request.param == "duckdb":
+        return Warehouse("duckdb", database)
+    return Warehouse("postgres", database, request.getfixturevalue("postgres_url"))

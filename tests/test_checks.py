@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 
 import dagster as dg
-import duckdb
-import pytest
 
 from nilus_stripe_assets.catalog import CATALOG
 from nilus_stripe_assets.wiring.checks import build_stripe_checks
 from nilus_stripe_assets.wiring.factory import build_stripe_assets
 
-from .conftest import make_resources, materialize, mode_config, query
+from .conftest import materialize, mode_config
 
 OBJECTS = ["charge", "subscription", "subscription_item", "event", "webhook_endpoint"]
 
@@ -33,11 +31,6 @@ def run_checks(assets, checks, resources):
     )
 
 
-def execute(database: str, sql: str, params=None) -> None:
-    with duckdb.connect(database) as con:
-        con.execute(sql, params or [])
-
-
 def test_every_stripe_table_has_its_checks_in_the_code_location():
     from nilus_stripe_assets.definitions import defs
 
@@ -54,10 +47,10 @@ def test_every_stripe_table_has_its_checks_in_the_code_location():
         assert not spec.blocking and spec.description, key
 
 
-def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, warehouse_path):
+def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, warehouse):
     assets = build_stripe_assets(OBJECTS, with_checks=False)  # standalone checks, as `dagster asset check` runs them
     checks = build_stripe_checks(assets)
-    resources = make_resources(emulator, warehouse_path)
+    resources = warehouse.resources(emulator)
 
     # Clean load: every check runs right after its asset, in the same run, and passes.
     result = materialize([*assets, *checks], resources, mode_config(assets, "sync"))
@@ -67,19 +60,20 @@ def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, wareho
     assert {k for k in clean if k[0] == "webhook_endpoint"} == {("webhook_endpoint", c) for c in ("id_unique", "id_not_null")}
     assert len(clean) == 2 * len(OBJECTS) + 3  # charge, subscription, subscription_item are merge tables
     assert all(e.passed for e in clean.values()), [k for k, e in clean.items() if not e.passed]
-    rows = query(warehouse_path, "SELECT count(*) FROM stripe.charge")[0][0]
+    rows = warehouse.query("SELECT count(*) FROM stripe.charge")[0][0]
     assert meta(clean["charge", "id_unique"], "rows") == rows
     assert meta(clean["charge", "no_stale_rows"], "stale_rows") == 0
     assert clean["charge", "id_unique"].severity == dg.AssetCheckSeverity.ERROR
 
     # Break it: a duplicated id, a null id, and rows Stripe changed after they were read.
-    dup, stale = [r[0] for r in query(warehouse_path, "SELECT id FROM stripe.charge ORDER BY id LIMIT 2")]
-    execute(warehouse_path, "INSERT INTO stripe.charge SELECT * FROM stripe.charge WHERE id = ?", [dup])
-    execute(warehouse_path, "INSERT INTO stripe.charge (id, object, created) VALUES (NULL, 'charge', to_timestamp(1700000000))")
-    item, sub = query(
-        warehouse_path,
-        "SELECT i.id, i.subscription FROM stripe.subscription_item i JOIN stripe.subscription s ON s.id = i.subscription "
-        "WHERE json_array_length(s.items->'$.data') < 10 ORDER BY i.id LIMIT 1",
+    dup, stale = [r[0] for r in warehouse.query("SELECT id FROM stripe.charge ORDER BY id LIMIT 2")]
+    if warehouse.kind == "postgres":  # its unique index on the merge key would refuse the duplicate
+        warehouse.execute('DROP INDEX stripe."charge__id__key"')
+    warehouse.execute("INSERT INTO stripe.charge SELECT * FROM stripe.charge WHERE id = ?", [dup])
+    warehouse.execute("INSERT INTO stripe.charge (id, object, created) VALUES (NULL, 'charge', to_timestamp(1700000000))")
+    item, sub = warehouse.query(
+        f"SELECT i.id, i.subscription FROM stripe.subscription_item i JOIN stripe.subscription s ON s.id = i.subscription "
+        f"WHERE {warehouse.json_length('s.items', 'data')} < 10 ORDER BY i.id LIMIT 1",
     )[0]
     time.sleep(1.1)  # `_state_at` has second precision: the change must come strictly after the read
     emulator.update("charge", stale, description="changed after the load")  # -> charge.updated
@@ -117,22 +111,22 @@ def test_checks_pass_on_a_clean_load_and_fail_on_a_broken_table(emulator, wareho
     assert not healed["charge", "id_unique"].passed, "a reload merges; it does not hide duplicates"
 
 
-def test_checks_fail_clearly_before_the_first_load(shared_emulator, warehouse_path):
+def test_checks_fail_clearly_before_the_first_load(shared_emulator, warehouse):
     assets = build_stripe_assets(["coupon"], with_checks=False)
-    result = run_checks(assets, build_stripe_checks(assets), make_resources(shared_emulator, warehouse_path))
+    result = run_checks(assets, build_stripe_checks(assets), warehouse.resources(shared_emulator))
     found = evaluations(result)
     assert set(found) == {("coupon", "id_unique"), ("coupon", "id_not_null")}
     for evaluation in found.values():
         assert not evaluation.passed and "does not exist" in evaluation.description
 
 
-def test_stale_check_is_skipped_not_passed_while_events_are_not_loaded(shared_emulator, warehouse_path):
+def test_stale_check_is_skipped_not_passed_while_events_are_not_loaded(shared_emulator, warehouse):
     """A check that cannot judge yields no result: Dagster records it as planned and never evaluated (the UI
     shows Skipped), and the run's log says why."""
     assets = build_stripe_assets(["refund"], with_checks=False)
     checks = build_stripe_checks(assets)
     instance = dg.DagsterInstance.ephemeral()
-    result = materialize([*assets, *checks], make_resources(shared_emulator, warehouse_path), instance=instance)
+    result = materialize([*assets, *checks], warehouse.resources(shared_emulator), instance=instance)
     assert result.success
     found = evaluations(result)
     assert ("refund", "no_stale_rows") not in found and found["refund", "id_unique"].passed

@@ -63,6 +63,7 @@ class Case:
     step_config: dict = field(default_factory=dict)  # run config of the Stripe step (e.g. its mode)
     yaml_edits: list = field(default_factory=list)  # (old, new) in the example defs.yaml: the component project
     warehouse_sql: str = ""  # run on the warehouse file before the load
+    env: dict = field(default_factory=dict)  # extra environment; "{closed}" is a port where nothing listens
 
 
 CASES = {
@@ -265,6 +266,21 @@ CASES = {
         FIRST + "source.address: the address contains the API key sk_test_…9876 itself",
         yaml_edits=address("stripe://?api_key=sk_test_LiteralKeyInYaml9876"),
     ),
+    "warehouse-url": Case(
+        "The warehouse address mysql://… is not a PostgreSQL URL",
+        "The warehouse address mysql://… is not a PostgreSQL URL; set NILUS_WAREHOUSE_URL",
+        env={"NILUS_WAREHOUSE_URL": "mysql://nilus@db.internal/nilus"},
+    ),
+    "warehouse-unparsable": Case(
+        "The warehouse address in NILUS_WAREHOUSE_URL cannot be parsed (…)",
+        "The warehouse address in NILUS_WAREHOUSE_URL cannot be parsed (",
+        env={"NILUS_WAREHOUSE_URL": "postgresql://nilus:NilusWarehousePassword99@[::1/nilus"},
+    ),
+    "warehouse-unreachable": Case(
+        "Could not connect to the PostgreSQL warehouse at postgresql://user@host:port/db (…)",
+        "Could not connect to the PostgreSQL warehouse at postgresql://nilus@127.0.0.1:{closed}/nilus (connection failed",
+        env={"NILUS_WAREHOUSE_URL": "postgresql://nilus:NilusWarehousePassword99@127.0.0.1:{closed}/nilus"},
+    ),
 }
 
 # Canned answers of a server that speaks like Stripe for the cases the emulator has no switch for.
@@ -337,6 +353,7 @@ def _run(name: str, case: Case, root: Path, urls: dict) -> str:
                STRIPE_API_BASE=urls[case.server] + case.path)
     if case.key is not None:
         env["STRIPE_API_KEY"] = case.key
+    env.update({k: v.replace("{closed}", urls["closed_port"]) for k, v in case.env.items()})
     if case.warehouse_sql:
         with duckdb.connect(str(work / "warehouse.duckdb")) as con:
             con.execute(case.warehouse_sql)
@@ -380,6 +397,7 @@ def outputs(tmp_path_factory):
         urls = {name: emu.url for name, emu in started.items()}
         urls["canned"] = f"http://127.0.0.1:{canned.server_address[1]}"
         urls["closed"] = f"http://127.0.0.1:{_closed_port()}"
+        urls["closed_port"] = str(_closed_port())
         # Each case is a process that spends ~2 s importing Dagster: run a few at once.
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = {name: pool.submit(_run, name, case, root, urls) for name, case in CASES.items()}
@@ -412,11 +430,14 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
         lines = lines[failure:]
         assert lines[1].startswith("Stripe refused to list 'charge' (403 Forbidden)"), lines
     first = LOG_PREFIX.sub("", lines[0])
-    assert first.startswith(CASES[name].expected), output[-3000:]
+    expected = CASES[name].expected
+    if "{closed}" in expected:
+        expected = expected.split("{closed}")[0]
+    assert first.startswith(expected), output[-3000:]
     assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
     assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
     assert "Warning" not in "\n".join(lines), output[-3000:]
-    for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876"):
+    for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876", "NilusWarehousePassword99"):
         assert secret[8:-4] not in output
 
 

@@ -12,7 +12,7 @@ import stripe
 from nilus_stripe_assets.wiring.factory import build_stripe_assets
 from nilus_stripe_assets.wiring.finance import build_finance_assets
 
-from .conftest import make_resources, materialize, query
+from .conftest import materialize
 
 UPSTREAM = ["balance_transaction", "subscription", "subscription_item"]
 # Months in one billing interval, written out independently of the model: 1 week = 12/52 month.
@@ -85,16 +85,16 @@ def expected_mrr(client) -> tuple[dict[str, tuple[int, int, float]], int, int]:
     return {c: (len(subs[c]), items[c], mrr[c]) for c in mrr}, one_time, truncated
 
 
-def test_daily_net_volume_and_mrr_match_a_hand_computation(emulator, warehouse_path):
+def test_daily_net_volume_and_mrr_match_a_hand_computation(emulator, warehouse):
     add_euro_business(emulator)
     assets = build_stripe_assets(UPSTREAM) + build_finance_assets()
-    result = materialize(assets, make_resources(emulator, warehouse_path))
+    result = materialize(assets, warehouse.resources(emulator))
     assert result.success
     client = sdk(emulator)
 
     daily = {
         (day.isoformat(), cur): (n, amount, fee, net)
-        for day, cur, n, amount, fee, net in query(warehouse_path, "SELECT * FROM finance.daily_net_volume ORDER BY day, currency")
+        for day, cur, n, amount, fee, net in warehouse.query("SELECT * FROM finance.daily_net_volume ORDER BY day, currency")
     }
     assert daily == expected_daily(client)
     # The euro rows by hand: 23:59:59 is the 15th, one second later is the 16th (UTC).
@@ -102,7 +102,7 @@ def test_daily_net_volume_and_mrr_match_a_hand_computation(emulator, warehouse_p
     assert daily["2025-01-16", "eur"] == (2, 1700, 88, 1612)
     assert len({cur for _, cur in daily}) == 2
 
-    mrr = {cur: (s, i, m) for cur, s, i, m in query(warehouse_path, "SELECT currency, subscriptions, items, mrr FROM finance.mrr")}
+    mrr = {cur: (s, i, m) for cur, s, i, m in warehouse.query("SELECT currency, subscriptions, items, mrr FROM finance.mrr")}
     expected, one_time, truncated = expected_mrr(client)
     assert set(mrr) == set(expected) == {"eur", "usd"}
     for cur, (subs, items, amount) in expected.items():
@@ -127,31 +127,33 @@ def test_daily_net_volume_and_mrr_match_a_hand_computation(emulator, warehouse_p
 
     # Re-running replaces the tables rather than appending to them.
     again = dg.materialize(
-        assets, resources=make_resources(emulator, warehouse_path), selection=dg.AssetSelection.groups("finance"),
+        assets, resources=warehouse.resources(emulator), selection=dg.AssetSelection.groups("finance"),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert again.success
-    assert query(warehouse_path, "SELECT count(*) FROM finance.daily_net_volume")[0][0] == len(daily)
-    assert query(warehouse_path, "SELECT count(*) FROM finance.mrr")[0][0] == 2
+    assert warehouse.query("SELECT count(*) FROM finance.daily_net_volume")[0][0] == len(daily)
+    assert warehouse.query("SELECT count(*) FROM finance.mrr")[0][0] == 2
 
 
-def test_finance_models_build_empty_tables_before_any_stripe_load(shared_emulator, warehouse_path):
+def test_finance_models_build_empty_tables_before_any_stripe_load(shared_emulator, warehouse):
     assets = build_stripe_assets(UPSTREAM) + build_finance_assets()
     result = dg.materialize(
-        assets, resources=make_resources(shared_emulator, warehouse_path), selection=dg.AssetSelection.groups("finance"),
+        assets, resources=warehouse.resources(shared_emulator), selection=dg.AssetSelection.groups("finance"),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    columns = query(
-        warehouse_path,
-        "SELECT table_name, list(column_name ORDER BY ordinal_position) FROM information_schema.columns "
-        "WHERE table_schema = 'finance' GROUP BY 1 ORDER BY 1",
+    columns = warehouse.query(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'finance' ORDER BY table_name, ordinal_position",
     )
-    assert columns == [
+    by_table: dict[str, list[str]] = {}
+    for table, column in columns:
+        by_table.setdefault(table, []).append(column)
+    assert sorted(by_table.items()) == [
         ("daily_net_volume", ["day", "currency", "transactions", "amount", "fee", "net"]),
         ("mrr", ["currency", "subscriptions", "items", "mrr"]),
     ]
-    assert query(warehouse_path, "SELECT count(*) FROM finance.mrr")[0][0] == 0
+    assert warehouse.query("SELECT count(*) FROM finance.mrr")[0][0] == 0
 
 
 def test_finance_assets_in_the_code_location():

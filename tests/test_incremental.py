@@ -192,21 +192,24 @@ def test_a_partition_loads_exactly_its_day_and_reruns_are_idempotent(shared_emul
         assert (rows, distinct, outside) == (expected, expected, 0)
 
 
-def test_partitioned_replace_swaps_only_its_slice(emulator, tmp_path):
-    database = str(tmp_path / "w.duckdb")
+def test_partitioned_replace_swaps_only_its_slice(emulator, tmp_path, warehouse):
     assets = _daily_assets(["coupon"])
-    resources = make_resources(emulator, database)
+    resources = warehouse.resources(emulator)
     reference = str(tmp_path / "ref.duckdb")
     assert materialize(build_stripe_assets(["coupon"]), make_resources(emulator, reference)).success
     day_a, day_b = _busiest_days(reference, "stripe.coupon", 2)
     assert materialize(assets, resources, partition_key=day_a).success
     assert materialize(assets, resources, partition_key=day_b).success
-    both = count(database, "stripe.coupon")
+    both = warehouse.count("stripe.coupon")
     lo, hi = _day_bounds(day_a)
-    victim = query(database, "SELECT id FROM stripe.coupon WHERE created >= to_timestamp(?) AND created < to_timestamp(?) LIMIT 1", [lo, hi])[0][0]
+    in_day = "created >= to_timestamp(?) AND created < to_timestamp(?)"
+    victim = warehouse.query(f"SELECT id FROM stripe.coupon WHERE {in_day} ORDER BY id LIMIT 1", [lo, hi])[0][0]
+    day_rows = warehouse.query(f"SELECT count(*) FROM stripe.coupon WHERE {in_day}", [lo, hi])[0][0]
     emulator.delete("coupon", victim)
-    assert materialize(assets, resources, partition_key=day_a).success
-    assert count(database, "stripe.coupon") == both - 1
+    result = materialize(assets, resources, partition_key=day_a)
+    assert result.success
+    assert warehouse.count("stripe.coupon") == both - 1
+    assert (_meta(result, "coupon")["rows_deleted"], _meta(result, "coupon")["rows_unchanged"]) == (1, day_rows - 1)
 
 
 def _cli(args, env, cwd):

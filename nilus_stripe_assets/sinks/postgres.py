@@ -26,7 +26,8 @@ from .base import literal
 T = TypeVar("T")
 # DuckDB-spelled types (the writer's vocabulary) in PostgreSQL, and back from information_schema.
 _TO_PG = {"DOUBLE": "double precision", "JSON": "jsonb", "VARCHAR": "text", "VARCHAR[]": "jsonb",
-          "UBIGINT": "numeric", "HUGEINT": "numeric", "FLOAT": "real"}
+          "UBIGINT": "numeric", "HUGEINT": "numeric", "FLOAT": "real",
+          '"NULL"': "text"}  # "NULL": DuckDB's type for a column of an empty DataFrame
 _FROM_PG = {"character varying": "VARCHAR", "text": "VARCHAR", "bigint": "BIGINT", "double precision": "DOUBLE",
             "boolean": "BOOLEAN", "jsonb": "JSON", "json": "JSON", "timestamp with time zone": "TIMESTAMPTZ",
             "date": "DATE", "integer": "INTEGER", "real": "FLOAT", "numeric": "DOUBLE",
@@ -178,3 +179,36 @@ class PostgresSink:
 
     def close(self) -> None:
         self.con.close()
+
+
+class WarehouseUnavailable(Exception):
+    """The PostgreSQL warehouse's address is wrong or its server cannot be reached (one line, no password)."""
+
+
+def connect(url: str, source: str = "NILUS_WAREHOUSE_URL") -> psycopg.Connection:
+    """An autocommit connection to the warehouse at `url`; `WarehouseUnavailable` with one line otherwise.
+    `source` names where the address came from, for the message."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from ..budget_postgres import describe_url
+
+    shown = describe_url(url)
+
+    def reason(exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else type(exc).__name__
+        return text.replace(url, "…")  # libpq may quote the address, password included
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(
+            f"The warehouse address in {source} cannot be parsed ({reason(exc)}); "
+            f"write it as postgresql://user@host:5432/db."
+        ) from None
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(
+            f"Could not connect to the PostgreSQL warehouse at {shown} ({reason(exc)}); start the server or "
+            f"fix {source}."
+        ) from None

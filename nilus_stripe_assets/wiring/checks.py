@@ -34,7 +34,9 @@ from dagster_duckdb import DuckDBResource
 
 from ..catalog import CATALOG, StripeObject
 from ..changes import carried_type
+from ..sinks.base import Sink, as_sink, literal
 from ..warehouse import TableRef, quote, table_columns
+from .duckdb_resource import open_sink
 
 EXAMPLES = 5  # example ids per failing check
 
@@ -69,7 +71,7 @@ def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
     k = quote(key)
     rows, duplicated_keys, extra_rows = con.execute(
         f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
-        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1)"
+        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1) AS d"
     ).fetchone()
     examples = con.execute(  # a second pass over the table only when there is something to show
         f"SELECT {k} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 "
@@ -115,9 +117,9 @@ def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.
     )
 
 
-def _seconds(expr: str, sql_type: str) -> str:
+def _seconds(con: Sink, expr: str, sql_type: str) -> str:
     """`expr` as epoch seconds: epoch fields are TIMESTAMPTZ (columns.py), or seconds in tables of older versions."""
-    return f"epoch({expr})" if sql_type.startswith("TIMESTAMP") else expr
+    return con.epoch(expr) if sql_type.startswith("TIMESTAMP") else expr
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class NotJudged:
     reason: str
 
 
-def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
+def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
     # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
     # carry subscriptions, cards, discounts and tax ids).
     carried = carried_type(obj)
@@ -142,19 +144,18 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
         )
     embedded = obj.parent.embedded_field if obj.parent else None
     if embedded:  # e.g. subscription items: their states travel inside their subscription's events
-        source = f"{events.sql} e, unnest(json_extract(e.data, '$.object.{embedded}.data[*]')) AS u(item)"
-        object_id = "u.item->>'$.id'"
+        source = f"{events.sql} e, {con.json_elements('e.data', ['object', embedded, 'data'], 'u')}"
+        object_id = con.json_text("u.item", ["id"])
     else:
         source = f"{events.sql} e"
-        object_id = "e.data->>'$.object.id'"
+        object_id = con.json_text("e.data", ["object", "id"])
     k = quote(key)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _stale AS "
-        f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
-        f"WHERE e.data->>'$.object.object' = ? AND NOT ends_with(e.type, '.created') GROUP BY 1) "
+    con.temp_table(
+        "_stale",
+        f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds(con, 'e.created', event_columns['created'])}) AS event_created FROM {source} "
+        f"WHERE {con.json_text('e.data', ['object', 'object'])} = {literal(carried)} AND e.type NOT LIKE '%.created' GROUP BY 1) "
         f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
         f"WHERE t._state_at < l.event_created",
-        [carried],
     )
     rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
     stale, worst = con.execute("SELECT count(*), max(event_created - _state_at) FROM _stale").fetchone()
@@ -180,7 +181,7 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
 
 @dataclass(frozen=True)
 class StripeTableChecks:
-    """The checks of one Stripe table: their specs, and their evaluation on a DuckDB connection.
+    """The checks of one Stripe table: their specs, and their evaluation on the warehouse (DuckDB or PostgreSQL).
 
     `build_stripe_checks` wraps each in a `@multi_asset_check`. The same object also lets an asset check its
     own table in its own step (declare `specs()` as the asset's `check_specs`, `yield Output(...)` so the IO
@@ -223,7 +224,14 @@ class StripeTableChecks:
         self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None
     ) -> Iterator[dg.AssetCheckResult]:
         """Results of the checks named in `selected` (all by default), in spec order. A check that cannot
-        judge yields nothing (Dagster shows it as skipped); `log` receives why."""
+        judge yields nothing (Dagster shows it as skipped); `log` receives why. `con`: a DuckDB or psycopg
+        connection, or a `Sink`."""
+        con = as_sink(con)
+        with con.transaction():  # one snapshot for all checks (and PostgreSQL's temp tables live until its end)
+            results = list(self._evaluate(con, selected, log))
+        yield from results
+
+    def _evaluate(self, con: Sink, selected, log) -> Iterator[dg.AssetCheckResult]:
         names = [s.name for s in self.specs()]
         chosen = set(names if selected is None else selected)
         key, table = self.merge_key, self.table
@@ -258,8 +266,8 @@ def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:
     )
     def _checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
         selected = [k.name for k in context.selected_asset_check_keys]
-        with duckdb.get_connection() as con:
-            yield from target.evaluate(con, selected, context.log.info)
+        with open_sink(duckdb) as sink:
+            yield from target.evaluate(sink, selected, context.log.info)
 
     return _checks
 

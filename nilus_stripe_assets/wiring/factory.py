@@ -32,6 +32,7 @@ from ..plan import RunOptions, plan_object, run_mode  # noqa: F401 (run_mode: pu
 from ..warehouse import TableRef
 from .checks import StripeTableChecks
 from .freshness import default_freshness_policy
+from .duckdb_resource import check_warehouse
 from .io_manager import describe, write_batch
 from .resources import StripeResource
 
@@ -228,6 +229,7 @@ def _load(
     for check in context.selected_asset_check_keys:
         selected_checks.setdefault(check.asset_key, []).append(check.name)
     chosen = [targets[k] for k in context.selected_asset_keys if k in targets]
+    check_warehouse(duckdb)  # a configured PostgreSQL warehouse that is unusable fails before any request
     options = RunOptions(config.mode, dict(config.modes), config.lookback_seconds, config.capture_changes)
     try:
         # Cursors are read up front, in this thread, on one connection opened only if a load needs one.

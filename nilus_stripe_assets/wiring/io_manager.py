@@ -1,4 +1,4 @@
-"""The IO manager that writes Stripe batches into DuckDB and enforces each asset's strategy.
+"""The IO manager that writes Stripe batches into the warehouse (DuckDB, or PostgreSQL) and enforces each asset's strategy.
 
 Why not dagster-duckdb's `DuckDBPandasIOManager` directly: its `DbIOManager` always deletes (the table or
 the partition's slice) before the type handler runs, so it cannot MERGE, and it would need the whole batch
@@ -6,7 +6,8 @@ in memory as a DataFrame. This IO manager instead builds on `DuckDBResource` (co
 file-lock retry with backoff). It stages each batch's spooled files outside the warehouse (`warehouse.prepare`:
 typed, hashed, de-duplicated Parquet next to the spool), and only then opens the warehouse to apply it in one
 transaction (`warehouse.apply`), so the file's single-writer lock is held for the shortest time.
-Downstream assets read tables back as pandas DataFrames, as they would from dagster-duckdb.
+Downstream assets read tables back as pandas DataFrames, as they would from dagster-duckdb. The resource
+may point at PostgreSQL instead (`WarehouseResource.url`): everything here goes through its `Sink`.
 """
 
 
@@ -21,6 +22,7 @@ from .. import spool_disk
 from ..columns import declared_columns, descriptions
 from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
+from .duckdb_resource import open_sink
 
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = 16
@@ -53,22 +55,19 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
 
     def _write_frame(self, context: dg.OutputContext, frame) -> None:
         table = _table_for(context)
-        with self.duckdb.get_connection() as con:
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.schema}"')
-            con.register("_frame", frame)
-            con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM _frame")
-            con.unregister("_frame")
-            metadata = _table_metadata(con, table)
+        with open_sink(self.duckdb) as sink:
+            sink.store_frame(table, frame)
+            metadata = _table_metadata(sink, table)
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext):
         import pandas as pd
 
         table = _table_for(context.upstream_output) if context.upstream_output else _table_for(context)
-        with self.duckdb.get_connection() as con:
-            if not table_columns(con, table):
+        with open_sink(self.duckdb) as sink:
+            if not table_columns(sink, table):
                 return pd.DataFrame()
-            return con.execute(f"SELECT * FROM {table.sql}").df()
+            return sink.frame(f"SELECT * FROM {table.sql}")
 
 
 def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
@@ -85,10 +84,10 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
             fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
             declared=declared_columns(batch.object.name),
         )
-        with duckdb.get_connection() as con:
+        with open_sink(duckdb) as sink:
             locked = time.perf_counter()
-            result = apply(con, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
-            metadata = _table_metadata(con, batch.table, batch.object.created_field, descriptions(batch.object.name))
+            result = apply(sink, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
+            metadata = _table_metadata(sink, batch.table, batch.object.created_field, descriptions(batch.object.name))
             lock_seconds = time.perf_counter() - locked
     finally:
         spool_disk.remove(batch.spool_dir)
@@ -96,7 +95,7 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
             spool_disk.remove(batch.changes_dir)
     timing = {
         "write_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
-        "lock_seconds": dg.MetadataValue.float(round(lock_seconds, 3)),  # the warehouse file was locked
+        "lock_seconds": dg.MetadataValue.float(round(lock_seconds, 3)),  # the warehouse was open for the write
     }
     return {**metadata, **_write_metadata(batch, result), **timing}
 
@@ -114,16 +113,16 @@ def describe(batch: Batch, metadata: dict) -> str:
     )
 
 
-def _table_metadata(con, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006
+def _table_metadata(sink, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006
     """Row count, the column schema (with `docs`: Stripe's description of each field) and a preview ordered by
     `newest_first` (the object's creation time)."""
-    columns = table_columns(con, table)
-    rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    columns = table_columns(sink, table)
+    rows = sink.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
     # Nested JSON makes previews unreadable; the scalar columns, in table order, newest rows first.
     shown = [c for c, t in columns.items() if t != "JSON" and c != "_loaded_at"][:PREVIEW_COLUMNS]
     order = f"ORDER BY {quote(newest_first)} DESC NULLS LAST " if newest_first in columns else ""
     select = ", ".join(quote(c) for c in shown)
-    preview = con.execute(f"SELECT {select} FROM {table.sql} {order}LIMIT {PREVIEW_ROWS}").fetchall() if shown else []
+    preview = sink.execute(f"SELECT {select} FROM {table.sql} {order}LIMIT {PREVIEW_ROWS}").fetchall() if shown else []
     return {
         "dagster/row_count": dg.MetadataValue.int(int(rows)),
         "dagster/table_name": str(table),
