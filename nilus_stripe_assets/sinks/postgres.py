@@ -104,7 +104,9 @@ class PostgresSink:
             source.close()
         try:
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
-            ddl = ", ".join(f"{quote(c)} {self.type_sql(t)}" for c, t in columns.items())
+            # JSON stays text here: parsing into jsonb is the costliest part of COPY, and only the rows
+            # that are new or changed need it (`cast`); unchanged rows are compared by their hash alone.
+            ddl = ", ".join(f"{quote(c)} {'text' if t == 'JSON' else self.type_sql(t)}" for c, t in columns.items())
             self.con.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
             # CSV: an unquoted empty field is NULL, DuckDB quotes empty strings ("").
             with self.con.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
@@ -113,7 +115,6 @@ class PostgresSink:
                         copy.write(chunk)
         finally:
             os.remove(csv_path)
-        self.con.execute(f"ANALYZE {name}")  # the planner's row estimate for the joins that follow
         return name
 
     def temp_table(self, name: str, select: str) -> None:
@@ -121,10 +122,13 @@ class PostgresSink:
         self.con.execute(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select}")
 
     def cast(self, expr: str, staged: Optional[str], target: str) -> str:
+        # A staged JSON column is JSON text (see `load`).
+        if staged == "JSON" and target == "JSON":
+            return f"{expr}::jsonb"
+        if staged == "JSON" and target == "VARCHAR":
+            return f"CASE WHEN jsonb_typeof({expr}::jsonb) = 'string' THEN {expr}::jsonb #>> '{{}}' ELSE {expr} END"
         if staged == target:
             return expr
-        if staged == "JSON" and target == "VARCHAR":
-            return f"CASE WHEN jsonb_typeof({expr}) = 'string' THEN {expr} #>> '{{}}' ELSE {expr}::text END"
         if target == "JSON":
             return f"to_jsonb({expr})"
         if target == "TIMESTAMPTZ" and staged in ("BIGINT", "DOUBLE"):
