@@ -300,15 +300,16 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
         if strategy == "replace":
             result.deleted = con.changed(f"DELETE FROM {table.sql}{where_scope}")
         return
-    staged = con.load(rows, "_rows")
     quoted, expressions = _select(con, rows, columns)
     names, values = ", ".join(quoted), ", ".join(expressions)
     if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {table.sql})").fetchone()[0]:
+        staged = con.load(rows, "_rows")
         # Nothing to compare with (a first load): insert straight from the staged file.
         con.execute(f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s")
         result.inserted = rows.rows
         return
     if strategy == "append":
+        staged = con.load(rows, "_rows")
         # Idempotent by key: re-running the same window adds nothing twice.
         result.inserted = con.changed(
             f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s "
@@ -320,6 +321,7 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
     # A row flagged deleted that is listed again is rewritten (it exists after all). Fields this batch
     # does not carry keep their stored values, as an UPDATE of the other columns would.
     kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c != merge_key]
+    staged = con.load(rows, "_rows_keys", columns=[merge_key, CONTENT_HASH])  # all that the comparison reads
     con.temp_table(
         "_diff",
         f"SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
@@ -338,18 +340,19 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
     ).fetchone()
     result.unchanged = rows.rows - result.updated - result.inserted
     if result.updated or result.inserted:
+        changed = con.load(rows, "_rows", only=("_diff", [merge_key]))
         # Both engines delete and append far more cheaply than they update wide rows in place.
         con.execute(f"DELETE FROM {table.sql} WHERE {con.rowid} IN (SELECT _rid FROM _diff WHERE _rid IS NOT NULL)")
         if kept:
             kept_values = ", ".join(f"{con.any_value(quote(c))} AS {quote(c)}" for c in kept)
             con.execute(
                 f"INSERT INTO {table.sql} ({names}, {', '.join(quote(c) for c in kept)}) "
-                f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {staged} s "
+                f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {changed} s "
                 f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON s.{key} = d.{key}"
             )
         else:
             con.execute(
-                f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s "
+                f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {changed} s "
                 f"WHERE s.{key} IN (SELECT {key} FROM _diff)"
             )
     if state_at is not None and result.unchanged:

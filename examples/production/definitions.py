@@ -1,7 +1,7 @@
 """A code location for a deployment on several machines: one step per Stripe object, each in its own
 process, container or pod, all pacing on one request budget in PostgreSQL.
 
-    NILUS_BUDGET_URL=postgresql://…  STRIPE_API_KEY=sk_…  DAGSTER_HOME=…  (dagster.yaml of this folder)
+    NILUS_BUDGET_URL=postgresql://…  NILUS_WAREHOUSE_URL=postgresql://…  STRIPE_API_KEY=sk_…  DAGSTER_HOME=…
     dagster asset materialize -f examples/production/definitions.py --select 'stripe/charge,stripe/customer'
 
 `NILUS_STEP_EXECUTOR` picks where steps run: `multiprocess` (default: one process per step on this machine),
@@ -18,8 +18,8 @@ from nilus_stripe_assets.wiring.defaults import default_resources
 from nilus_stripe_assets.wiring.factory import build_stripe_assets
 from nilus_stripe_assets.wiring.resources import StripeResource
 
-STEP_ENV = ["STRIPE_API_KEY", "NILUS_BUDGET_URL", "NILUS_DUCKDB_PATH", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT",
-            "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD"]
+STEP_ENV = ["STRIPE_API_KEY", "NILUS_BUDGET_URL", "NILUS_WAREHOUSE_URL", "NILUS_DUCKDB_PATH",
+            "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD"]
 
 
 def step_executor() -> dg.ExecutorDefinition:

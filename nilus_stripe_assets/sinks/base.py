@@ -54,8 +54,12 @@ class Sink(Protocol):
     def retype(self, column: str, current: str, target: str) -> str:
         """The `ALTER COLUMN … TYPE` clause (after TYPE) changing a column from `current` to `target`."""
 
-    def load(self, staged: "StagedBatch", name: str) -> str:
-        """Make a staged Parquet file readable in SQL (within the current transaction); returns a relation."""
+    def load(self, staged: "StagedBatch", name: str, columns: Optional[Sequence[str]] = None,
+             only: Optional[tuple[str, Sequence[str]]] = None) -> str:
+        """Make a staged Parquet file readable in SQL (within the current transaction); returns a relation.
+        The relation needs to hold no more than `columns` (None: all) and, with `only` = (table, key
+        columns), no more than the rows whose key is in that table: an engine that must copy the file
+        copies only that much."""
 
     def temp_table(self, name: str, select: str) -> None:
         """(Re)create temporary table `name` as `select`, dropped at the latest when the transaction ends."""

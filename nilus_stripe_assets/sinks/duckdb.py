@@ -71,7 +71,8 @@ class DuckDBSink:
             return f"TIMESTAMPTZ USING to_timestamp({quote(column)})"
         return target
 
-    def load(self, staged: StagedBatch, name: str) -> str:
+    def load(self, staged: StagedBatch, name: str, columns=None, only=None) -> str:
+        # Read in place: DuckDB reads only the columns a statement names, and joins filter the rows.
         return f"read_parquet({literal(staged.path)})"
 
     def temp_table(self, name: str, select: str) -> None:

@@ -84,29 +84,32 @@ class PostgresSink:
             using = f"{col}::{self.type_sql(target)}"
         return f"{self.type_sql(target)} USING {using}"
 
-    def load(self, staged: StagedBatch, name: str) -> str:
-        """COPY the staged Parquet file into temporary table `name` (dropped at commit)."""
+    def load(self, staged: StagedBatch, name: str, columns: Optional[Sequence[str]] = None,
+             only: Optional[tuple[str, Sequence[str]]] = None) -> str:
+        """COPY the staged Parquet file (its `columns`, or all; with `only` = (temp table, key columns), only
+        the rows whose key that table holds) into temporary table `name`, dropped at commit."""
         import duckdb
 
         source = duckdb.connect()
         try:
-            described = source.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(staged.path)})").fetchall()
-            columns = {row[0]: row[1] for row in described}
+            parquet = f"read_parquet({literal(staged.path)})"
+            described = source.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()
+            types = {row[0]: row[1] for row in described if columns is None or row[0] in columns}
             # Lists (the change-capture's field names) travel as JSON arrays; everything else as DuckDB prints it.
-            select = ", ".join(f"to_json({quote(c)})" if t.endswith("[]") else quote(c) for c, t in columns.items())
+            select = ", ".join(f"to_json(s.{quote(c)})" if t.endswith("[]") else f"s.{quote(c)}" for c, t in types.items())
+            rows = f"{parquet} s"
+            if only is not None:
+                rows += self._keys_in(source, *only)
             fd, csv_path = tempfile.mkstemp(suffix=".csv", dir=os.path.dirname(staged.path))
             os.close(fd)
-            source.execute(
-                f"COPY (SELECT {select} FROM read_parquet({literal(staged.path)})) TO {literal(csv_path)} "
-                "(FORMAT csv, HEADER false)"
-            )
+            source.execute(f"COPY (SELECT {select} FROM {rows}) TO {literal(csv_path)} (FORMAT csv, HEADER false)")
         finally:
             source.close()
         try:
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
             # JSON stays text here: parsing into jsonb is the costliest part of COPY, and only the rows
             # that are new or changed need it (`cast`); unchanged rows are compared by their hash alone.
-            ddl = ", ".join(f"{quote(c)} {'text' if t == 'JSON' else self.type_sql(t)}" for c, t in columns.items())
+            ddl = ", ".join(f"{quote(c)} {'text' if t == 'JSON' else self.type_sql(t)}" for c, t in types.items())
             self.con.execute(f"CREATE TEMP TABLE {name} ({ddl}) ON COMMIT DROP")
             # CSV: an unquoted empty field is NULL, DuckDB quotes empty strings ("").
             with self.con.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy:
@@ -116,6 +119,14 @@ class PostgresSink:
         finally:
             os.remove(csv_path)
         return name
+
+    def _keys_in(self, source, table: str, key: Sequence[str]) -> str:
+        """A semi join of the staged rows with the keys of PostgreSQL temp table `table` (e.g. the changed rows)."""
+        import pyarrow as pa
+
+        keys = self.con.execute(f"SELECT DISTINCT {', '.join(quote(c) for c in key)} FROM {table}").fetchall()
+        source.register("_keys", pa.table({c: [row[i] for row in keys] for i, c in enumerate(key)}))
+        return f" SEMI JOIN _keys USING ({', '.join(quote(c) for c in key)})"
 
     def temp_table(self, name: str, select: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
