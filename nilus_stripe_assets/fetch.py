@@ -13,7 +13,8 @@
 The split relies on Stripe's documented order (newest first by creation time) and on the `created`
 filter: a server that lists oldest first, or ignores the filter, would make the cursor skip the newest
 second's objects or read pieces twice. Every page of the split is therefore checked before it is used
-(creation times falling along the page and inside the requested range) and the first page that breaks
+(creation times falling along the page and from one page of a cursor to the next, inside the requested
+range) and the first page that breaks
 this raises `ListOrderError`; the caller then reads the list again sequentially, which a cursor makes
 correct in any order. Sequential reads with a range keep only objects inside it. A Stripe-compatible server
 that rejects the `created` filter itself (a 400 about `created`, as localstripe answers) is read without it,
@@ -182,6 +183,8 @@ class _Task:
     gte: Optional[int]
     lt: Optional[int]
     starting_after: Optional[str] = None
+    # The oldest time on the previous page of this cursor: the next page must not start newer than that.
+    after_time: Optional[int] = None
 
     def params(self) -> dict:
         query = Window(self.gte, self.lt).params()
@@ -197,8 +200,10 @@ def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool, time_f
     the field the `created[...]` filter applies to (the catalog's `created_field`: `date` for invoice items)."""
     last = data[-1]
     oldest = int(last[time_field])
-    # Everything not yet read lies in [task.gte, oldest]; ties on `oldest` are behind the cursor.
-    keep_going = _Task(task.gte, oldest + 1, last["id"])
+    # Everything not yet read lies in [task.gte, oldest]; ties on `oldest` are behind the cursor. The cursor
+    # keeps the task's upper bound all the same: narrowing it to `oldest` would change nothing on a newest-
+    # first list, but on a list that rises it would filter out exactly the objects that show it.
+    keep_going = _Task(task.gte, task.lt, last["id"], oldest)
     floor = task.gte if task.gte is not None else 0
     if idle <= 0 or oldest <= floor:
         return [keep_going]
@@ -219,7 +224,7 @@ def _next_tasks(task: _Task, data: Sequence[dict], idle: int, tail: bool, time_f
         edge -= chunk
     if not cuts:
         return [keep_going]
-    tasks = [_Task(cuts[0], oldest + 1, last["id"])]
+    tasks = [_Task(cuts[0], task.lt, last["id"], oldest)]
     for newer, older in zip(cuts, cuts[1:] + [None]):
         tasks.append(_Task(task.gte if older is None else older, newer))
     return tasks
@@ -243,6 +248,9 @@ def fetch_split(
             raise
         data = page.get("data") or []
         problem = order_problem(data, Window(task.gte, task.lt), time_field)
+        if not problem and data and task.after_time is not None and int(data[0][time_field]) > task.after_time:
+            problem = (f"`{time_field}` rising across pages ({task.after_time}, then {data[0][time_field]}): "
+                       f"not newest first")
         if problem:
             raise ListOrderError(f"{path} {problem}")
         if data:

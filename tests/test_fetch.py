@@ -13,11 +13,13 @@ def _page(newest: int, oldest: int) -> list[dict]:
 
 
 def _covered(tasks: list[_Task], floor: int, oldest: int) -> list[int]:
-    """Every second in [floor, oldest] once, given the tasks' half-open intervals."""
+    """Every second in [floor, oldest] once, given the tasks' half-open intervals. Past its cursor a newest-
+    first list holds nothing newer than the cursor's page, so the cursor task reads up to `oldest` only."""
     seconds = []
     for task in tasks:
         lo = task.gte if task.gte is not None else floor
-        seconds.extend(range(lo, task.lt))
+        hi = min(task.lt, oldest + 1) if task.starting_after else task.lt
+        seconds.extend(range(lo, hi))
     return sorted(seconds)
 
 
@@ -30,7 +32,8 @@ def test_pieces_cover_the_rest_exactly_once(idle, tail, pages_left):
     floor = oldest - pages_left * 100
     task = _Task(floor, newest + 1)
     tasks = _next_tasks(task, _page(newest, oldest), idle=idle, tail=tail)
-    assert tasks[0].starting_after == "ch_99" and tasks[0].lt == oldest + 1  # the cursor keeps its ties
+    # The cursor keeps its ties and the task's upper bound; its next page must not start newer than `oldest`.
+    assert tasks[0].starting_after == "ch_99" and tasks[0].lt == newest + 1 and tasks[0].after_time == oldest
     assert all(t.starting_after is None for t in tasks[1:])
     assert _covered(tasks, floor, oldest) == list(range(floor, oldest + 1))
     assert len(tasks) - 1 <= idle

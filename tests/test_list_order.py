@@ -117,3 +117,21 @@ def test_incremental_runs_work_against_a_server_that_rejects_the_created_filter(
         assert len(rows) == 251 and added["id"] in rows
         assert rows[some] == "changed while the filter is rejected"
         assert emu.stats()["total"][str(status)] >= 2  # the filter really was sent and refused
+
+
+def test_an_oldest_first_list_whose_pages_each_hold_one_second_is_caught():
+    """Each page alone looks right (one `created` second, inside the range): only the pages' sequence shows
+    that the list rises. The split must not narrow the cursor's range to the first page's second, which
+    would hide every newer object (localstripe after a fast setup: 100 events in one second, then more)."""
+    with StripeEmulator(counts={"charge": 0, "customer": 5}, seed=41, now=1_700_000_000) as emu:
+        for second in range(4):
+            for _ in range(120 if second == 0 else 50):
+                emu.create("charge", created=1_699_990_000 + second)
+        emu.configure(oldest_first=True)
+        api = StripeResource(api_key=emu.api_key, api_base=emu.url).get_api()
+        with pytest.raises(ListOrderError, match="rising across pages|not newest first"):
+            fetch_object(api, CATALOG["charge"], "async", [].extend, workers=8)
+        emu.configure(oldest_first=False)
+        got: list[dict] = []
+        fetch_object(api, CATALOG["charge"], "async", got.extend, workers=8)  # Stripe's order: split trusted
+        assert len(got) == len({o["id"] for o in got}) == 270
