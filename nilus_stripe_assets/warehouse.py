@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import duckdb
 
@@ -31,7 +31,7 @@ from .columns import Column
 from .spool import CONTENT_HASH
 from .staging import (
     DEFAULT_MEMORY_LIMIT_MB, EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, json_to_varchar,
-    limit_resources, quote, stage,
+    key_columns, limit_resources, quote, stage,
 )
 
 DEFAULT_SCHEMA = "stripe"
@@ -67,16 +67,42 @@ class TableRef:
 
 @dataclass(frozen=True)
 class Slice:
-    """Rows of a table owned by one partition: `column` in [gte, lt)."""
+    """Rows of a table owned by one partition: `column` in [gte, lt) (if `column`), and each `equals`
+    column holding its value (e.g. `stripe_account = 'acct_…'`: one Connect account's rows)."""
 
-    column: str
-    gte: int
-    lt: int
+    column: Optional[str]
+    gte: Optional[int] = None
+    lt: Optional[int] = None
+    equals: tuple[tuple[str, str], ...] = ()
 
     def condition(self, alias: str = "") -> str:
         # The column is an epoch field, stored as TIMESTAMPTZ (`_evolve` converts tables that kept seconds).
-        col = (alias + "." if alias else "") + quote(self.column)
-        return f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})"
+        prefix = alias + "." if alias else ""
+        parts = [f"{prefix}{quote(c)} = '{v.replace(chr(39), chr(39) * 2)}'" for c, v in self.equals]
+        if self.column:
+            col = prefix + quote(self.column)
+            parts.append(f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})")
+        return " AND ".join(parts) or "true"
+
+
+# A merge key is one column ("id") or several (("stripe_account", "id") for Connect: ids repeat across accounts).
+MergeKey = Union[str, Sequence[str]]
+
+
+def keys_sql(merge_key: MergeKey, alias: str = "") -> str:
+    """`a.k1, a.k2`: the key's columns, for SELECT lists, GROUP BY and PARTITION BY."""
+    prefix = alias + "." if alias else ""
+    return ", ".join(prefix + quote(c) for c in key_columns(merge_key))
+
+
+def key_tuple(merge_key: MergeKey, alias: str = "") -> str:
+    """`a.k` or `(a.k1, a.k2)`: the key as one value, for IN and count(DISTINCT ...)."""
+    cols = keys_sql(merge_key, alias)
+    return cols if isinstance(merge_key, str) else f"({cols})"
+
+
+def key_join(merge_key: MergeKey, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{quote(c)} = {right}.{quote(c)}" for c in key_columns(merge_key))
 
 
 @dataclass
@@ -203,7 +229,7 @@ class PreparedWrite:
 
 def prepare(
     files: Sequence[str],
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     state_at: Optional[int] = None,
     changes: Optional[ChangeSet] = None,
     fields: Optional[Sequence[str]] = None,
@@ -235,7 +261,7 @@ def write(
     table: TableRef,
     files: Sequence[str],
     strategy: str,
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     scope: Optional[Slice] = None,
     state_at: Optional[int] = None,
     changes: Optional[ChangeSet] = None,
@@ -270,7 +296,7 @@ def apply(
     table: TableRef,
     prepared: PreparedWrite,
     strategy: str,
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     scope: Optional[Slice] = None,
 ) -> WriteResult:
     """Apply a prepared batch in one transaction: only new and changed rows are written."""
@@ -321,7 +347,8 @@ def _select(staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -
 
 
 def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, scope, state_at, result: WriteResult) -> None:
-    key, content_hash = quote(merge_key), quote(CONTENT_HASH)
+    key, content_hash = keys_sql(merge_key), quote(CONTENT_HASH)
+    keys = key_columns(merge_key)
     scope = scope if strategy == "replace" else None
     where_scope = f" WHERE {scope.condition()}" if scope else ""
     if rows.path is None:  # an empty snapshot: replace empties the table (or the slice)
@@ -339,28 +366,29 @@ def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, sco
         # Idempotent by key: re-running the same window adds nothing twice.
         result.inserted = _count(con.execute(
             f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE {key_join(merge_key, 't', 's')})"
         ))
         result.unchanged = rows.rows - result.inserted
         return
     # merge and replace compare (key, content hash) pairs only: a row whose hash matches is left alone.
     # A row flagged deleted that is listed again is rewritten (it exists after all). Fields this batch
     # does not carry keep their stored values, as an UPDATE of the other columns would.
-    kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c != merge_key]
+    kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c not in keys]
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _diff AS SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
+        f"CREATE OR REPLACE TEMP TABLE _diff AS SELECT {keys_sql(merge_key, 's')}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
         f"FROM (SELECT {key}, {content_hash} FROM {rows.relation}) s LEFT JOIN "
         f"(SELECT rowid AS _rid, {key}, {content_hash}, is_deleted{''.join(f', {quote(c)}' for c in kept)} "
-        f"FROM {table.sql}{where_scope}) t ON s.{key} = t.{key} "
+        f"FROM {table.sql}{where_scope}) t ON {key_join(merge_key, 's', 't')} "
         f"WHERE t._rid IS NULL OR t.{content_hash} IS DISTINCT FROM s.{content_hash} OR t.is_deleted"
     )
     if strategy == "replace":  # rows of the table (or slice) that the snapshot no longer has
         result.deleted = _count(con.execute(
             f"DELETE FROM {table.sql} t WHERE {scope.condition('t') + ' AND ' if scope else ''}"
-            f"NOT EXISTS (SELECT 1 FROM {rows.relation} s WHERE s.{key} = t.{key})"
+            f"NOT EXISTS (SELECT 1 FROM {rows.relation} s WHERE {key_join(merge_key, 's', 't')})"
         ))
     result.updated, result.inserted = con.execute(
-        f"SELECT count(DISTINCT {key}) FILTER (WHERE _rid IS NOT NULL), count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
+        f"SELECT count(DISTINCT {key_tuple(merge_key)}) FILTER (WHERE _rid IS NOT NULL), "
+        f"count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
     ).fetchone()
     result.unchanged = rows.rows - result.updated - result.inserted
     if result.updated or result.inserted:
@@ -371,19 +399,19 @@ def _apply_rows(con, table, rows: StagedBatch, columns, strategy, merge_key, sco
             con.execute(
                 f"INSERT INTO {table.sql} ({names}, {', '.join(quote(c) for c in kept)}) "
                 f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {rows.relation} s "
-                f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON s.{key} = d.{key}"
+                f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON {key_join(merge_key, 's', 'd')}"
             )
         else:
             con.execute(
                 f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {rows.relation} s "
-                f"WHERE s.{key} IN (SELECT {key} FROM _diff)"
+                f"WHERE {key_tuple(merge_key, 's')} IN (SELECT {key} FROM _diff)"
             )
     if state_at is not None and result.unchanged:
         # Unchanged rows are not rewritten, but their state is now known from this read: move `_state_at`
         # (one 8-byte column) so older events cannot override it and stale-row checks see the re-read.
         con.execute(
             f"UPDATE {table.sql} SET _state_at = {int(state_at)} WHERE coalesce(_state_at, -1) < {int(state_at)} "
-            f"AND {key} IN (SELECT {key} FROM {rows.relation})"
+            f"AND {key_tuple(merge_key)} IN (SELECT {key} FROM {rows.relation})"
         )
 
 
@@ -394,7 +422,7 @@ def _count(cursor) -> int:
 
 def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result) -> None:
     """Apply event states where they are at least as new as the row's; flag deletions."""
-    key = quote(merge_key)
+    key = quote(key_columns(merge_key)[-1])  # a key column: null only where no row matched
     quoted, expressions = _select(changes, columns)
     aliased = ", ".join(f"{v} AS {n}" for n, v in zip(quoted, expressions))
     present = quote(EVENT_PRESENT)
@@ -405,7 +433,7 @@ def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result)
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
         f"count(*) FILTER (WHERE s.is_deleted AND (t.{key} IS NULL OR {newer})), "
         f"count(*) FILTER (WHERE t.{key} IS NULL AND NOT s.is_deleted) "
-        f"FROM _changes s LEFT JOIN {table.sql} t ON s.{key} = t.{key}"
+        f"FROM _changes s LEFT JOIN {table.sql} t ON {key_join(merge_key, 's', 't')}"
     ).fetchone()
     result.updated += counts[0]
     result.deleted += counts[1]
@@ -414,12 +442,11 @@ def _apply_changes(con, table, changes: StagedBatch, columns, merge_key, result)
 
 
 def _merge(
-    con, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None,
+    con, table: TableRef, source: str, merge_key: MergeKey, stage_columns: list[str], only_if: Optional[str] = None,
     keep_absent: bool = False,
 ) -> None:
     """Upsert `source` into `table` on the key; `only_if` guards updates (e.g. only newer states);
     `keep_absent`: a Stripe field missing from a row's `_event_fields` keeps the table's value."""
-    key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
 
     def value(c: str) -> str:
@@ -428,11 +455,11 @@ def _merge(
         present, literal = f"s.{quote(EVENT_PRESENT)}", "'" + c.replace("'", "''") + "'"
         return f"CASE WHEN {present} IS NULL OR list_contains({present}, {literal}) THEN s.{quote(c)} ELSE t.{quote(c)} END"
 
-    updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c != merge_key)
+    updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c not in key_columns(merge_key))
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
     guard = f" AND {only_if}" if only_if else ""
     con.execute(
-        f"MERGE INTO {table.sql} t USING {source} s ON t.{key} = s.{key} "
+        f"MERGE INTO {table.sql} t USING {source} s ON {key_join(merge_key, 't', 's')} "
         f"WHEN MATCHED{guard} THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
     )
@@ -462,11 +489,15 @@ def set_cursor(con: duckdb.DuckDBPyConnection, schema: str, key: str, value: int
     )
 
 
-def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str = "created") -> Optional[int]:
-    """The cursor for incremental loads, read from the data itself (None if the table is missing or empty)."""
-    if column not in table_columns(con, table):
+def newest_created(con: duckdb.DuckDBPyConnection, table: TableRef, column: str = "created",
+                   where: Optional[Slice] = None) -> Optional[int]:
+    """The cursor for incremental loads, read from the data itself (None if the table is missing or empty).
+    `where` limits it to some rows, e.g. one Connect account's."""
+    columns = table_columns(con, table)
+    if column not in columns or (where is not None and any(c not in columns for c, _ in where.equals)):
         return None
-    value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
+    condition = f" WHERE {where.condition()}" if where is not None else ""
+    value = con.execute(f"SELECT max({quote(column)}) FROM {table.sql}{condition}").fetchone()[0]
     if value is None:
         return None
     return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)  # TIMESTAMPTZ, or seconds

@@ -65,18 +65,24 @@ def _missing(table: TableRef, check: str, severity) -> dg.AssetCheckResult:
     )
 
 
-def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
+def _unique(con, table: TableRef, key: str, account: Optional[str] = None) -> dg.AssetCheckResult:
     k = quote(key)
+    # Per Connect account when rows carry one: the same id may exist in two accounts (coupon SUMMER25).
+    group = f"{quote(account)}, {k}" if account else k
+    shown = f"{quote(account)} || '/' || {k}" if account else k
     rows, duplicated_keys, extra_rows = con.execute(
         f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
-        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1)"
+        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1)"
     ).fetchone()
     examples = con.execute(  # a second pass over the table only when there is something to show
-        f"SELECT {k} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 "
-        f"ORDER BY count(*) DESC, {k} LIMIT {EXAMPLES}"
+        f"SELECT {shown} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1 "
+        f"ORDER BY count(*) DESC, 1 LIMIT {EXAMPLES}"
     ).fetchall() if duplicated_keys else []
+    name = f"{key}_unique"
+    if account:
+        key = f"({account}, {key})"
     return dg.AssetCheckResult(
-        check_name=f"{key}_unique",
+        check_name=name,
         passed=duplicated_keys == 0,
         severity=ERROR,
         description=(
@@ -93,16 +99,19 @@ def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
     )
 
 
-def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.AssetCheckResult:
-    k = quote(key)
-    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k} IS NULL) FROM {table.sql}").fetchone()
+def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str], account: Optional[str] = None) -> dg.AssetCheckResult:
+    k = f"{quote(key)} IS NULL" + (f" OR {quote(account)} IS NULL" if account else "")
+    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k}) FROM {table.sql}").fetchone()
     loaded = []
     if nulls and "_loaded_at" in columns:
         loaded = con.execute(
-            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {table.sql} WHERE {k} IS NULL LIMIT {EXAMPLES}"
+            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {table.sql} WHERE {k} LIMIT {EXAMPLES}"
         ).fetchall()
+    name = f"{key}_not_null"
+    if account:
+        key = f"{key} or {account}"
     return dg.AssetCheckResult(
-        check_name=f"{key}_not_null",
+        check_name=name,
         passed=nulls == 0,
         severity=ERROR,
         description=f"{nulls} of {rows} rows have a null {key}." if nulls else f"All {rows} rows have a non-null {key}.",
@@ -128,7 +137,8 @@ class NotJudged:
     reason: str
 
 
-def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
+def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef,
+           account: Optional[str] = None) -> Union[dg.AssetCheckResult, NotJudged]:
     # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
     # carry subscriptions, cards, discounts and tax ids).
     carried = carried_type(obj)
@@ -148,11 +158,15 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
         source = f"{events.sql} e"
         object_id = "e.data->>'$.object.id'"
     k = quote(key)
+    # Connect: an event speaks for the account it was read from, so rows and events are matched per account.
+    acct, same_acct = ("e." + quote(account), f" AND l.acct = t.{quote(account)}") if account else ("NULL", "")
+    if account and account not in event_columns:
+        return NotJudged("no_stale_rows", f"the events table {events} has no {account} column (reload stripe/event)")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _stale AS "
-        f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
-        f"WHERE e.data->>'$.object.object' = ? AND NOT ends_with(e.type, '.created') GROUP BY 1) "
-        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
+        f"WITH latest AS (SELECT {acct} AS acct, {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
+        f"WHERE e.data->>'$.object.object' = ? AND NOT ends_with(e.type, '.created') GROUP BY 1, 2) "
+        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k}{same_acct} "
         f"WHERE t._state_at < l.event_created",
         [carried],
     )
@@ -193,6 +207,7 @@ class StripeTableChecks:
     strategy: str
     merge_key: str
     events: TableRef
+    account_column: Optional[str] = None  # Connect: rows are unique per (account, key), events matched per account
 
     def specs(self) -> list[dg.AssetCheckSpec]:
         table, key, obj = self.table, self.merge_key, self.object
@@ -234,11 +249,11 @@ class StripeTableChecks:
             if not columns:
                 result = _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
             elif name == f"{key}_unique":
-                result = _unique(con, table, key)
+                result = _unique(con, table, key, self.account_column)
             elif name == f"{key}_not_null":
-                result = _not_null(con, table, key, columns)
+                result = _not_null(con, table, key, columns, self.account_column)
             else:
-                result = _stale(con, self.object, table, key, columns, self.events)
+                result = _stale(con, self.object, table, key, columns, self.events, self.account_column)
             if isinstance(result, NotJudged):
                 if log is not None:
                     log(f"Check {result.check_name} on {self.key.to_user_string()} not judged: {result.reason}.")

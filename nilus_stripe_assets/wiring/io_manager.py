@@ -81,13 +81,13 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     try:
         # Staged outside the warehouse, so the file's lock is held only while applying.
         prepared = prepare(
-            batch.spool.files, batch.object.merge_key, state_at=batch.started_at, changes=batch.changes,
+            batch.spool.files, batch.merge_key, state_at=batch.started_at, changes=batch.changes,
             fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
             declared=declared_columns(batch.object.name),
         )
         with duckdb.get_connection() as con:
             locked = time.perf_counter()
-            result = apply(con, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
+            result = apply(con, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope)
             metadata = _table_metadata(con, batch.table, batch.object.created_field, descriptions(batch.object.name))
             lock_seconds = time.perf_counter() - locked
     finally:

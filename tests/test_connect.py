@@ -1,0 +1,149 @@
+"""Connect platforms: each account a partition, one table per object for all accounts, `stripe_account` on
+every row, per-account merge keys, cursors, replace scope and failures (emulator over HTTP, DuckDB files,
+Dagster in-process)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from nilus_stripe_assets.daily import daily_partitions
+from nilus_stripe_assets.emulator import StripeEmulator
+from nilus_stripe_assets.emulator.model import ACCOUNT_ID
+from nilus_stripe_assets.wiring.connect import account_partitions, build_accounts_sensor
+from nilus_stripe_assets.wiring.factory import build_stripe_assets
+
+from .conftest import make_resources, mode_config, query
+
+OBJECTS = ["charge", "coupon", "customer", "event"]
+
+
+@pytest.fixture
+def platform():
+    with StripeEmulator(scale=0.1, seed=9, accounts=2, account_counts={"charge": 250}, account_scale=0.05) as emu:
+        yield emu
+
+
+def _instance(*accounts) -> dg.DagsterInstance:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("stripe_accounts", list(accounts))
+    return instance
+
+
+def _run(assets, resources, instance, partition, run_config=None, raise_on_error=True):
+    return dg.materialize(assets, resources=resources, instance=instance, partition_key=partition,
+                          run_config=run_config or {}, raise_on_error=raise_on_error)
+
+
+def _rows(path, table="stripe.charge"):
+    return dict(query(path, f"SELECT stripe_account, count(*) FROM {table} GROUP BY 1"))
+
+
+def test_each_account_is_a_partition_of_one_table(platform, warehouse_path):
+    a, b = platform.account_ids
+    accounts = account_partitions()
+    assets = build_stripe_assets(OBJECTS, one_step=True, accounts=accounts)
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(ACCOUNT_ID, a, b)
+    platform.create("coupon", stripe_account=a, id="SUMMER25", percent_off=25)
+    platform.create("coupon", stripe_account=b, id="SUMMER25", percent_off=10)
+    for account in (ACCOUNT_ID, a, b):
+        result = _run(assets, resources, instance, account)
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks if c.check_name.startswith("id_")), checks
+    assert _rows(warehouse_path) == {ACCOUNT_ID: platform.counts()["charge"], a: 250, b: 250}
+    # The platform's own requests carry no Stripe-Account; each connected account's do.
+    assert set(platform.stats()["accounts"]) == {a, b}
+    # User-chosen ids exist once per account: the merge key is (stripe_account, id).
+    assert sorted(query(warehouse_path, "SELECT stripe_account, percent_off FROM stripe.coupon WHERE id = 'SUMMER25'")) \
+        == sorted([(a, 25.0), (b, 10.0)])
+
+    # Re-running one account changes nothing anywhere; coupon (replace) swaps only that account's rows.
+    gone = query(warehouse_path, "SELECT id FROM stripe.coupon WHERE stripe_account = ? AND id <> 'SUMMER25' LIMIT 1", [a])[0][0]
+    platform.delete("coupon", gone, stripe_account=a)
+    before = _rows(warehouse_path, "stripe.coupon")
+    assert _run(assets, resources, instance, a).success
+    after = _rows(warehouse_path, "stripe.coupon")
+    assert after == {**before, a: before[a] - 1}
+    assert _rows(warehouse_path) == {ACCOUNT_ID: platform.counts()["charge"], a: 250, b: 250}
+
+
+def test_incremental_cursors_and_changes_are_per_account(platform, warehouse_path):
+    a, b = platform.account_ids
+    assets = build_stripe_assets(["charge"], one_step=True, accounts=account_partitions())
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(a, b)
+    for account in (a, b):
+        assert _run(assets, resources, instance, account).success
+    cursors = dict(query(warehouse_path, "SELECT key, value FROM stripe._nilus_state"))
+    assert {k.rsplit(":", 1)[-1] for k in cursors} == {a, b}
+
+    old = query(warehouse_path, "SELECT id FROM stripe.charge WHERE stripe_account = ? ORDER BY created LIMIT 1", [b])[0][0]
+    platform.update("charge", old, stripe_account=b, description="changed in b")
+    platform.create("charge", stripe_account=b, amount=4242, currency="usd")
+    platform.create("charge", stripe_account=a, amount=4343, currency="usd")  # not loaded: a's run is not asked for
+    platform.reset_stats()
+    result = _run(assets, resources, instance, b, mode_config(assets, "sync:incremental"))
+    assert result.success
+    assert _rows(warehouse_path) == {a: 250, b: 251}
+    assert query(warehouse_path, "SELECT description FROM stripe.charge WHERE id = ?", [old]) == [("changed in b",)]
+    assert set(platform.stats()["accounts"]) == {b}
+    assert platform.stats()["total"]["requests"] <= 6  # access check, page of new charges, events: b's cursors
+
+
+def test_a_revoked_account_fails_its_partition_with_one_line(platform, warehouse_path):
+    a, b = platform.account_ids
+    assets = build_stripe_assets(["charge", "customer"], one_step=True, accounts=account_partitions())
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(a, b)
+    platform.revoke(b)
+    result = _run(assets, resources, instance, b, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.user_failure_data.description
+    assert "\n" not in message and b in message and "403" in message and platform.api_key not in message
+    assert _run(assets, resources, instance, a).success
+    assert _rows(warehouse_path) == {a: 250}
+
+
+def test_account_by_day_partitions(platform, warehouse_path):
+    a, _ = platform.account_ids
+    assets = build_stripe_assets(["charge", "webhook_endpoint"], one_step=True, accounts=account_partitions(),
+                                 partitions_def=daily_partitions)
+    by_day = next(x for x in assets if isinstance(x.partitions_def, dg.MultiPartitionsDefinition))
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(a)
+    created = platform.create("charge", stripe_account=a, amount=100, currency="usd", created=1_767_312_000 + 3600)
+    day = datetime.fromtimestamp(created["created"], timezone.utc).strftime("%Y-%m-%d")
+    key = dg.MultiPartitionKey({"account": a, "day": day})
+    assert dg.materialize([by_day], resources=resources, instance=instance, partition_key=key).success
+    rows = query(warehouse_path, "SELECT stripe_account, min(created), max(created) FROM stripe.charge GROUP BY 1")
+    assert len(rows) == 1 and rows[0][0] == a
+    assert 1_767_312_000 <= rows[0][1] <= rows[0][2] < 1_767_312_000 + 86400
+
+
+def test_sensor_adds_new_accounts_as_partitions(platform, warehouse_path):
+    accounts = account_partitions()
+    assets = build_stripe_assets(["charge"], one_step=True, accounts=accounts)
+    job = dg.define_asset_job("load", selection=dg.AssetSelection.assets(*assets), partitions_def=accounts)
+    sensor = build_accounts_sensor(accounts, job)
+    defs = dg.Definitions(assets=assets, jobs=[job], sensors=[sensor], resources=make_resources(platform, warehouse_path))
+    instance = dg.DagsterInstance.ephemeral()
+    stripe = make_resources(platform, warehouse_path)["stripe"]
+
+    result = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources={"stripe": stripe}))
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.dynamic_partitions_requests
+    assert list(request.partition_keys) == [ACCOUNT_ID, *reversed(platform.account_ids)]
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(request.partition_keys)
+    instance.add_dynamic_partitions(accounts.name, list(request.partition_keys))
+    again = sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources={"stripe": stripe}))
+    assert isinstance(again, dg.SkipReason)
+
+    listed = make_resources(platform, warehouse_path, connected_accounts=[platform.account_ids[0]])["stripe"]
+    only = sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), definitions=defs,
+                                          resources={"stripe": listed}))
+    assert list(only.dynamic_partitions_requests[0].partition_keys) == [platform.account_ids[0]]
