@@ -147,3 +147,39 @@ def test_sensor_adds_new_accounts_as_partitions(platform, warehouse_path):
     only = sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), definitions=defs,
                                           resources={"stripe": listed}))
     assert list(only.dynamic_partitions_requests[0].partition_keys) == [platform.account_ids[0]]
+
+
+def test_cli_a_range_of_accounts_in_one_run_and_a_revoked_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    with StripeEmulator(scale=0.05, seed=4, accounts=3, account_counts={"charge": 120}, account_scale=0.02) as emu:
+        a, b, c = emu.account_ids
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        instance = dg.DagsterInstance.from_config(str(home))
+        instance.add_dynamic_partitions("stripe_accounts", [ACCOUNT_ID, a, b, c])
+        instance.dispose()
+        database = str(tmp_path / "w.duckdb")
+        env = {**os.environ, "STRIPE_API_KEY": emu.api_key, "STRIPE_API_BASE": emu.url,
+               "NILUS_DUCKDB_PATH": database, "DAGSTER_HOME": str(home)}
+        dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+
+        def cli(*args):
+            return subprocess.run([dagster, "asset", "materialize", "-m", "nilus_stripe_assets.connect",
+                                   "--select", "stripe/charge", *args], env=env, cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=300)
+
+        done = cli("--partition-range", f"{a}...{b}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _rows(database) == {a: 120, b: 120}
+        assert len(dg.DagsterInstance.from_config(str(home)).get_runs()) == 1
+
+        emu.revoke(c)
+        failed = cli("--partition", c)
+        assert failed.returncode != 0
+        lines = [line for line in (failed.stdout + failed.stderr).splitlines() if "refused access to connected account" in line]
+        assert lines and c in lines[0] and "403" in lines[0] and emu.api_key not in failed.stdout + failed.stderr
+        assert _rows(database) == {a: 120, b: 120}
