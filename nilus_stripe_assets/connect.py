@@ -34,8 +34,8 @@ def listed_accounts() -> Optional[list[str]]:
 
 def connect_resources() -> dict:
     resources = default_resources()
-    stripe = resources["stripe"]
-    resources["stripe"] = StripeResource(api_key=stripe.api_key, connected_accounts=listed_accounts())
+    # The key comes from STRIPE_API_KEY at run time (StripeResource falls back to it), as in the other locations.
+    resources["stripe"] = StripeResource(connected_accounts=listed_accounts())
     return resources
 
 

@@ -183,3 +183,38 @@ def test_cli_a_range_of_accounts_in_one_run_and_a_revoked_one(tmp_path):
         lines = [line for line in (failed.stdout + failed.stderr).splitlines() if "refused access to connected account" in line]
         assert lines and c in lines[0] and "403" in lines[0] and emu.api_key not in failed.stdout + failed.stderr
         assert _rows(database) == {a: 120, b: 120}
+
+
+def test_writer_merges_replaces_and_appends_on_a_composite_key(tmp_path):
+    """The warehouse writer takes the merge key as a list of columns: (stripe_account, id) here."""
+    import json
+
+    import duckdb
+
+    from nilus_stripe_assets.warehouse import Slice, TableRef, write
+
+    def spool(name, rows):
+        path = tmp_path / f"{name}.ndjson"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return [str(path)]
+
+    key, table = ("stripe_account", "id"), TableRef("stripe", "coupon")
+    a = [{"id": "SUMMER25", "object": "coupon", "created": 1, "percent_off": 25, "stripe_account": "acct_a"},
+         {"id": "VIP10", "object": "coupon", "created": 2, "percent_off": 10, "stripe_account": "acct_a"}]
+    b = [{"id": "SUMMER25", "object": "coupon", "created": 3, "percent_off": 5, "stripe_account": "acct_b"}]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        write(con, table, spool("a", a), "merge", key)
+        result = write(con, table, spool("b", b), "merge", key)
+        assert (result.inserted, result.updated) == (1, 0)
+        again = write(con, table, spool("b2", [{**b[0], "percent_off": 6}]), "merge", key)
+        assert (again.inserted, again.updated) == (0, 1)
+        rows = "SELECT stripe_account, id, percent_off FROM stripe.coupon ORDER BY 1, 2"
+        assert con.execute(rows).fetchall() == [("acct_a", "SUMMER25", 25), ("acct_a", "VIP10", 10), ("acct_b", "SUMMER25", 6)]
+        # replace scoped to one account swaps only its rows
+        only_a = Slice(None, equals=(("stripe_account", "acct_a"),))
+        swapped = write(con, table, spool("a2", a[:1]), "replace", key, scope=only_a)
+        assert (swapped.deleted, swapped.updated) == (1, 1)
+        assert con.execute(rows).fetchall() == [("acct_a", "SUMMER25", 25), ("acct_b", "SUMMER25", 6)]
+        # append adds a key once per account
+        appended = write(con, table, spool("a3", a), "append", key)
+        assert (appended.inserted, appended.unchanged) == (1, 1)
