@@ -218,3 +218,27 @@ def test_writer_merges_replaces_and_appends_on_a_composite_key(tmp_path):
         # append adds a key once per account
         appended = write(con, table, spool("a3", a), "append", key)
         assert (appended.inserted, appended.unchanged) == (1, 1)
+
+
+def test_budget_rule_is_the_platforms_unless_configured_per_account():
+    from nilus_stripe_assets.wiring.resources import StripeResource
+
+    shared = StripeResource(api_key="sk_test_emulator", api_base="http://127.0.0.1:9")
+    assert shared.get_api(stripe_account="acct_1a").budget is shared.get_api(stripe_account="acct_1b").budget
+    assert shared.get_api(stripe_account="acct_1a").budget is shared.get_api(stripe_account=None).budget
+    own = StripeResource(api_key="sk_test_emulator", api_base="http://127.0.0.1:9", connect_budget="account")
+    assert own.get_api(stripe_account="acct_1a").budget is not own.get_api(stripe_account="acct_1b").budget
+    assert own.get_api(stripe_account="acct_1a").budget is own.get_api(stripe_account="acct_1a").budget
+
+
+def test_connect_locations_load():
+    import nilus_stripe_assets.connect as connect
+    import nilus_stripe_assets.connect_daily as connect_daily
+
+    jobs = {j.name for j in connect.defs.resolve_all_job_defs()}
+    assert {"stripe_connect_load", "stripe_incremental"} <= jobs
+    assert connect.defs.resolve_sensor_def("stripe_accounts_sensor")
+    assert connect.defs.resolve_schedule_def("stripe_connect_incremental_hourly")
+    kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
+    assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
+    assert len(connect.stripe_assets[0].keys) == 21

@@ -102,7 +102,7 @@ def build_accounts_sensor(
         try:
             wanted = wanted_accounts(stripe)
         except Exception as exc:  # one line (key masked), not a traceback, in the sensor's tick
-            raise dg.Failure(description=str(explain(exc, "account", stripe.api_key))) from None
+            raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
         known = set(context.instance.get_dynamic_partitions(accounts.name))
         new = [a for a in wanted if a not in known]
         if not new:

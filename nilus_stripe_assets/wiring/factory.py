@@ -347,7 +347,7 @@ def _platform_id(stripe: StripeResource) -> str:
     try:
         return stripe.platform_account_id()
     except Exception as exc:  # e.g. a wrong platform key: one line, before any object is read
-        raise dg.Failure(description=str(explain(exc, "account", stripe.api_key))) from None
+        raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
 
 
 def _access_problem(stripe: StripeResource, account: str) -> Optional[str]:
@@ -357,7 +357,7 @@ def _access_problem(stripe: StripeResource, account: str) -> Optional[str]:
     try:
         return access_problem(stripe.get_api(stripe_account=account), account)
     except Exception as exc:
-        raise dg.Failure(description=str(explain(exc, "account", stripe.api_key))) from None
+        raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
 
 
 def _metadata(outcomes: list, by_account: bool) -> dict:

@@ -152,6 +152,14 @@ class StripeResource(dg.ConfigurableResource):
             ),
         )
 
+    @property
+    def key_for_masking(self) -> Optional[str]:
+        """The key, to scrub it from error text (None if it is not configured: nothing to scrub)."""
+        try:
+            return self.resolved_api_key
+        except ConfigError:
+            return None
+
     def platform_account_id(self) -> str:
         """The key's own account id (`GET /v1/account`, once per resource instance)."""
         if self._platform_id is None:
