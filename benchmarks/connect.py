@@ -39,7 +39,7 @@ from run import API_KEY, RESULTS, Emulator, dagster_cli, git_revision, write_ins
 RATE = 25  # a test key's global budget: every page of every account waits for it under the platform rule
 
 
-def run_once(accounts: int, charges: int, budget: str, timeout: float) -> dict:
+def run_once(accounts: int, charges: int, budget: str, timeout: float, keep: bool = False) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"nilus-bench-connect-{budget}-"))
     home, database = workdir / "dagster_home", workdir / "warehouse.duckdb"
     write_instance_yaml(home, None)
@@ -62,10 +62,13 @@ def run_once(accounts: int, charges: int, budget: str, timeout: float) -> dict:
         argv = [dagster_cli(), "asset", "materialize", "-m", "nilus_stripe_assets.connect", "--select", "stripe/charge",
                 "--partition-range", f"{ids[0]}...{ids[-1]}", "-c", str(workdir / "run.yaml")]
         emulator.client.reset_stats()
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         done = subprocess.run(argv, env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout)
         wall = time.monotonic() - started
         stats = emulator.client.stats()
+        (workdir / "dagster.log").write_text(done.stdout + done.stderr)
+        fetch_ends = [line for line in done.stderr.splitlines() if "charge: " in line and " objects in " in line]
         if done.returncode != 0:
             raise RuntimeError(f"the run failed ({done.returncode}); log in {workdir}:\n{done.stderr[-3000:]}")
         with duckdb.connect(str(database), read_only=True) as con:
@@ -85,6 +88,8 @@ def run_once(accounts: int, charges: int, budget: str, timeout: float) -> dict:
             "objects_per_second": round(sum(rows.values()) / wall, 1),
             "budget_floor_seconds": round(requests / RATE, 1) if budget == "platform" else None,
             "emulator_generation_seconds": round(generated, 1),
+            "fetches_logged": len(fetch_ends),
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # 2 cores: above 2 is contention
         }
         (workdir / "rows.json").write_text(json.dumps(rows, indent=1))
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +98,10 @@ def run_once(accounts: int, charges: int, budget: str, timeout: float) -> dict:
         return {**record, "rows": rows}
     finally:
         emulator.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"  kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
@@ -102,13 +110,15 @@ def main() -> None:
     p.add_argument("--charges", type=int, default=2000)
     p.add_argument("--budget", choices=["platform", "account", "both"], default="both")
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (dagster.log, warehouse, rows.json)")
     a = p.parse_args()
     for budget in (["platform", "account"] if a.budget == "both" else [a.budget]):
-        r = run_once(a.accounts, a.charges, budget, a.timeout)
+        r = run_once(a.accounts, a.charges, budget, a.timeout, a.keep)
         floor = f" (budget floor {r['budget_floor_seconds']} s at {RATE} req/s)" if r["budget_floor_seconds"] else ""
         print(f"connect {budget:8s} {r['accounts']} accounts x {r['charges_per_account']} charges: "
               f"{r['wall_seconds']} s wall{floor}, {r['requests']} requests ({r['requests_429']} 429s), "
-              f"{r['rows_total']} rows = {r['objects_per_second']} rows/s, duplicates {r['duplicates']}")
+              f"{r['rows_total']} rows = {r['objects_per_second']} rows/s, duplicates {r['duplicates']}, "
+              f"load average {r['load_average'][0]} -> {r['load_average'][1]}")
         print(f"  requests per account: {r['requests_per_account']}; rows per account: min {r['rows_per_account_min']}, "
               f"max {r['rows_per_account_max']}, {r['accounts_loaded']} accounts, short: {r['accounts_short'] or 'none'}")
         print("  rows per account: " + ", ".join(f"{k}={v}" for k, v in sorted(r["rows"].items())))
