@@ -19,7 +19,6 @@ import os
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import dagster as dg
@@ -145,10 +144,6 @@ class StripeLoadConfig(dg.Config):
     modes: dict[str, str] = {}
     lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS  # sync:incremental re-reads this much before the cursor
     capture_changes: bool = True  # sync:incremental also applies updates/deletes from /v1/events
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.astimezone(timezone.utc).timestamp())
 
 
 @dataclass(frozen=True)
