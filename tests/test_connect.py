@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
+from nilus_stripe_assets.catalog import CATALOG
 from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
@@ -241,4 +242,4 @@ def test_connect_locations_load():
     assert connect.defs.resolve_schedule_def("stripe_connect_incremental_hourly")
     kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
     assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
-    assert len(connect.stripe_assets[0].keys) == 21
+    assert len(connect.stripe_assets[0].keys) == len(CATALOG)
