@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from .accounts import tag
+from .accounts import tag as stamp_account
 from .catalog import STRIPE_OBJECT_TYPE, StripeObject
 from . import spool_disk
 from .fetch import Window, iter_pages, iter_pages_created
@@ -141,14 +141,14 @@ class EventStream:
                     since = self._event_rows_since
                     kept = [e for e in page if since is None or int(e["created"]) >= since]
                     # Stamped copies: the routing below reads the events as Stripe sent them.
-                    self._event_rows.write(tag([dict(e) for e in kept], self.account) if self.account else kept)
+                    self._event_rows.write(stamp_account([dict(e) for e in kept], self.account) if self.account else kept)
                 for event in page:
                     carried = (event.get("data") or {}).get("object") or {}
                     for sub in routes.get(carried.get("object") or "", ()):
                         if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
                             states = self._states(sub.obj, event, carried)
                             if self.account:  # part of the state (and its content hash), as on listed rows
-                                tag([state for state, _ in states], self.account)
+                                stamp_account([state for state, _ in states], self.account)
                             sub.capture.events += 1
                             # Tags name the event and the payload's fields, outside the states' content hash.
                             sub.capture.objects += sub.spool.write(

@@ -2,7 +2,7 @@
 
     dagster asset materialize -m nilus_stripe_assets.connect --select 'stripe/*' --partition acct_1…
 
-All 21 objects, partitioned by account (a `DynamicPartitionsDefinition` named `stripe_accounts`), into
+Every catalog object, partitioned by account (a `DynamicPartitionsDefinition` named `stripe_accounts`), into
 the same `stripe.<object>` tables for every account; each row carries `stripe_account` and is merged on
 `(stripe_account, id)`. `stripe_accounts_sensor` adds accounts as partitions (those in
 `NILUS_STRIPE_ACCOUNTS=acct_a,acct_b`, else every account `GET /v1/accounts` lists plus the platform) and

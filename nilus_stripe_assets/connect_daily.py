@@ -3,9 +3,9 @@
     dagster asset materialize -m nilus_stripe_assets.connect_daily --select stripe/charge \
         --partition 'acct_1…|2024-03-01'
 
-The 18 objects Stripe filters by `created` are partitioned by a `MultiPartitionsDefinition` of the
+The objects Stripe filters by `created` are partitioned by a `MultiPartitionsDefinition` of the
 accounts (dynamic, dimension `account`) and the UTC days (dimension `day`, from `NILUS_PARTITIONS_START`);
-the 3 others by account only. A partition key is `<account>|<day>` (Dagster orders dimensions by name). The
+the others by account only. A partition key is `<account>|<day>` (Dagster orders dimensions by name). The
 accounts sensor adds accounts as partitions without starting loads: backfill the days you want.
 """
 

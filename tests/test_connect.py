@@ -214,7 +214,7 @@ def test_writer_merges_replaces_and_appends_on_a_composite_key(tmp_path):
         # replace scoped to one account swaps only its rows
         only_a = Slice(None, equals=(("stripe_account", "acct_a"),))
         swapped = write(con, table, spool("a2", a[:1]), "replace", key, scope=only_a)
-        assert (swapped.deleted, swapped.updated) == (1, 1)
+        assert (swapped.deleted, swapped.unchanged) == (1, 1)  # SUMMER25 in acct_a is as stored
         assert con.execute(rows).fetchall() == [("acct_a", "SUMMER25", 25), ("acct_b", "SUMMER25", 6)]
         # append adds a key once per account
         appended = write(con, table, spool("a3", a), "append", key)
