@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .accounts import merge_key, tag
 from .catalog import StripeObject
@@ -45,6 +45,7 @@ class Batch:
     changes_dir: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     account: Optional[str] = None  # Connect: every row carries it in `stripe_account`, part of the merge key
+    prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
 
     @property
     def merge_key(self):

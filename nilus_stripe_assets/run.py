@@ -188,6 +188,22 @@ def _failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str]) -> st
     return str(explain(exc, plan.object.name, api_key))
 
 
+# Staging runs DuckDB under a memory cap; two at a time (the machine's cores) bounds memory however many
+# objects or accounts a run fetches at once.
+_STAGING = threading.BoundedSemaphore(2)
+
+
+def _fetch_and_stage(plan, api, workers, spool_root, log, cancel, stream, prepare) -> Batch:
+    batch = fetch(plan, api, workers, spool_root, log, cancel, stream)
+    if prepare is not None and not cancel.is_set():
+        with _STAGING:
+            try:
+                batch.prepared = prepare(batch)
+            except Exception:  # the write stages again and reports the failure as that object's write failure
+                batch.prepared = None
+    return batch
+
+
 def discard(batch: Batch) -> None:
     """Remove a batch's spooled files (after its write, or when it will never be written)."""
     spool_disk.remove(batch.spool_dir)
@@ -217,11 +233,14 @@ def run(
     events_api: Optional[StripeApi] = None,
     max_concurrent: Optional[int] = None,
     events_apis: Optional[Mapping[Optional[str], StripeApi]] = None,
+    prepare: Optional[Callable[[Batch], Any]] = None,
 ) -> Iterator[Outcome]:
     """Fetch `plans` concurrently (one thread each, at most `max_concurrent` at once; `apis[plan.key]` each)
     and `write` each batch in this thread as soon as it is spooled. Objects that capture changes share one
     /v1/events read per account (through `events_apis[plan.account]`, or `events_api` for plans without an
-    account; they count their requests apart). Closing the generator stops the fetches still running."""
+    account; they count their requests apart). `prepare` (optional) stages a batch in its fetch's thread,
+    so only the part of a write that needs the warehouse is serialized. Closing the generator stops the
+    fetches still running."""
     # Fan-out objects make one request per parent, the longest loads: start them first.
     ordered = sorted(plans, key=lambda p: (p.object.parent is None, p.object.name))
     cancel = threading.Event()
@@ -233,7 +252,8 @@ def run(
     for stream in streams.values():
         stream.start(pool)
     pending: dict[Future, ObjectPlan] = {
-        pool.submit(fetch, plan, apis[plan.key], workers, spool_root, log, cancel, streams[plan.account]): plan
+        pool.submit(_fetch_and_stage, plan, apis[plan.key], workers, spool_root, log, cancel, streams[plan.account],
+                    prepare): plan
         for plan in ordered
     }
     started = last_progress = time.monotonic()

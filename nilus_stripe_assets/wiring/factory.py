@@ -32,7 +32,7 @@ from ..warehouse import TableRef
 from .checks import StripeTableChecks
 from .connect import account_day_partitions, accounts_dimension, run_slices
 from .freshness import default_freshness_policy
-from .io_manager import describe, write_batch
+from .io_manager import describe, prepare_batch, write_batch
 from .resources import StripeResource
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
@@ -294,7 +294,7 @@ def _load(
         workers=max(1, stripe.workers_per_object // max(1, len(apis) // max(1, len(chosen)))),
         spool_root=os.environ.get("NILUS_SPOOL_DIR"), log=context.log,
         events_api=events_apis.get(None), events_apis=events_apis,
-        max_concurrent=max(len(chosen), stripe.max_in_flight),
+        max_concurrent=max(len(chosen), stripe.max_in_flight), prepare=prepare_batch,
     )
     for outcome in outcomes:
         asset_key, account = outcome.plan.key

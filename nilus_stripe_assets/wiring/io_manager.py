@@ -71,6 +71,15 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             return con.execute(f"SELECT * FROM {table.sql}").df()
 
 
+def prepare_batch(batch: Batch):
+    """Stage a batch for its write (typed, hashed, de-duplicated Parquet in its spool folder)."""
+    return prepare(
+        batch.spool.files, batch.merge_key, state_at=batch.started_at, changes=batch.changes,
+        fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
+        declared=declared_columns(batch.object.name),
+    )
+
+
 def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     """Write one batch with its strategy (one transaction) and return its materialization metadata.
 
@@ -79,12 +88,9 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     """
     started = time.perf_counter()
     try:
-        # Staged outside the warehouse, so the file's lock is held only while applying.
-        prepared = prepare(
-            batch.spool.files, batch.merge_key, state_at=batch.started_at, changes=batch.changes,
-            fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
-            declared=declared_columns(batch.object.name),
-        )
+        # Staged outside the warehouse, so the file's lock is held only while applying; the engine may
+        # have staged it already, in the fetch's thread (`run.run(prepare=prepare_batch)`).
+        prepared = batch.prepared or prepare_batch(batch)
         with duckdb.get_connection() as con:
             locked = time.perf_counter()
             result = apply(con, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope)
