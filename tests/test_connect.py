@@ -121,7 +121,8 @@ def test_account_by_day_partitions(platform, warehouse_path):
     day = datetime.fromtimestamp(created["created"], timezone.utc).strftime("%Y-%m-%d")
     key = dg.MultiPartitionKey({"account": a, "day": day})
     assert dg.materialize([by_day], resources=resources, instance=instance, partition_key=key).success
-    rows = query(warehouse_path, "SELECT stripe_account, min(created), max(created) FROM stripe.charge GROUP BY 1")
+    rows = query(warehouse_path, "SELECT stripe_account, epoch(min(created))::BIGINT, epoch(max(created))::BIGINT "
+                                 "FROM stripe.charge GROUP BY 1")  # created is TIMESTAMPTZ
     assert len(rows) == 1 and rows[0][0] == a
     assert 1_767_312_000 <= rows[0][1] <= rows[0][2] < 1_767_312_000 + 86400
 
