@@ -244,3 +244,48 @@ def test_connect_locations_load():
     kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
     assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
     assert len(connect.stripe_assets[0].keys) == len(CATALOG)
+
+
+def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path):
+    """A run for one account checks that account's rows: another account's duplicates or stale rows do not
+    fail it, they fail that account's checks (and the whole table's, judged without a run)."""
+    import duckdb
+
+    from nilus_stripe_assets.warehouse import TableRef
+    from nilus_stripe_assets.wiring.checks import StripeTableChecks
+
+    a, b = platform.account_ids
+    assets = build_stripe_assets(["charge", "event"], one_step=True, accounts=account_partitions())
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(a, b)
+    changed = platform.create("charge", stripe_account=b, amount=500, currency="usd")
+    platform.emit_event("charge.updated", changed, stripe_account=b)
+    for account in (a, b):
+        result = _run(assets, resources, instance, account)
+        charge = next(m.materialization for m in result.get_asset_materialization_events()
+                      if m.materialization.asset_key == dg.AssetKey(["stripe", "charge"]))
+        assert charge.metadata["account_rows"].value == (250 if account == a else 251)
+        checks = result.get_asset_check_evaluations()
+        assert {c.check_name for c in checks if c.asset_key.path[-1] == "charge"} == {"id_unique", "id_not_null", "no_stale_rows"}
+        assert all(c.passed and c.metadata["stripe_accounts"].value == account for c in checks), checks
+    assert charge.metadata["dagster/row_count"].value == 501  # the table: both accounts
+
+    # Account b's table rows go wrong: a duplicated row, and a row older than its account's latest change.
+    with duckdb.connect(warehouse_path) as con:
+        con.execute("INSERT INTO stripe.charge SELECT * FROM stripe.charge WHERE stripe_account = ? AND id <> ? LIMIT 1",
+                    [b, changed["id"]])
+        con.execute("UPDATE stripe.charge SET _state_at = 0 WHERE stripe_account = ? AND id = ?", [b, changed["id"]])
+    result = _run(assets, resources, instance, a)  # a's checks judge a's rows only
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+
+    checks = StripeTableChecks(dg.AssetKey(["stripe", "charge"]), CATALOG["charge"], TableRef("stripe", "charge"),
+                               "merge", "id", TableRef("stripe", "event"), account_column="stripe_account")
+    with duckdb.connect(warehouse_path) as con:
+        for accounts in ([b], None):  # b's partition, and the whole table
+            judged = {r.check_name: r for r in checks.evaluate(con, accounts=accounts)}
+            assert not judged["id_unique"].passed and judged["id_unique"].metadata["duplicated_keys"].value == 1
+            assert judged["id_unique"].metadata["example_ids"].value.startswith(f"{b}/ch_")
+            assert not judged["no_stale_rows"].passed
+            assert judged["no_stale_rows"].metadata["example_ids"].value == changed["id"]
+            assert judged["id_not_null"].passed
+        assert all(r.passed for r in checks.evaluate(con, accounts=[a]))

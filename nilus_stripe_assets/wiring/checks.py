@@ -27,7 +27,7 @@ instead evaluate its checks in its own step through `StripeTableChecks` (see the
 
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -65,17 +65,18 @@ def _missing(table: TableRef, check: str, severity) -> dg.AssetCheckResult:
     )
 
 
-def _unique(con, table: TableRef, key: str, account: Optional[str] = None) -> dg.AssetCheckResult:
+def _unique(con, table: TableRef, key: str, account: Optional[str] = None, rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    source = rows_sql or table.sql
     k = quote(key)
     # Per Connect account when rows carry one: the same id may exist in two accounts (coupon SUMMER25).
     group = f"{quote(account)}, {k}" if account else k
     shown = f"{quote(account)} || '/' || {k}" if account else k
     rows, duplicated_keys, extra_rows = con.execute(
-        f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
-        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1)"
+        f"SELECT (SELECT count(*) FROM {source}), count(*), coalesce(sum(n - 1), 0) FROM "
+        f"(SELECT count(*) AS n FROM {source} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1)"
     ).fetchone()
     examples = con.execute(  # a second pass over the table only when there is something to show
-        f"SELECT {shown} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1 "
+        f"SELECT {shown} FROM {source} WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1 "
         f"ORDER BY count(*) DESC, 1 LIMIT {EXAMPLES}"
     ).fetchall() if duplicated_keys else []
     name = f"{key}_unique"
@@ -99,13 +100,15 @@ def _unique(con, table: TableRef, key: str, account: Optional[str] = None) -> dg
     )
 
 
-def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str], account: Optional[str] = None) -> dg.AssetCheckResult:
+def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str], account: Optional[str] = None,
+              rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    source = rows_sql or table.sql
     k = f"{quote(key)} IS NULL" + (f" OR {quote(account)} IS NULL" if account else "")
-    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k}) FROM {table.sql}").fetchone()
+    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k}) FROM {source}").fetchone()
     loaded = []
     if nulls and "_loaded_at" in columns:
         loaded = con.execute(
-            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {table.sql} WHERE {k} LIMIT {EXAMPLES}"
+            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {source} WHERE {k} LIMIT {EXAMPLES}"
         ).fetchall()
     name = f"{key}_not_null"
     if account:
@@ -138,7 +141,8 @@ class NotJudged:
 
 
 def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef,
-           account: Optional[str] = None) -> Union[dg.AssetCheckResult, NotJudged]:
+           account: Optional[str] = None, rows_sql: Optional[str] = None) -> Union[dg.AssetCheckResult, NotJudged]:
+    source_rows = rows_sql or table.sql
     # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
     # carry subscriptions, cards, discounts and tax ids).
     carried = carried_type(obj)
@@ -166,11 +170,11 @@ def _stale(con, obj: StripeObject, table: TableRef, key: str, columns, events: T
         f"CREATE OR REPLACE TEMP TABLE _stale AS "
         f"WITH latest AS (SELECT {acct} AS acct, {object_id} AS oid, max({_seconds('e.created', event_columns['created'])}) AS event_created FROM {source} "
         f"WHERE e.data->>'$.object.object' = ? AND NOT ends_with(e.type, '.created') GROUP BY 1, 2) "
-        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k}{same_acct} "
+        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {source_rows} t JOIN latest l ON l.oid = t.{k}{same_acct} "
         f"WHERE t._state_at < l.event_created",
         [carried],
     )
-    rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {source_rows}").fetchone()[0]
     stale, worst = con.execute("SELECT count(*), max(event_created - _state_at) FROM _stale").fetchone()
     examples = con.execute(f"SELECT oid FROM _stale ORDER BY event_created - _state_at DESC, oid LIMIT {EXAMPLES}").fetchall()
     con.execute("DROP TABLE _stale")
@@ -235,31 +239,50 @@ class StripeTableChecks:
         return specs
 
     def evaluate(
-        self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None
+        self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None,
+        accounts: Optional[Sequence[str]] = None,
     ) -> Iterator[dg.AssetCheckResult]:
         """Results of the checks named in `selected` (all by default), in spec order. A check that cannot
-        judge yields nothing (Dagster shows it as skipped); `log` receives why."""
+        judge yields nothing (Dagster shows it as skipped); `log` receives why.
+
+        Connect (`account_column` set): with `accounts` (the accounts a run loaded), every check judges
+        those accounts' rows only, plus rows with no account at all (never anyone's to ignore); without,
+        the whole table. Keys are unique per (account, key) either way."""
         names = [s.name for s in self.specs()]
         chosen = set(names if selected is None else selected)
         key, table = self.merge_key, self.table
         columns = table_columns(con, table)
+        rows_sql, scope = self._scope(columns, accounts)
         for name in names:
             if name not in chosen:
                 continue
             if not columns:
                 result = _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
             elif name == f"{key}_unique":
-                result = _unique(con, table, key, self.account_column)
+                result = _unique(con, table, key, self.account_column, rows_sql)
             elif name == f"{key}_not_null":
-                result = _not_null(con, table, key, columns, self.account_column)
+                result = _not_null(con, table, key, columns, self.account_column, rows_sql)
             else:
-                result = _stale(con, self.object, table, key, columns, self.events, self.account_column)
+                result = _stale(con, self.object, table, key, columns, self.events, self.account_column, rows_sql)
             if isinstance(result, NotJudged):
                 if log is not None:
                     log(f"Check {result.check_name} on {self.key.to_user_string()} not judged: {result.reason}.")
                 continue
+            if scope:
+                result = result._replace(
+                    description=f"{result.description} (Connect accounts: {scope})",
+                    metadata={**result.metadata, "stripe_accounts": dg.MetadataValue.text(scope)},
+                )
             # Named explicitly: a step that holds several assets cannot infer which one a result is about.
             yield result._replace(asset_key=self.key)
+
+    def _scope(self, columns: Mapping[str, str], accounts: Optional[Sequence[str]]) -> tuple[Optional[str], str]:
+        """The rows the checks judge (SQL; None: the whole table) and the accounts they belong to."""
+        column = self.account_column
+        if not column or not accounts or column not in columns:
+            return None, ""
+        listed = ", ".join("'" + str(a).replace("'", "''") + "'" for a in accounts)
+        return f"(SELECT * FROM {self.table.sql} WHERE {quote(column)} IN ({listed}) OR {quote(column)} IS NULL)", ", ".join(accounts)
 
 
 def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:

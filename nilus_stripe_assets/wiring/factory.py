@@ -238,6 +238,7 @@ def _load(
     plans = []
     apis: dict = {}
     events_apis: dict = {}  # one /v1/events read per account (None: the single account), counted apart
+    slices = []
     try:
         platform = _platform_id(stripe) if by_account else None
         # Cursors are read up front, in this thread, on one connection opened only if a load needs one.
@@ -249,13 +250,15 @@ def _load(
                     opened.append(stack.enter_context(duckdb.get_connection()))
                 return opened[0]
 
-            for account, window in run_slices(context, partitions_def):
+            slices = run_slices(context, partitions_def)
+            for account, window in slices:
                 # The platform's own data is read without Stripe-Account and stamped with its own id.
                 sent = None if account == platform else account
                 if sent is not None:
                     problem = _access_problem(stripe, sent)
                     if problem:
-                        context.log.error(problem)
+                        if len(slices) > 1:  # said now; a lone account's failure is the step's
+                            context.log.error(problem)
                         failures.append(problem)
                         denied += 1
                         continue
@@ -273,11 +276,14 @@ def _load(
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
+    # Connect: a run's checks judge the rows of the accounts (partitions) it ran for.
+    run_accounts = [account for account, _ in slices] if by_account else None
+
     def checks_of(target: _Target) -> Iterator[dg.AssetCheckResult]:
         names = selected_checks.pop(target.key, None)
         if target.checks is not None and names:
             with duckdb.get_connection() as con:
-                yield from target.checks.evaluate(con, names, context.log.info)
+                yield from target.checks.evaluate(con, names, context.log.info, accounts=run_accounts)
 
     expected: dict[dg.AssetKey, int] = {}
     for plan in plans:
@@ -364,7 +370,7 @@ def _metadata(outcomes: list, by_account: bool) -> dict:
     if not by_account:
         return metadata
     for name in ("objects_fetched", "rows_inserted", "rows_updated", "rows_deleted", "rows_unchanged", "requests",
-                 "rate_limited_429", "server_errors_5xx", "retries"):
+                 "rate_limited_429", "server_errors_5xx", "retries", "account_rows"):
         if name in metadata:
             metadata[name] = sum(int(o.written.get(name, 0)) for o in outcomes)
     metadata["stripe_accounts"] = ", ".join(str(o.plan.account) for o in outcomes)

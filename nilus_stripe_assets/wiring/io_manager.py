@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from .. import spool_disk
 from ..columns import declared_columns, descriptions
+from ..accounts import ACCOUNT_COLUMN
 from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
 
@@ -95,6 +96,8 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
             locked = time.perf_counter()
             result = apply(con, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope)
             metadata = _table_metadata(con, batch.table, batch.object.created_field, descriptions(batch.object.name))
+            if batch.account:  # Connect: the table holds every account; this account's share of it
+                metadata["account_rows"] = _account_rows(con, batch.table, batch.account)
             lock_seconds = time.perf_counter() - locked
     finally:
         spool_disk.remove(batch.spool_dir)
@@ -105,6 +108,10 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
         "lock_seconds": dg.MetadataValue.float(round(lock_seconds, 3)),  # the warehouse file was locked
     }
     return {**metadata, **_write_metadata(batch, result), **timing}
+
+
+def _account_rows(con, table: TableRef, account: str) -> int:
+    return int(con.execute(f"SELECT count(*) FROM {table.sql} WHERE {quote(ACCOUNT_COLUMN)} = ?", [account]).fetchone()[0])
 
 
 def describe(batch: Batch, metadata: dict) -> str:
