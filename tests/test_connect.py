@@ -14,7 +14,7 @@ from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
 from nilus_stripe_assets.wiring.connect import account_partitions, build_accounts_sensor
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.wiring.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
 
 from .conftest import make_resources, mode_config, query
 
@@ -252,7 +252,7 @@ def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path)
     import duckdb
 
     from nilus_stripe_assets.warehouse import TableRef
-    from nilus_stripe_assets.wiring.checks import StripeTableChecks
+    from nilus_stripe_assets.wiring.checks import stripe_table_checks
 
     a, b = platform.account_ids
     assets = build_stripe_assets(["charge", "event"], one_step=True, accounts=account_partitions())
@@ -278,8 +278,9 @@ def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path)
     result = _run(assets, resources, instance, a)  # a's checks judge a's rows only
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
-    checks = StripeTableChecks(dg.AssetKey(["stripe", "charge"]), CATALOG["charge"], TableRef("stripe", "charge"),
-                               "merge", "id", TableRef("stripe", "event"), account_column="stripe_account")
+    # The checks build_stripe_checks makes from the assets' metadata: the same scoping, per (account, id).
+    checks = next(c for c in stripe_table_checks(assets) if c.key == dg.AssetKey(["stripe", "charge"]))
+    assert (checks.merge_key, checks.account_column, checks.events) == ("id", "stripe_account", TableRef("stripe", "event"))
     with duckdb.connect(warehouse_path) as con:
         for accounts in ([b], None):  # b's partition, and the whole table
             judged = {r.check_name: r for r in checks.evaluate(con, accounts=accounts)}
@@ -289,3 +290,22 @@ def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path)
             assert judged["no_stale_rows"].metadata["example_ids"].value == changed["id"]
             assert judged["id_not_null"].passed
         assert all(r.passed for r in checks.evaluate(con, accounts=[a]))
+
+
+def test_translator_sees_the_account_column_and_partitions():
+    seen = {}
+
+    class Recording(StripeTranslator):
+        def get_asset_spec(self, data: StripeTranslatorData) -> dg.AssetSpec:
+            seen[data.object.name] = (data.account_column, data.partitions_def)
+            return super().get_asset_spec(data)
+
+    accounts = account_partitions()
+    by_day = build_stripe_assets(["charge", "webhook_endpoint"], one_step=True, accounts=accounts, partitions_def=daily_partitions,
+                                 translator=Recording())
+    assert seen["webhook_endpoint"] == ("stripe_account", accounts)  # no `created` filter: by account only
+    assert seen["charge"][0] == "stripe_account" and isinstance(seen["charge"][1], dg.MultiPartitionsDefinition)
+    spec = next(s for a in by_day for s in a.specs if s.key == dg.AssetKey(["stripe", "charge"]))
+    assert spec.metadata["merge_key"] == "stripe_account, id" and spec.metadata["stripe/account_column"] == "stripe_account"
+    single = build_stripe_assets(["charge"], translator=Recording())
+    assert seen["charge"] == (None, None) and single[0].specs_by_key[dg.AssetKey(["stripe", "charge"])].metadata["merge_key"] == "id"

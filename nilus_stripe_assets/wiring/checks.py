@@ -41,14 +41,17 @@ EXAMPLES = 5  # example ids per failing check
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
 
-def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str]]:
-    """(object, table, strategy, merge key) of a Stripe asset spec, None for other assets."""
+def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str, Optional[str]]]:
+    """(object, table, strategy, merge key, Connect account column) of a Stripe asset spec, None for others."""
     name = spec.metadata.get("stripe/object")
     if name not in CATALOG:
         return None
     obj = CATALOG[name]
     table = TableRef.parse(str(spec.metadata.get("dagster/table_name") or f"stripe.{obj.table}"))
-    return obj, table, str(spec.metadata.get("strategy", obj.strategy)), str(spec.metadata.get("merge_key", obj.merge_key))
+    account_column = spec.metadata.get("stripe/account_column")
+    # "stripe_account, id" on Connect assets: the checks group by the account column themselves.
+    key = str(spec.metadata.get("merge_key", obj.merge_key)).split(",")[-1].strip()
+    return obj, table, str(spec.metadata.get("strategy", obj.strategy)), key, str(account_column) if account_column else None
 
 
 def _ids(rows) -> str:
@@ -314,12 +317,12 @@ def stripe_table_checks(
                 targets.append((spec.key, *facts))
     events = TableRef.parse(events_table) if events_table else None
     if events is None:
-        events = next((table for _, obj, table, _, _ in targets if obj.name == "event"), None)
+        events = next((table for _, obj, table, _, _, _ in targets if obj.name == "event"), None)
     if events is None:
         events = TableRef("stripe", "event")  # where the stripe/event asset writes by default
     return [
-        StripeTableChecks(key, obj, table, strategy, merge_key, events)
-        for key, obj, table, strategy, merge_key in targets
+        StripeTableChecks(key, obj, table, strategy, merge_key, events, account_column=account_column)
+        for key, obj, table, strategy, merge_key, account_column in targets
     ]
 
 

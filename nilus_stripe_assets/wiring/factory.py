@@ -51,6 +51,9 @@ class StripeTranslatorData:
     mode: str  # the asset's default loading mode
     sink: str = "duckdb"  # the warehouse kind the table lives in
     account: Optional[str] = None  # the Connect account (acct_…) when the asset is for one account
+    # Connect, every account in one table: the column naming each row's account (part of the merge key)
+    account_column: Optional[str] = None
+    partitions_def: Optional[dg.PartitionsDefinition] = None  # the asset's: by day, account, or account x day
 
 
 class StripeTranslator:
@@ -77,7 +80,8 @@ class StripeTranslator:
                 "stripe/object": obj.name,
                 "stripe/endpoint": obj.parent.path_template if obj.parent else obj.path,
                 "strategy": data.strategy,
-                "merge_key": obj.merge_key,
+                "merge_key": f"{data.account_column}, {obj.merge_key}" if data.account_column else obj.merge_key,
+                **({"stripe/account_column": data.account_column} if data.account_column else {}),
                 "default_mode": data.mode,
                 "created_filter": obj.supports_created,
             },
@@ -185,7 +189,7 @@ def _target(
     strategy = resolve_strategy(obj, pipeline.mode, pipeline.strategy, partitioned=partitioned)
     data = StripeTranslatorData(
         object=obj, table=TableRef.parse(pipeline.dest_table or translator.get_table(obj)), strategy=strategy,
-        mode=pipeline.mode,
+        mode=pipeline.mode, account_column=ACCOUNT_COLUMN if accounts is not None else None, partitions_def=own,
     )
     spec = translator.get_asset_spec(data)
     if pipeline.key is not None:  # a pipeline's own key (the component's) wins over the translator's
@@ -194,8 +198,7 @@ def _target(
     # Changes are judged against the events where the stripe/event asset writes them.
     events = TableRef.parse(translator.get_table(CATALOG["event"]))
     checks = (
-        StripeTableChecks(spec.key, obj, table, strategy, obj.merge_key, events,
-                          account_column=ACCOUNT_COLUMN if accounts is not None else None)
+        StripeTableChecks(spec.key, obj, table, strategy, obj.merge_key, events, account_column=data.account_column)
         if with_checks
         else None
     )
