@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+from .accounts import tag as stamp_account
 from .catalog import STRIPE_OBJECT_TYPE, StripeObject
 from . import spool_disk
 from .fetch import Window, iter_pages, iter_pages_created
@@ -76,10 +77,13 @@ class _Subscriber:
 
 
 class EventStream:
-    """One read of `/v1/events` for a run: `subscribe` objects and `keep_events`, then `read` once."""
+    """One read of `/v1/events` for a run: `subscribe` objects and `keep_events`, then `read` once.
 
-    def __init__(self, api: StripeApi, now: int, spool_root: Optional[str] = None):
-        self.api, self.now, self.spool_root = api, now, spool_root
+    Connect: one stream per account (`api` sends its `Stripe-Account`); every state and event row it
+    spools is stamped with `account`, as the rows read from the lists are."""
+
+    def __init__(self, api: StripeApi, now: int, spool_root: Optional[str] = None, account: Optional[str] = None):
+        self.api, self.now, self.spool_root, self.account = api, now, spool_root, account
         self._subscribers: list[_Subscriber] = []
         self._event_rows: Optional[Spool] = None
         self._event_rows_since: Optional[int] = None
@@ -135,12 +139,16 @@ class EventStream:
                 self.events += len(page)
                 if self._event_rows is not None:
                     since = self._event_rows_since
-                    self._event_rows.write([e for e in page if since is None or int(e["created"]) >= since])
+                    kept = [e for e in page if since is None or int(e["created"]) >= since]
+                    # Stamped copies: the routing below reads the events as Stripe sent them.
+                    self._event_rows.write(stamp_account([dict(e) for e in kept], self.account) if self.account else kept)
                 for event in page:
                     carried = (event.get("data") or {}).get("object") or {}
                     for sub in routes.get(carried.get("object") or "", ()):
                         if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
                             states = self._states(sub.obj, event, carried)
+                            if self.account:  # part of the state (and its content hash), as on listed rows
+                                stamp_account([state for state, _ in states], self.account)
                             sub.capture.events += 1
                             # Tags name the event and the payload's fields, outside the states' content hash.
                             sub.capture.objects += sub.spool.write(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+from .accounts import merge_key, tag
 from .catalog import StripeObject
 from .fetch import ListOrderError, Window, fetch_object
 from .spool import Spool, SpoolSummary
@@ -43,6 +44,12 @@ class Batch:
     changes: Optional[ChangeSet] = None
     changes_dir: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    account: Optional[str] = None  # Connect: every row carries it in `stripe_account`, part of the merge key
+    prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
+
+    @property
+    def merge_key(self):
+        return merge_key(self.object, self.account)
 
     @property
     def objects_per_second(self) -> float:
@@ -60,6 +67,7 @@ def extract(
     workers: int = 8,
     spool_root: Optional[str] = None,
     cancel: Optional[threading.Event] = None,
+    account: Optional[str] = None,
 ) -> Batch:
     """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
     and `Cancelled` at the next page once `cancel` is set."""
@@ -72,7 +80,7 @@ def extract(
         def sink(objects):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(obj.name)
-            return spool.write(objects)
+            return spool.write(tag(objects, account) if account else objects)
 
         try:
             fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
@@ -104,4 +112,5 @@ def extract(
         started_at=started_at,
         requests=api.stats.as_dict(),
         notes=notes,
+        account=account,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Optional
 
 from .catalog import StripeObject
+from .accounts import ACCOUNT_COLUMN
 from .changes import state_key
 from .config import parse_source_table, resolve_strategy
 from .fetch import Window
@@ -48,10 +49,12 @@ class ObjectPlan:
     events_cursor: Optional[int] = None
     capture_changes: bool = True
     notes: list[str] = field(default_factory=list)
+    account: Optional[str] = None  # Connect: the account whose rows this plan loads (stripe_account)
 
     @property
     def state_key(self) -> str:
-        return state_key(self.object, str(self.table))
+        key = state_key(self.object, str(self.table))
+        return f"{key}:{self.account}" if self.account else key
 
 
 def plan_object(
@@ -64,14 +67,17 @@ def plan_object(
     options: RunOptions,
     partition: Optional[Window],
     connect: Callable[[], Any],
+    account: Optional[str] = None,
 ) -> ObjectPlan:
     """Plan one object. `strategy` is the pipeline's override (None: the spec's default); `partition` is
-    the partition's `created` window when the object is loaded by partition. Raises `ConfigError`."""
+    the partition's `created` window when the object is loaded by partition; `account` the Connect account
+    whose rows (and cursors) the load owns, in a table shared by many accounts. Raises `ConfigError`."""
     requested = options.modes.get(obj.name, options.mode)
     mode = default_mode if requested is None else run_mode(obj, requested)
     partitioned = partition is not None
     resolved = resolve_strategy(obj, mode, strategy, partitioned=partitioned)
-    plan = ObjectPlan(key, obj, table, mode, resolved, capture_changes=options.capture_changes)
+    plan = ObjectPlan(key, obj, table, mode, resolved, capture_changes=options.capture_changes, account=account)
+    own_rows = Slice(None, equals=((ACCOUNT_COLUMN, account),)) if account else None
     # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
     # slice of history, and snapshots (replace) and the event stream itself have no changes to capture.
     plan.keeps_events_cursor = not partitioned and obj.name != "event" and resolved != "replace"
@@ -79,14 +85,17 @@ def plan_object(
     if partition is not None:
         plan.window = partition
         if resolved == "replace":
-            plan.scope = Slice(obj.created_field, partition.gte, partition.lt)
+            plan.scope = Slice(obj.created_field, partition.gte, partition.lt,
+                               equals=own_rows.equals if own_rows else ())
     elif plan.incremental:
         # Snapshot (replace) objects are refreshed whole; everything else resumes from the data.
         con = connect()
-        cursor = newest_created(con, table, obj.created_field) if obj.supports_created else None
+        cursor = newest_created(con, table, obj.created_field, where=own_rows) if obj.supports_created else None
         plan.events_cursor = get_cursor(con, table.schema, plan.state_key)
         if cursor is not None:
             plan.window = Window(gte=max(0, cursor - options.lookback_seconds))
         elif obj.supports_created:
             plan.notes.append(f"No rows in {table} yet: this first incremental run loads everything.")
+    if plan.scope is None and own_rows is not None and resolved == "replace":
+        plan.scope = own_rows  # a snapshot of one account replaces that account's rows only
     return plan

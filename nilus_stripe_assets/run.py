@@ -66,7 +66,7 @@ def _spooled(plan: ObjectPlan, spool: SpoolSummary, spool_dir: str, seconds: flo
     return Batch(
         object=plan.object, mode=plan.mode, strategy=plan.strategy, table=plan.table, spool=spool,
         spool_dir=spool_dir, window=plan.window, scope=plan.scope, seconds=seconds, started_at=started_at,
-        requests=requests,
+        requests=requests, account=plan.account,
     )
 
 
@@ -79,9 +79,10 @@ def _nothing_listed(plan: ObjectPlan, spool_root: Optional[str], api: StripeApi)
 class _RunStream:
     """The run's one /v1/events read: who subscribes, and the read itself (started once, awaited by many)."""
 
-    def __init__(self, plans: Sequence[ObjectPlan], api: StripeApi, spool_root: Optional[str]):
+    def __init__(self, plans: Sequence[ObjectPlan], api: StripeApi, spool_root: Optional[str],
+                 account: Optional[str] = None):
         now = int(time.time())
-        self.stream = EventStream(api, now, spool_root)
+        self.stream = EventStream(api, now, spool_root, account=account)
         self.api = api
         self.captures: dict[Hashable, Capture] = {}
         self.event_table: Optional[ObjectPlan] = None
@@ -152,7 +153,7 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
     else:
         batch = extract(
             api, obj, mode, plan.strategy, table, window=window, scope=plan.scope,
-            workers=workers, spool_root=spool_root, cancel=cancel,
+            workers=workers, spool_root=spool_root, cancel=cancel, account=plan.account,
         )
         for note in batch.notes:  # what the fetch itself found worth a warning (e.g. a server's list order)
             log.warning(note)
@@ -187,6 +188,22 @@ def _failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str]) -> st
     return str(explain(exc, plan.object.name, api_key))
 
 
+# Staging runs DuckDB under a memory cap; two at a time (the machine's cores) bounds memory however many
+# objects or accounts a run fetches at once.
+_STAGING = threading.BoundedSemaphore(2)
+
+
+def _fetch_and_stage(plan, api, workers, spool_root, log, cancel, stream, prepare) -> Batch:
+    batch = fetch(plan, api, workers, spool_root, log, cancel, stream)
+    if prepare is not None and not cancel.is_set():
+        with _STAGING:
+            try:
+                batch.prepared = prepare(batch)
+            except Exception:  # the write stages again and reports the failure as that object's write failure
+                batch.prepared = None
+    return batch
+
+
 def discard(batch: Batch) -> None:
     """Remove a batch's spooled files (after its write, or when it will never be written)."""
     spool_disk.remove(batch.spool_dir)
@@ -214,19 +231,30 @@ def run(
     spool_root: Optional[str],
     log,
     events_api: Optional[StripeApi] = None,
+    max_concurrent: Optional[int] = None,
+    events_apis: Optional[Mapping[Optional[str], StripeApi]] = None,
+    prepare: Optional[Callable[[Batch], Any]] = None,
 ) -> Iterator[Outcome]:
-    """Fetch `plans` concurrently (one thread each, `apis[plan.key]` each) and `write` each batch in this
-    thread as soon as it is spooled. Objects that capture changes share one /v1/events read (through
-    `events_api`, which counts its requests apart). Closing the generator stops the fetches still running."""
+    """Fetch `plans` concurrently (one thread each, at most `max_concurrent` at once; `apis[plan.key]` each)
+    and `write` each batch in this thread as soon as it is spooled. Objects that capture changes share one
+    /v1/events read per account (through `events_apis[plan.account]`, or `events_api` for plans without an
+    account; they count their requests apart). `prepare` (optional) stages a batch in its fetch's thread,
+    so only the part of a write that needs the warehouse is serialized. Closing the generator stops the
+    fetches still running."""
     # Fan-out objects make one request per parent, the longest loads: start them first.
     ordered = sorted(plans, key=lambda p: (p.object.parent is None, p.object.name))
     cancel = threading.Event()
-    stream = _RunStream(ordered, events_api if events_api is not None else _any_api(apis), spool_root)
-    # One thread per object, plus the events read that some of them wait for.
-    pool = ThreadPoolExecutor(max_workers=max(1, len(ordered)) + 1, thread_name_prefix="stripe-object")
-    stream.start(pool)
+    streams = _streams(ordered, apis, events_api, events_apis or {}, spool_root)
+    # The objects' threads, plus one for each events read that some of them wait for (submitted first, so
+    # a read never waits behind the objects waiting for it).
+    objects_at_once = max(1, min(len(ordered), max_concurrent or len(ordered)))
+    pool = ThreadPoolExecutor(max_workers=objects_at_once + len(streams), thread_name_prefix="stripe-object")
+    for stream in streams.values():
+        stream.start(pool)
     pending: dict[Future, ObjectPlan] = {
-        pool.submit(fetch, plan, apis[plan.key], workers, spool_root, log, cancel, stream): plan for plan in ordered
+        pool.submit(_fetch_and_stage, plan, apis[plan.key], workers, spool_root, log, cancel, streams[plan.account],
+                    prepare): plan
+        for plan in ordered
     }
     started = last_progress = time.monotonic()
     try:
@@ -257,8 +285,23 @@ def run(
         for future in pending:  # fetched but never written: drop the spools
             if future.done() and not future.cancelled() and future.exception() is None:
                 discard(future.result())
-        stream.stream.cleanup()  # change spools of objects that failed
+        for stream in streams.values():
+            stream.stream.cleanup()  # change spools of objects that failed
 
 
-def _any_api(apis: Mapping[Hashable, StripeApi]) -> Optional[StripeApi]:
-    return next(iter(apis.values()), None)
+def _streams(
+    plans: Sequence[ObjectPlan], apis: Mapping[Hashable, StripeApi], events_api: Optional[StripeApi],
+    events_apis: Mapping[Optional[str], StripeApi], spool_root: Optional[str],
+) -> dict[Optional[str], _RunStream]:
+    """One events read per Connect account of the run (one for a single-account run): each account's
+    events are listed with its own `Stripe-Account`."""
+    by_account: dict[Optional[str], list[ObjectPlan]] = {}
+    for plan in plans:
+        by_account.setdefault(plan.account, []).append(plan)
+    return {
+        account: _RunStream(
+            group, events_apis.get(account) or (events_api if account is None else None) or apis[group[0].key],
+            spool_root, account,
+        )
+        for account, group in by_account.items()
+    }

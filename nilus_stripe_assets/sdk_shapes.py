@@ -148,8 +148,9 @@ def build_snapshot() -> dict:
     """Every catalog object's SDK class, introspected; keyed by class name."""
     from .catalog import CATALOG
 
-    # Plus the classes of lists that objects embed (invoice.lines, credit_note.lines), which the emulator renders.
-    classes = sorted({o.sdk_class for o in CATALOG.values()} | {"InvoiceLineItem", "CreditNoteLineItem"})
+    # Plus the classes of lists that objects embed (invoice.lines, credit_note.lines), and Connect's accounts
+    # (`/v1/account`, `/v1/accounts`), which the emulator renders.
+    classes = sorted({o.sdk_class for o in CATALOG.values()} | {"InvoiceLineItem", "CreditNoteLineItem", "Account"})
     return {"stripe_version": _sdk().VERSION, "classes": {name: class_fields(name) for name in classes}}
 
 

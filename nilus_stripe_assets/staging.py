@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import duckdb
 
@@ -40,6 +40,11 @@ _JSON_KINDS = ("NULL", "BOOLEAN", "BIGINT", "UBIGINT", "DOUBLE", "VARCHAR", "OBJ
 # instead, so memory stays flat however large the batch. Overridable for big machines.
 MEMORY_LIMIT_ENV, THREADS_ENV = "NILUS_DUCKDB_MEMORY_LIMIT", "NILUS_DUCKDB_THREADS"
 DEFAULT_MEMORY_LIMIT_MB = 96
+
+
+def key_columns(merge_key: Union[str, Sequence[str]]) -> tuple[str, ...]:
+    """A merge key as its columns: "id", or a composite such as ("stripe_account", "id") (Connect)."""
+    return (merge_key,) if isinstance(merge_key, str) else tuple(merge_key)
 
 
 def quote(identifier: str) -> str:
@@ -90,7 +95,7 @@ class StagedBatch:
 def stage(
     files: Sequence[str],
     directory: str,
-    merge_key: str = "id",
+    merge_key: Union[str, Sequence[str]] = "id",
     state_at: Optional[int] = None,
     from_events: bool = False,
     fields: Optional[Sequence[str]] = None,
@@ -206,8 +211,9 @@ def json_to_varchar(col: str) -> str:
 
 def _write(con, types, directory, name, merge_key, state_at, from_events) -> StagedBatch:
     content = {c: t for c, t in types.items() if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT)}
-    if merge_key not in content:
-        raise ValueError(f"objects have no {merge_key!r} field to merge on")
+    missing = [c for c in key_columns(merge_key) if c not in content]
+    if missing:
+        raise ValueError(f"objects have no {missing[0]!r} field to merge on")
     if from_events and not all(c in types for c in EVENT_FIELDS):
         raise ValueError("change-capture objects must carry _event_created and _event_type")
     columns = [quote(c) for c in content]
@@ -233,7 +239,7 @@ def _write(con, types, directory, name, merge_key, state_at, from_events) -> Sta
         f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {', '.join(columns)}, {content_hash} AS {quote(CONTENT_HASH)}, "
         f"{bookkeeping} FROM _raw"
     )
-    key = quote(merge_key)
+    key = ", ".join(quote(c) for c in key_columns(merge_key))
     path = os.path.join(directory, f"{name}.parquet")
     copy = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)"  # a row group is buffered whole
     rows = con.execute(f"COPY (SELECT * FROM _typed) TO '{path}' {copy}").fetchone()[0]

@@ -26,12 +26,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from .columns import Column
 from .sinks.base import Sink, as_sink, literal
 from .spool import CONTENT_HASH
-from .staging import EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, quote, stage
+from .staging import EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, key_columns, quote, stage
 
 DEFAULT_SCHEMA = "stripe"
 BOOKKEEPING = {
@@ -66,16 +66,42 @@ class TableRef:
 
 @dataclass(frozen=True)
 class Slice:
-    """Rows of a table owned by one partition: `column` in [gte, lt)."""
+    """Rows of a table owned by one partition: `column` in [gte, lt) (if `column`), and each `equals`
+    column holding its value (e.g. `stripe_account = 'acct_…'`: one Connect account's rows)."""
 
-    column: str
-    gte: int
-    lt: int
+    column: Optional[str]
+    gte: Optional[int] = None
+    lt: Optional[int] = None
+    equals: tuple[tuple[str, str], ...] = ()
 
     def condition(self, alias: str = "") -> str:
         # The column is an epoch field, stored as TIMESTAMPTZ (`_evolve` converts tables that kept seconds).
-        col = (alias + "." if alias else "") + quote(self.column)
-        return f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})"
+        prefix = alias + "." if alias else ""
+        parts = [f"{prefix}{quote(c)} = '{v.replace(chr(39), chr(39) * 2)}'" for c, v in self.equals]
+        if self.column:
+            col = prefix + quote(self.column)
+            parts.append(f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})")
+        return " AND ".join(parts) or "true"
+
+
+# A merge key is one column ("id") or several (("stripe_account", "id") for Connect: ids repeat across accounts).
+MergeKey = Union[str, Sequence[str]]
+
+
+def keys_sql(merge_key: MergeKey, alias: str = "") -> str:
+    """`a.k1, a.k2`: the key's columns, for SELECT lists, GROUP BY and PARTITION BY."""
+    prefix = alias + "." if alias else ""
+    return ", ".join(prefix + quote(c) for c in key_columns(merge_key))
+
+
+def key_tuple(merge_key: MergeKey, alias: str = "") -> str:
+    """`a.k` or `(a.k1, a.k2)`: the key as one value, for IN and count(DISTINCT ...)."""
+    cols = keys_sql(merge_key, alias)
+    return cols if isinstance(merge_key, str) else f"({cols})"
+
+
+def key_join(merge_key: MergeKey, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{quote(c)} = {right}.{quote(c)}" for c in key_columns(merge_key))
 
 
 @dataclass
@@ -110,7 +136,7 @@ def table_columns(con, table: TableRef) -> dict[str, str]:
 def _evolve(
     con: Sink, table: TableRef, staged: dict[str, Optional[str]], result: WriteResult,
     declared: Mapping[str, Column] = {},  # noqa: B006 (read only)
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
 ) -> dict[str, str]:
     """Create or widen the table so every staged column fits; return the final column types."""
     existing = con.columns(table)
@@ -123,7 +149,7 @@ def _evolve(
         for c, t in MINIMAL_COLUMNS.items():
             columns.setdefault(c, t)
         columns.update(BOOKKEEPING)
-        con.create_table(table, columns, [merge_key])
+        con.create_table(table, columns, key_columns(merge_key))
         return columns
     for column, dtype in BOOKKEEPING.items():
         if column not in existing:  # tables made by an older version of this package
@@ -184,7 +210,7 @@ class PreparedWrite:
 
 def prepare(
     files: Sequence[str],
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     state_at: Optional[int] = None,
     changes: Optional[ChangeSet] = None,
     fields: Optional[Sequence[str]] = None,
@@ -216,7 +242,7 @@ def write(
     table: TableRef,
     files: Sequence[str],
     strategy: str,
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     scope: Optional[Slice] = None,
     state_at: Optional[int] = None,
     changes: Optional[ChangeSet] = None,
@@ -252,7 +278,7 @@ def apply(
     table: TableRef,
     prepared: PreparedWrite,
     strategy: str,
-    merge_key: str = "id",
+    merge_key: MergeKey = "id",
     scope: Optional[Slice] = None,
 ) -> WriteResult:
     """Apply a prepared batch in one transaction: only new and changed rows are written."""
@@ -293,7 +319,8 @@ def _select(con: Sink, staged: StagedBatch, columns: Mapping[str, str], alias: s
 
 
 def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_key, scope, state_at, result: WriteResult) -> None:
-    key, content_hash = quote(merge_key), quote(CONTENT_HASH)
+    key, content_hash = keys_sql(merge_key), quote(CONTENT_HASH)
+    keys = key_columns(merge_key)
     scope = scope if strategy == "replace" else None
     where_scope = f" WHERE {scope.condition()}" if scope else ""
     if rows.path is None:  # an empty snapshot: replace empties the table (or the slice)
@@ -313,34 +340,35 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
         # Idempotent by key: re-running the same window adds nothing twice.
         result.inserted = con.changed(
             f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {staged} s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE t.{key} = s.{key})"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table.sql} t WHERE {key_join(merge_key, 't', 's')})"
         )
         result.unchanged = rows.rows - result.inserted
         return
     # merge and replace compare (key, content hash) pairs only: a row whose hash matches is left alone.
     # A row flagged deleted that is listed again is rewritten (it exists after all). Fields this batch
     # does not carry keep their stored values, as an UPDATE of the other columns would.
-    kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c != merge_key]
-    staged = con.load(rows, "_rows_keys", columns=[merge_key, CONTENT_HASH])  # all that the comparison reads
+    kept = [c for c in columns if c not in rows.types and c not in BOOKKEEPING and c not in keys]
+    staged = con.load(rows, "_rows_keys", columns=[*keys, CONTENT_HASH])  # all that the comparison reads
     con.temp_table(
         "_diff",
-        f"SELECT s.{key}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
+        f"SELECT {keys_sql(merge_key, 's')}, t._rid{''.join(f', t.{quote(c)}' for c in kept)} "
         f"FROM (SELECT {key}, {content_hash} FROM {staged}) s LEFT JOIN "
         f"(SELECT {con.rowid} AS _rid, {key}, {content_hash}, is_deleted{''.join(f', {quote(c)}' for c in kept)} "
-        f"FROM {table.sql}{where_scope}) t ON s.{key} = t.{key} "
+        f"FROM {table.sql}{where_scope}) t ON {key_join(merge_key, 's', 't')} "
         f"WHERE t._rid IS NULL OR t.{content_hash} IS DISTINCT FROM s.{content_hash} OR t.is_deleted",
     )
     if strategy == "replace":  # rows of the table (or slice) that the snapshot no longer has
         result.deleted = con.changed(
             f"DELETE FROM {table.sql} t WHERE {scope.condition('t') + ' AND ' if scope else ''}"
-            f"NOT EXISTS (SELECT 1 FROM {staged} s WHERE s.{key} = t.{key})"
+            f"NOT EXISTS (SELECT 1 FROM {staged} s WHERE {key_join(merge_key, 's', 't')})"
         )
     result.updated, result.inserted = con.execute(
-        f"SELECT count(DISTINCT {key}) FILTER (WHERE _rid IS NOT NULL), count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
+        f"SELECT count(DISTINCT {key_tuple(merge_key)}) FILTER (WHERE _rid IS NOT NULL), "
+        f"count(*) FILTER (WHERE _rid IS NULL) FROM _diff"
     ).fetchone()
     result.unchanged = rows.rows - result.updated - result.inserted
     if result.updated or result.inserted:
-        changed = con.load(rows, "_rows", only=("_diff", [merge_key]))
+        changed = con.load(rows, "_rows", only=("_diff", keys))
         # Both engines delete and append far more cheaply than they update wide rows in place.
         con.execute(f"DELETE FROM {table.sql} WHERE {con.rowid} IN (SELECT _rid FROM _diff WHERE _rid IS NOT NULL)")
         if kept:
@@ -348,25 +376,25 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
             con.execute(
                 f"INSERT INTO {table.sql} ({names}, {', '.join(quote(c) for c in kept)}) "
                 f"SELECT {values}, {', '.join(f'd.{quote(c)}' for c in kept)} FROM {changed} s "
-                f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON s.{key} = d.{key}"
+                f"JOIN (SELECT {key}, {kept_values} FROM _diff GROUP BY {key}) d ON {key_join(merge_key, 's', 'd')}"
             )
         else:
             con.execute(
                 f"INSERT INTO {table.sql} ({names}) SELECT {values} FROM {changed} s "
-                f"WHERE s.{key} IN (SELECT {key} FROM _diff)"
+                f"WHERE {key_tuple(merge_key, 's')} IN (SELECT {key} FROM _diff)"
             )
     if state_at is not None and result.unchanged:
         # Unchanged rows are not rewritten, but their state is now known from this read: move `_state_at`
         # (one 8-byte column) so older events cannot override it and stale-row checks see the re-read.
         con.execute(
             f"UPDATE {table.sql} SET _state_at = {int(state_at)} WHERE coalesce(_state_at, -1) < {int(state_at)} "
-            f"AND {key} IN (SELECT {key} FROM {staged})"
+            f"AND {key_tuple(merge_key)} IN (SELECT {key} FROM {staged})"
         )
 
 
 def _apply_changes(con: Sink, table, changes: StagedBatch, columns, merge_key, result) -> None:
     """Apply event states where they are at least as new as the row's; flag deletions."""
-    key = quote(merge_key)
+    key = quote(key_columns(merge_key)[-1])  # a key column: null only where no row matched
     staged = con.load(changes, "_change_rows")
     quoted, expressions = _select(con, changes, columns)
     aliased = ", ".join(f"{v} AS {n}" for n, v in zip(quoted, expressions))
@@ -378,7 +406,7 @@ def _apply_changes(con: Sink, table, changes: StagedBatch, columns, merge_key, r
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
         f"count(*) FILTER (WHERE s.is_deleted AND (t.{key} IS NULL OR {newer})), "
         f"count(*) FILTER (WHERE t.{key} IS NULL AND NOT s.is_deleted) "
-        f"FROM _changes s LEFT JOIN {table.sql} t ON s.{key} = t.{key}"
+        f"FROM _changes s LEFT JOIN {table.sql} t ON {key_join(merge_key, 's', 't')}"
     ).fetchone()
     result.updated += counts[0]
     result.deleted += counts[1]
@@ -387,13 +415,12 @@ def _apply_changes(con: Sink, table, changes: StagedBatch, columns, merge_key, r
 
 
 def _merge(
-    con: Sink, table: TableRef, source: str, merge_key: str, stage_columns: list[str], only_if: Optional[str] = None,
+    con: Sink, table: TableRef, source: str, merge_key: MergeKey, stage_columns: list[str], only_if: Optional[str] = None,
     keep_absent: bool = False,
 ) -> None:
     """Upsert `source` into `table` on the key (MERGE: DuckDB and PostgreSQL 15+ both have it); `only_if`
     guards updates (e.g. only newer states); `keep_absent`: a Stripe field missing from a row's
     `_event_fields` keeps the table's value."""
-    key = quote(merge_key)
     names = ", ".join(quote(c) for c in stage_columns)
 
     def value(c: str) -> str:
@@ -402,11 +429,11 @@ def _merge(
         present = f"s.{quote(EVENT_PRESENT)}"
         return f"CASE WHEN {present} IS NULL OR {con.contains(present, c)} THEN s.{quote(c)} ELSE t.{quote(c)} END"
 
-    updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c != merge_key)
+    updates = ", ".join(f"{quote(c)} = {value(c)}" for c in stage_columns if c not in key_columns(merge_key))
     values = ", ".join(f"s.{quote(c)}" for c in stage_columns)
     guard = f" AND {only_if}" if only_if else ""
     con.execute(
-        f"MERGE INTO {table.sql} t USING {source} s ON t.{key} = s.{key} "
+        f"MERGE INTO {table.sql} t USING {source} s ON {key_join(merge_key, 't', 's')} "
         f"WHEN MATCHED{guard} THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
     )
@@ -434,12 +461,15 @@ def set_cursor(con, schema: str, key: str, value: int) -> None:
     )
 
 
-def newest_created(con, table: TableRef, column: str = "created") -> Optional[int]:
-    """The cursor for incremental loads, read from the data itself (None if the table is missing or empty)."""
+def newest_created(con, table: TableRef, column: str = "created", where: Optional[Slice] = None) -> Optional[int]:
+    """The cursor for incremental loads, read from the data itself (None if the table is missing or empty).
+    `where` limits it to some rows, e.g. one Connect account's."""
     sink = as_sink(con)
-    if column not in sink.columns(table):
+    columns = sink.columns(table)
+    if column not in columns or (where is not None and any(c not in columns for c, _ in where.equals)):
         return None
-    value = sink.execute(f"SELECT max({quote(column)}) FROM {table.sql}").fetchone()[0]
+    condition = f" WHERE {where.condition()}" if where is not None else ""
+    value = sink.execute(f"SELECT max({quote(column)}) FROM {table.sql}{condition}").fetchone()[0]
     if value is None:
         return None
     return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)  # TIMESTAMPTZ, or seconds

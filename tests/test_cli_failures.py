@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
@@ -39,6 +40,8 @@ RESTRICTED = "rk_test_OnlyCustomers1234"
 CHARGES_ONLY = "rk_test_OnlyChargesNoEvents99"  # may list charges, not events
 BAD_KEY = "sk_test_NilusRevokedR8t2V6u4Nabcd"
 CODE_LOCATION = ["-m", "nilus_stripe_assets.definitions"]
+CONNECT_LOCATION = ["-m", "nilus_stripe_assets.connect"]
+REVOKED_ACCOUNT = "acct_1CliRevokedAcct00"  # connected to the "connect" emulator, its access revoked
 NOTICE = re.compile(r"SupersessionWarning: Function `asset_materialize_command` is superseded")
 LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} - dagster - [A-Z]+ - ")
 COMPONENT = "Stripe pipeline 'stripe-customer-batch', "
@@ -64,6 +67,8 @@ class Case:
     yaml_edits: list = field(default_factory=list)  # (old, new) in the example defs.yaml: the component project
     warehouse_sql: str = ""  # run on the warehouse file before the load
     env: dict = field(default_factory=dict)  # extra environment; "{closed}" is a port where nothing listens
+    location: list = field(default_factory=lambda: CODE_LOCATION)
+    partition: str = ""  # with the Connect location: an account, added to the instance's partitions first
 
 
 CASES = {
@@ -82,6 +87,12 @@ CASES = {
         "Stripe refused access to the connected account … (403 Forbidden)",
         "Stripe refused access to the connected account while loading 'charge' (403 Forbidden)",
         server="canned", path="/403acct",
+    ),
+    "403-connected-account": Case(
+        "Stripe refused access to connected account acct_… (403 Forbidden: …)",
+        f"Stripe refused access to connected account {REVOKED_ACCOUNT} (403 Forbidden: The provided key "
+        "'sk_test_…ator' does not have access to account",
+        server="connect", location=CONNECT_LOCATION, partition=REVOKED_ACCOUNT,
     ),
     "404": Case(
         "No such resource for 'charge' (404 Not Found: …)",
@@ -357,9 +368,14 @@ def _run(name: str, case: Case, root: Path, urls: dict) -> str:
     if case.warehouse_sql:
         with duckdb.connect(str(work / "warehouse.duckdb")) as con:
             con.execute(case.warehouse_sql)
-    target = ["-f", str(_project(work, case))] if case.yaml_edits else CODE_LOCATION
+    target = ["-f", str(_project(work, case))] if case.yaml_edits else case.location
     select = "finance/stripe_customers" if case.yaml_edits else case.select
     command = [DAGSTER, "asset", "materialize", *target, "--select", select]
+    if case.partition:
+        instance = dg.DagsterInstance.from_config(str(home))
+        instance.add_dynamic_partitions("stripe_accounts", [case.partition])
+        instance.dispose()
+        command += ["--partition", case.partition]
     config = {}
     if case.stripe_config:
         config["resources"] = {"stripe": {"config": case.stripe_config}}
@@ -384,6 +400,7 @@ def outputs(tmp_path_factory):
         "refusing": dict(global_rate=0.01, rate_limit_should_retry=False),
         "failing": dict(error_rate=1.0),
         "cut": dict(),
+        "connect": dict(accounts=[REVOKED_ACCOUNT]),
     }
     started = {
         name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}, CHARGES_ONLY: {"charge"}},
@@ -394,6 +411,7 @@ def outputs(tmp_path_factory):
         for emu in started.values():
             emu.start()
         started["cut"].configure(malformed=["GET /v1/charges"])  # answers cut in half: not JSON
+        started["connect"].revoke(REVOKED_ACCOUNT)
         urls = {name: emu.url for name, emu in started.items()}
         urls["canned"] = f"http://127.0.0.1:{canned.server_address[1]}"
         urls["closed"] = f"http://127.0.0.1:{_closed_port()}"

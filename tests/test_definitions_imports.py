@@ -40,7 +40,8 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 """
 
 
-@pytest.mark.parametrize("module", ["nilus_stripe_assets.definitions", "nilus_stripe_assets.daily"])
+@pytest.mark.parametrize("module", ["nilus_stripe_assets.definitions", "nilus_stripe_assets.daily",
+                                    "nilus_stripe_assets.connect", "nilus_stripe_assets.connect_daily"])
 def test_loading_the_location_does_not_import_what_only_runs_use(module):
     result = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], capture_output=True, text=True,
                             timeout=120)

@@ -90,3 +90,26 @@ def test_cli_flags(tmp_path):
 
     args = parse_args(["--accounts", "50", "--account-count", "charge=2000", "--account-scale", "0.01"])
     assert args.accounts == 50 and dict(args.account_count) == {"charge": 2000} and args.account_scale == 0.01
+
+
+def _declared(cls) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        names |= {k for k in vars(klass).get("__annotations__", {}) if not k.startswith("_")}
+    return names - {"OBJECT_NAME"}
+
+
+def test_accounts_have_exactly_the_sdks_declared_fields(platform):
+    """stripe.Account's field set, as every emulated object: `deleted` only on a deleted account's stub, and
+    nested objects with no field their SDK class does not declare."""
+    declared = _declared(stripe.Account) - {"deleted"}
+    current = client(platform).v1.accounts.retrieve_current().to_dict()
+    connected = client(platform, platform.account_ids[0]).v1.accounts.retrieve_current().to_dict()
+    listed = [a.to_dict() for a in client(platform).v1.accounts.list({"limit": 100}).data]
+    for account in [current, connected, *listed]:
+        assert set(account) == declared, set(account) ^ declared
+        assert set(account["business_profile"]) <= _declared(stripe.Account.BusinessProfile)
+        assert set(account["capabilities"]) <= _declared(stripe.Account.Capabilities)
+        assert account["controller"] is None or set(account["controller"]) <= _declared(stripe.Account.Controller)
+    assert current["id"] == ACCOUNT_ID and connected["id"] == platform.account_ids[0]
+    assert len(listed) == 3 and all(a["object"] == "account" and a["created"] < NOW for a in listed)

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import orjson
 
+from .builders import sdk_template
 from .errors import StripeError, invalid, no_such
 from .model import ACCOUNT_ID
 from .store import Store
@@ -50,21 +51,23 @@ def no_access(masked_key: str, account: str) -> StripeError:
 
 
 def account_object(aid: str, created: int, index: int, platform: bool = False) -> dict:
-    """An Account with the fields stripe-python's `stripe.Account` declares (null where nothing is realistic)."""
+    """An Account with exactly the fields stripe-python's `stripe.Account` declares for a live account (from
+    the SDK's field set, as every other emulated object); the ones nothing realistic fills stay null. Nested
+    objects carry only fields their SDK classes declare (`Account.BusinessProfile`, `Account.Controller`)."""
     name = "Emulator Platform" if platform else f"{_NAMES[index % len(_NAMES)]} {_KINDS[(index // 10) % len(_KINDS)]}"
-    return {
+    account = sdk_template("Account")
+    account.update({
         "id": aid, "object": "account",
         "business_profile": {"name": name, "mcc": "5734", "url": None, "support_email": None,
                              "product_description": None},
         "business_type": "company", "capabilities": {"card_payments": "active", "transfers": "active"},
-        "charges_enabled": True, "company": None,
+        "charges_enabled": True,
         "controller": None if platform else {"type": "application", "is_controller": True},
         "country": "US", "created": created, "default_currency": "usd", "details_submitted": True,
         "email": f"owner{index}@example.com" if not platform else "platform@example.com",
-        "external_accounts": None, "future_requirements": None, "groups": None, "individual": None,
-        "metadata": {}, "payouts_enabled": True, "requirements": None, "settings": None, "tos_acceptance": None,
-        "type": "standard",
-    }
+        "metadata": {}, "payouts_enabled": True, "type": "standard",
+    })
+    return account
 
 
 class Accounts:

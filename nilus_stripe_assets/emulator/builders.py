@@ -454,6 +454,11 @@ def _template_of(sdk_class: str) -> dict:
     return dict.fromkeys(f.name for f in shapes.class_fields(sdk_class) if f.name not in ONLY_ON_DELETED)
 
 
+def sdk_template(sdk_class: str) -> dict:
+    """A live stripe.<sdk_class> object's fields, all null, in the SDK's order (a fresh copy)."""
+    return dict(_template_of(sdk_class))
+
+
 @cache
 def _common(name: str) -> tuple[dict, Optional[str], bool]:
     """(template, creation-time field, has metadata) of a catalog object."""

@@ -27,7 +27,7 @@ instead evaluate its checks in its own step through `StripeTableChecks` (see the
 
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -43,14 +43,17 @@ EXAMPLES = 5  # example ids per failing check
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
 
-def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str]]:
-    """(object, table, strategy, merge key) of a Stripe asset spec, None for other assets."""
+def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str, Optional[str]]]:
+    """(object, table, strategy, merge key, Connect account column) of a Stripe asset spec, None for others."""
     name = spec.metadata.get("stripe/object")
     if name not in CATALOG:
         return None
     obj = CATALOG[name]
     table = TableRef.parse(str(spec.metadata.get("dagster/table_name") or f"stripe.{obj.table}"))
-    return obj, table, str(spec.metadata.get("strategy", obj.strategy)), str(spec.metadata.get("merge_key", obj.merge_key))
+    account_column = spec.metadata.get("stripe/account_column")
+    # "stripe_account, id" on Connect assets: the checks group by the account column themselves.
+    key = str(spec.metadata.get("merge_key", obj.merge_key)).split(",")[-1].strip()
+    return obj, table, str(spec.metadata.get("strategy", obj.strategy)), key, str(account_column) if account_column else None
 
 
 def _ids(rows) -> str:
@@ -67,18 +70,25 @@ def _missing(table: TableRef, check: str, severity) -> dg.AssetCheckResult:
     )
 
 
-def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
+def _unique(con, table: TableRef, key: str, account: Optional[str] = None, rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    source = rows_sql or table.sql
     k = quote(key)
+    # Per Connect account when rows carry one: the same id may exist in two accounts (coupon SUMMER25).
+    group = f"{quote(account)}, {k}" if account else k
+    shown = f"{quote(account)} || '/' || {k}" if account else k
     rows, duplicated_keys, extra_rows = con.execute(
-        f"SELECT (SELECT count(*) FROM {table.sql}), count(*), coalesce(sum(n - 1), 0) FROM "
-        f"(SELECT count(*) AS n FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1) AS d"
+        f"SELECT (SELECT count(*) FROM {source} AS s), count(*), coalesce(sum(n - 1), 0) FROM "
+        f"(SELECT count(*) AS n FROM {source} AS s WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1) AS d"
     ).fetchone()
     examples = con.execute(  # a second pass over the table only when there is something to show
-        f"SELECT {k} FROM {table.sql} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 "
-        f"ORDER BY count(*) DESC, {k} LIMIT {EXAMPLES}"
+        f"SELECT {shown} FROM {source} AS s WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1 "
+        f"ORDER BY count(*) DESC, 1 LIMIT {EXAMPLES}"
     ).fetchall() if duplicated_keys else []
+    name = f"{key}_unique"
+    if account:
+        key = f"({account}, {key})"
     return dg.AssetCheckResult(
-        check_name=f"{key}_unique",
+        check_name=name,
         passed=duplicated_keys == 0,
         severity=ERROR,
         description=(
@@ -95,16 +105,21 @@ def _unique(con, table: TableRef, key: str) -> dg.AssetCheckResult:
     )
 
 
-def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str]) -> dg.AssetCheckResult:
-    k = quote(key)
-    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k} IS NULL) FROM {table.sql}").fetchone()
+def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str], account: Optional[str] = None,
+              rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    source = rows_sql or table.sql
+    k = f"{quote(key)} IS NULL" + (f" OR {quote(account)} IS NULL" if account else "")
+    rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k}) FROM {source} AS s").fetchone()
     loaded = []
     if nulls and "_loaded_at" in columns:
         loaded = con.execute(
-            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {table.sql} WHERE {k} IS NULL LIMIT {EXAMPLES}"
+            f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {source} AS s WHERE {k} LIMIT {EXAMPLES}"
         ).fetchall()
+    name = f"{key}_not_null"
+    if account:
+        key = f"{key} or {account}"
     return dg.AssetCheckResult(
-        check_name=f"{key}_not_null",
+        check_name=name,
         passed=nulls == 0,
         severity=ERROR,
         description=f"{nulls} of {rows} rows have a null {key}." if nulls else f"All {rows} rows have a non-null {key}.",
@@ -130,7 +145,9 @@ class NotJudged:
     reason: str
 
 
-def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef) -> Union[dg.AssetCheckResult, NotJudged]:
+def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef,
+           account: Optional[str] = None, rows_sql: Optional[str] = None) -> Union[dg.AssetCheckResult, NotJudged]:
+    source_rows = rows_sql or table.sql
     # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
     # carry subscriptions, cards, discounts and tax ids).
     carried = carried_type(obj)
@@ -150,14 +167,18 @@ def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, eve
         source = f"{events.sql} e"
         object_id = con.json_text("e.data", ["object", "id"])
     k = quote(key)
+    # Connect: an event speaks for the account it was read from, so rows and events are matched per account.
+    acct, same_acct = ("e." + quote(account), f" AND l.acct = t.{quote(account)}") if account else ("NULL", "")
+    if account and account not in event_columns:
+        return NotJudged("no_stale_rows", f"the events table {events} has no {account} column (reload stripe/event)")
     con.temp_table(
         "_stale",
-        f"WITH latest AS (SELECT {object_id} AS oid, max({_seconds(con, 'e.created', event_columns['created'])}) AS event_created FROM {source} "
-        f"WHERE {con.json_text('e.data', ['object', 'object'])} = {literal(carried)} AND e.type NOT LIKE '%.created' GROUP BY 1) "
-        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {table.sql} t JOIN latest l ON l.oid = t.{k} "
+        f"WITH latest AS (SELECT {acct} AS acct, {object_id} AS oid, max({_seconds(con, 'e.created', event_columns['created'])}) AS event_created FROM {source} "
+        f"WHERE {con.json_text('e.data', ['object', 'object'])} = {literal(carried)} AND e.type NOT LIKE '%.created' GROUP BY 1, 2) "
+        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {source_rows} t JOIN latest l ON l.oid = t.{k}{same_acct} "
         f"WHERE t._state_at < l.event_created",
     )
-    rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {source_rows} AS s").fetchone()[0]
     stale, worst = con.execute("SELECT count(*), max(event_created - _state_at) FROM _stale").fetchone()
     examples = con.execute(f"SELECT oid FROM _stale ORDER BY event_created - _state_at DESC, oid LIMIT {EXAMPLES}").fetchall()
     con.execute("DROP TABLE _stale")
@@ -194,6 +215,7 @@ class StripeTableChecks:
     strategy: str
     merge_key: str
     events: TableRef
+    account_column: Optional[str] = None  # Connect: rows are unique per (account, key), events matched per account
 
     def specs(self) -> list[dg.AssetCheckSpec]:
         table, key, obj = self.table, self.merge_key, self.object
@@ -221,38 +243,57 @@ class StripeTableChecks:
         return specs
 
     def evaluate(
-        self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None
+        self, con, selected: Optional[Iterable[str]] = None, log: Optional[Callable[[str], None]] = None,
+        accounts: Optional[Sequence[str]] = None,
     ) -> Iterator[dg.AssetCheckResult]:
         """Results of the checks named in `selected` (all by default), in spec order. A check that cannot
         judge yields nothing (Dagster shows it as skipped); `log` receives why. `con`: a DuckDB or psycopg
-        connection, or a `Sink`."""
+        connection, or a `Sink`.
+
+        Connect (`account_column` set): with `accounts` (the accounts a run loaded), every check judges
+        those accounts' rows only, plus rows with no account at all (never anyone's to ignore); without,
+        the whole table. Keys are unique per (account, key) either way."""
         con = as_sink(con)
         with con.transaction():  # one snapshot for all checks (and PostgreSQL's temp tables live until its end)
-            results = list(self._evaluate(con, selected, log))
+            results = list(self._evaluate(con, selected, log, accounts))
         yield from results
 
-    def _evaluate(self, con: Sink, selected, log) -> Iterator[dg.AssetCheckResult]:
+    def _evaluate(self, con: Sink, selected, log, accounts) -> Iterator[dg.AssetCheckResult]:
         names = [s.name for s in self.specs()]
         chosen = set(names if selected is None else selected)
         key, table = self.merge_key, self.table
         columns = table_columns(con, table)
+        rows_sql, scope = self._scope(columns, accounts)
         for name in names:
             if name not in chosen:
                 continue
             if not columns:
                 result = _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
             elif name == f"{key}_unique":
-                result = _unique(con, table, key)
+                result = _unique(con, table, key, self.account_column, rows_sql)
             elif name == f"{key}_not_null":
-                result = _not_null(con, table, key, columns)
+                result = _not_null(con, table, key, columns, self.account_column, rows_sql)
             else:
-                result = _stale(con, self.object, table, key, columns, self.events)
+                result = _stale(con, self.object, table, key, columns, self.events, self.account_column, rows_sql)
             if isinstance(result, NotJudged):
                 if log is not None:
                     log(f"Check {result.check_name} on {self.key.to_user_string()} not judged: {result.reason}.")
                 continue
+            if scope:
+                result = result._replace(
+                    description=f"{result.description} (Connect accounts: {scope})",
+                    metadata={**result.metadata, "stripe_accounts": dg.MetadataValue.text(scope)},
+                )
             # Named explicitly: a step that holds several assets cannot infer which one a result is about.
             yield result._replace(asset_key=self.key)
+
+    def _scope(self, columns: Mapping[str, str], accounts: Optional[Sequence[str]]) -> tuple[Optional[str], str]:
+        """The rows the checks judge (SQL; None: the whole table) and the accounts they belong to."""
+        column = self.account_column
+        if not column or not accounts or column not in columns:
+            return None, ""
+        listed = ", ".join(literal(a) for a in accounts)
+        return f"(SELECT * FROM {self.table.sql} WHERE {quote(column)} IN ({listed}) OR {quote(column)} IS NULL)", ", ".join(accounts)
 
 
 def _as_check(target: StripeTableChecks) -> dg.AssetChecksDefinition:
@@ -284,12 +325,12 @@ def stripe_table_checks(
                 targets.append((spec.key, *facts))
     events = TableRef.parse(events_table) if events_table else None
     if events is None:
-        events = next((table for _, obj, table, _, _ in targets if obj.name == "event"), None)
+        events = next((table for _, obj, table, _, _, _ in targets if obj.name == "event"), None)
     if events is None:
         events = TableRef("stripe", "event")  # where the stripe/event asset writes by default
     return [
-        StripeTableChecks(key, obj, table, strategy, merge_key, events)
-        for key, obj, table, strategy, merge_key in targets
+        StripeTableChecks(key, obj, table, strategy, merge_key, events, account_column=account_column)
+        for key, obj, table, strategy, merge_key, account_column in targets
     ]
 
 

@@ -20,8 +20,10 @@ from dagster_duckdb import DuckDBResource
 
 from .. import spool_disk
 from ..columns import declared_columns, descriptions
+from ..accounts import ACCOUNT_COLUMN
 from ..load import Batch
 from ..warehouse import TableRef, WriteResult, apply, prepare, quote, table_columns
+from ..sinks.base import literal
 from .duckdb_resource import open_sink
 
 PREVIEW_ROWS = 5
@@ -70,6 +72,15 @@ class StripeDuckDBIOManager(dg.ConfigurableIOManager):
             return sink.frame(f"SELECT * FROM {table.sql}")
 
 
+def prepare_batch(batch: Batch):
+    """Stage a batch for its write (typed, hashed, de-duplicated Parquet in its spool folder)."""
+    return prepare(
+        batch.spool.files, batch.merge_key, state_at=batch.started_at, changes=batch.changes,
+        fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
+        declared=declared_columns(batch.object.name),
+    )
+
+
 def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     """Write one batch with its strategy (one transaction) and return its materialization metadata.
 
@@ -78,16 +89,15 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
     """
     started = time.perf_counter()
     try:
-        # Staged outside the warehouse, so the file's lock is held only while applying.
-        prepared = prepare(
-            batch.spool.files, batch.object.merge_key, state_at=batch.started_at, changes=batch.changes,
-            fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
-            declared=declared_columns(batch.object.name),
-        )
+        # Staged outside the warehouse, so the file's lock is held only while applying; the engine may
+        # have staged it already, in the fetch's thread (`run.run(prepare=prepare_batch)`).
+        prepared = batch.prepared or prepare_batch(batch)
         with open_sink(duckdb) as sink:
             locked = time.perf_counter()
-            result = apply(sink, batch.table, prepared, batch.strategy, batch.object.merge_key, scope=batch.scope)
+            result = apply(sink, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope)
             metadata = _table_metadata(sink, batch.table, batch.object.created_field, descriptions(batch.object.name))
+            if batch.account:  # Connect: the table holds every account; this account's share of it
+                metadata["account_rows"] = _account_rows(sink, batch.table, batch.account)
             lock_seconds = time.perf_counter() - locked
     finally:
         spool_disk.remove(batch.spool_dir)
@@ -98,6 +108,11 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
         "lock_seconds": dg.MetadataValue.float(round(lock_seconds, 3)),  # the warehouse was open for the write
     }
     return {**metadata, **_write_metadata(batch, result), **timing}
+
+
+def _account_rows(sink, table: TableRef, account: str) -> int:
+    where = f"{quote(ACCOUNT_COLUMN)} = {literal(account)}"
+    return int(sink.execute(f"SELECT count(*) FROM {table.sql} WHERE {where}").fetchone()[0])
 
 
 def describe(batch: Batch, metadata: dict) -> str:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ..stripe_api import StripeApi
 
 API_BASE_ENV = "STRIPE_API_BASE"
+CONNECT_BUDGETS = ("platform", "account")
+_CONFIGURED = object()  # get_api(): use the configured stripe_account
 API_KEY_ENV = "STRIPE_API_KEY"
 BUDGET_URL_ENV = "NILUS_BUDGET_URL"
 
@@ -67,7 +69,19 @@ class StripeResource(dg.ConfigurableResource):
         f"(default: ${BUDGET_URL_ENV}, else files in budget_dir). Use EnvVar('{BUDGET_URL_ENV}') if it holds a password.",
     )
 
-    _budget: Optional[RequestBudget] = PrivateAttr(default=None)
+    connected_accounts: Optional[list[str]] = Field(
+        default=None,
+        description="Connect: the accounts (acct_…) the accounts sensor adds as partitions; default: every account "
+        "GET /v1/accounts lists, plus the platform itself.",
+    )
+    connect_budget: str = Field(
+        default="platform",
+        description="Connect: 'platform' (requests sent with Stripe-Account draw on the platform's budget, the safe "
+        "reading of Stripe's docs) or 'account' (each connected account has its own budget).",
+    )
+
+    _budgets: dict = PrivateAttr(default_factory=dict)
+    _platform_id: Optional[str] = PrivateAttr(default=None)
 
     def _from_uri(self) -> StripeURI:
         return parse_stripe_uri(self.uri) if self.uri else StripeURI(api_key=None, stripe_account=None, api_base=None)
@@ -105,18 +119,29 @@ class StripeResource(dg.ConfigurableResource):
             state_url=self.budget_url or os.environ.get(BUDGET_URL_ENV) or None,
         )
 
-    def get_api(self) -> "StripeApi":
-        """A new API handle (fresh request counters) drawing on this account's shared budget."""
+    def get_api(self, stripe_account: Optional[str] = _CONFIGURED) -> "StripeApi":
+        """A new API handle (fresh request counters) drawing on the account's shared budget.
+
+        `stripe_account`: the Connect account to act for (None: the key's own account); default: the
+        configured `stripe_account`.
+        """
         # Imported here: stripe-python (with requests) is not needed to load definitions, only to read.
         from ..stripe_api import RetryPolicy, StripeApi
 
-        key, account = self.resolved_api_key, self.resolved_stripe_account
-        if self._budget is None:
-            fingerprint = account_fingerprint(key, self.resolved_api_base, account)
-            self._budget = RequestBudget(fingerprint, self.budget_settings())
+        key = self.resolved_api_key
+        account = self.resolved_stripe_account if stripe_account is _CONFIGURED else stripe_account
+        if account is not None and self.connect_budget not in CONNECT_BUDGETS:
+            raise ConfigError(f"connect_budget {self.connect_budget!r} is not one of {', '.join(CONNECT_BUDGETS)}")
+        # Stripe's docs count limits "per Stripe account" without saying whose budget a request sent with
+        # Stripe-Account draws on; by default assume the platform's (shared), see README "Connect platforms".
+        budget_account = account if self.connect_budget == "account" else self.resolved_stripe_account
+        fingerprint = account_fingerprint(key, self.resolved_api_base, budget_account)
+        budget = self._budgets.get(fingerprint)
+        if budget is None:
+            budget = self._budgets[fingerprint] = RequestBudget(fingerprint, self.budget_settings())
         return StripeApi(
             key,
-            self._budget,
+            budget,
             api_base=self.resolved_api_base,
             stripe_account=account,
             retry=RetryPolicy(
@@ -126,3 +151,19 @@ class StripeResource(dg.ConfigurableResource):
                 max_retry_seconds=self.max_retry_seconds,
             ),
         )
+
+    @property
+    def key_for_masking(self) -> Optional[str]:
+        """The key, to scrub it from error text (None if it is not configured: nothing to scrub)."""
+        try:
+            return self.resolved_api_key
+        except ConfigError:
+            return None
+
+    def platform_account_id(self) -> str:
+        """The key's own account id (`GET /v1/account`, once per resource instance)."""
+        if self._platform_id is None:
+            from ..accounts import own_account_id
+
+            self._platform_id = own_account_id(self.get_api(stripe_account=None))
+        return self._platform_id
