@@ -4,7 +4,8 @@
     python benchmarks/scale.py                      # 100k and 1M charges
     python benchmarks/scale.py --sizes 100000,1000000,3000000 --plot benchmarks/scale.png
 
-Per size, one emulator (0 ms latency, no limits, StripeResource budget raised) and one DuckDB file:
+Per size, one emulator (0 ms latency, no limits, StripeResource budget raised; charges generated lazily from
+their index, so 10M fit in ~50 MB: `--lazy charge`, see the README's emulator section) and one DuckDB file:
 1. first load: `dagster asset materialize --select stripe/charge` (default mode, async) into an empty file;
 2. re-load: the same command again, nothing changed;
 3. re-load after 1 % of the charges were updated in the emulator (`description`, through its control route).
@@ -12,8 +13,9 @@ Each run is the real CLI (see run.py for the shared machinery). Figures per run:
 of the whole command, fetch seconds, write seconds (staging + applying, from the asset's metadata) and the
 part of it that held the warehouse lock, peak RSS of the dagster process tree, peak temporary disk (everything
 under NILUS_SPOOL_DIR: spooled pages, staged Parquet, staging spill; plus the warehouse's own DuckDB spill
-folder), warehouse file size, and the exact
-inserted / updated / unchanged counts. Prints a table; appends JSON records to results/latest.jsonl.
+folder), warehouse file size, the exact inserted / updated / unchanged counts, the emulator's peak RSS and
+the 1-minute load average at the end of each run (the machine is shared). Prints a table; appends JSON
+records to results/latest.jsonl.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,6 +66,15 @@ class DiskSampler(threading.Thread):
 
 
 def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -> dict:
+    emulator_memory = bench.TreeMemorySampler(emulator.proc.pid, interval=0.5)
+    emulator_memory.start()
+    try:
+        return _load(emulator, workdir, label, timeout) | {"emulator_rss_mb": round(emulator_memory.peak_rss / MB)}
+    finally:
+        emulator_memory.stop()
+
+
+def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -> dict:
     home, database, spool = workdir / f"home-{label}", workdir / "warehouse.duckdb", workdir / "spool"
     bench.write_instance_yaml(home, None)
     spool.mkdir(exist_ok=True)
@@ -108,24 +120,28 @@ def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) ->
 
 
 def change_one_percent(emulator: bench.Emulator, database: Path) -> int:
+    """Every 100th charge by id gets a new description (through the control route, 4 connections)."""
     import duckdb
 
     with duckdb.connect(str(database), read_only=True) as con:
-        ids = [r[0] for r in con.execute("SELECT id FROM stripe.charge ORDER BY id").fetchall()[::100]]
-    for oid in ids:
-        emulator.client.update("charge", oid, description=f"changed {oid}")
+        ids = [r[0] for r in con.execute(
+            "SELECT id FROM stripe.charge QUALIFY row_number() OVER (ORDER BY id) % 100 = 1").fetchall()]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda oid: emulator.client.update("charge", oid, description=f"changed {oid}"), ids))
     return len(ids)
 
 
 def measure(size: int, timeout: float, keep: bool) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix=f"nilus-scale-{size}-"))
-    emulator = bench.Emulator(["--count", f"charge={size}"], workdir, timeout=max(180, size / 20_000))
+    emulator = bench.Emulator(["--count", f"charge={size}", "--lazy", "charge"], workdir, timeout=180)
     records = []
     try:
         for label in ("first", "reload"):
             records.append({"size": size, **load(emulator, workdir, label, timeout)})
             print(row(records[-1]), flush=True)
+        started = time.monotonic()
         changed = change_one_percent(emulator, workdir / "warehouse.duckdb")
+        print(f"{'':>10} ({changed:,} charges changed in {time.monotonic() - started:.0f} s)", flush=True)
         records.append({"size": size, "changed": changed, **load(emulator, workdir, "reload-1%", timeout)})
         print(row(records[-1]), flush=True)
     finally:
@@ -136,7 +152,7 @@ def measure(size: int, timeout: float, keep: bool) -> list[dict]:
 
 
 HEADER = (f"{'charges':>10} {'run':<10} {'ok':<3} {'wall s':>7} {'obj/s':>7} {'fetch s':>7} {'write s':>7} "
-          f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24}")
+          f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24} {'emu MB':>6} {'load':>5}")
 
 
 def row(r: dict) -> str:
@@ -144,7 +160,7 @@ def row(r: dict) -> str:
     return (f"{r['size']:>10,} {r['label']:<10} {'yes' if r['green'] else 'NO':<3} {r['wall_seconds']:>7} "
             f"{r['objects_per_second']:>7,} {r['fetch_seconds']!s:>7} {r['write_seconds']!s:>7} {r['lock_seconds']!s:>6} "
             f"{r['peak_rss_mb']:>6} {r['peak_spool_mb']:>8} {r['spool_bytes_per_object']!s:>6} "
-            f"{r['warehouse_mb']!s:>6} {counts:>24}")
+            f"{r['warehouse_mb']!s:>6} {counts:>24} {r['emulator_rss_mb']:>6} {r['loadavg_1m']:>5}")
 
 
 def plot(records: list[dict], path: str) -> None:
@@ -176,6 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--pythonpath", help="measure the package in this folder (e.g. a scratch copy) instead")
     a = p.parse_args(argv)
     bench.PYTHONPATH_OVERRIDE = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)", flush=True)
     print(HEADER, flush=True)
     records = []
     for size in (int(s) for s in a.sizes.split(",")):

@@ -47,6 +47,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--account-count", type=_count, action="append", default=[], metavar="OBJECT=N",
                    help="object count in each connected account (default: as --count)")
     p.add_argument("--account-scale", type=float, default=None, help="scale of each connected account (default: --scale)")
+    p.add_argument("--lazy", nargs="?", const="all", default=None, metavar="OBJECT[,OBJECT]",
+                   help="generate these objects (default: every one that can be) from their index when read, "
+                        "instead of holding them in memory; objects above 2,000,000 are lazy anyway")
     p.add_argument("--stall", action="store_true", help="accept requests but never answer them")
     p.add_argument("--oldest-first", action="store_true", help="list oldest first (unlike Stripe)")
     p.add_argument("--ignore-created-filter", action="store_true", help="ignore created[...] filters (unlike Stripe)")
@@ -62,7 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                          api_keys=a.api_key, accept_any_key=a.accept_any_key, latency_ms=a.latency_ms,
                          global_rate=a.global_rate, endpoint_rate=a.endpoint_rate, max_concurrency=a.max_concurrency,
                          error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry,
-                         accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale)
+                         accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale,
+                         lazy=None if a.lazy is None else True if a.lazy == "all" else a.lazy.split(","))
     emu.configure(stall=a.stall, oldest_first=a.oldest_first, ignore_created_filter=a.ignore_created_filter,
                   reject_created_filter=a.reject_created_filter)
     stop = threading.Event()

@@ -2,18 +2,20 @@
 
 `generate()` returns, per catalog object, records `(created, id, json_bytes, attr)` (attr: the value of
 `model.ATTR_FIELD[name]`, or None). Objects are serialized once here; the store only slices bytes.
+Objects named in `lazy` are a `lazy.LazySource` instead: computed per index when read (see lazy.py).
 """
 
 from __future__ import annotations
 
 import random
 import time
-from typing import Mapping, Optional
+from typing import Collection, Mapping, Optional, Union
 
 import orjson
 
 from ..catalog import CATALOG
 from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
+from .lazy import LazySource, can_be_lazy
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type
 from .model import NO_SEED_EVENTS, PARENT, embedded_list
 
@@ -28,6 +30,8 @@ DEFAULT_COUNTS: dict[str, int] = {
     "invoice_line_item": 450, "credit_note_line_item": 60,
 }  # events are derived: one `<type>.created` per seeded object of the last 30 days (`counts["event"]` caps them)
 SPAN_SECONDS = 400 * 86400
+LAZY_ABOVE = 2_000_000  # objects beyond this count are generated lazily unless asked otherwise (~2 GB per 1M eager)
+LAZY_SAMPLE = 5_000  # settled objects of a lazy type that refunds and balance transactions can point at
 TIE_RATE = 0.1  # share of objects created in the same second as their predecessor
 DICT_SOURCES = ("price",)  # objects other builders embed whole (subscription_item.price)
 
@@ -102,16 +106,31 @@ def _order() -> list[str]:
     return [*DICT_SOURCES, *(n for n in NAMES if n not in DICT_SOURCES and n not in late and n != "event"), *late]
 
 
+def lazy_names(n_of: Mapping[str, int], lazy: Union[None, bool, Collection[str]]) -> frozenset[str]:
+    """Which objects to generate lazily: `None` those above LAZY_ABOVE, `True` every one that can be,
+    `False` none, or the names given (each must be able to: see `lazy.can_be_lazy`)."""
+    if lazy is None:
+        return frozenset(n for n, count in n_of.items() if count > LAZY_ABOVE and can_be_lazy(n))
+    if isinstance(lazy, bool):
+        return frozenset(n for n in n_of if can_be_lazy(n)) if lazy else frozenset()
+    wrong = sorted(n for n in lazy if n not in NAMES or not can_be_lazy(n))
+    if wrong:
+        raise ValueError(f"cannot generate lazily: {wrong} (only top-level objects listed by created)")
+    return frozenset(lazy)
+
+
 def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, seed: int = 42,
-             now: Optional[int] = None) -> dict[str, list[Record]]:
+             now: Optional[int] = None, lazy: Union[None, bool, Collection[str]] = None
+             ) -> dict[str, Union[list[Record], LazySource]]:
     now = default_now() if now is None else int(now)
     n_of = resolve_counts(counts, scale)
+    sources = {name: LazySource(name, n_of[name], seed, now, SPAN_SECONDS) for name in lazy_names(n_of, lazy)}
     rngs = {name: random.Random(f"{seed}:{name}") for name in NAMES}
-    ids = {name: new_ids(rngs[name], name, CATALOG[name].id_prefix, n_of.get(name, 0))
+    ids = {name: sources[name].ids if name in sources else new_ids(rngs[name], name, CATALOG[name].id_prefix, n_of.get(name, 0))
            for name in NAMES if name != "event"}
     embedded_children = {child for _, child in EMBEDDED.values()}
     created: dict[str, list[int]] = {name: timestamps(rngs[name], len(ids[name]), now)
-                                     for name in ids if name not in embedded_children}
+                                     for name in ids if name not in embedded_children and name not in sources}
     parents: dict[str, list] = {}
     for name in ids:
         if name in embedded_children:  # a few parents hold more children than one embedded page
@@ -122,15 +141,22 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
         elif name in PARENT:
             pool, rng = ids[PARENT[name][0]], rngs[name]
             parents[name] = [pool[int(rng.random() * len(pool))] if pool else None for _ in ids[name]]
-        else:
+        elif name not in sources:
             parents[name] = [None] * len(ids[name])
     keep = set(DICT_SOURCES) | embedded_children
     dicts: dict[str, list[dict]] = {}
     settled: dict[str, list[tuple[str, int]]] = {}  # (id, amount) only: 200k charges stay cheap
-    out: dict[str, list[Record]] = {}
+    out: dict[str, Union[list[Record], LazySource]] = {}
     for name in _order():
         ctx = GenContext(rngs[name], ids, dicts, settled)
         pool = settled.setdefault(name, []) if name in SETTLED_STATUS else None
+        if name in sources:  # rendered when read; a spread sample stands for it in the settled pool
+            source = out[name] = sources[name]
+            source.attach(ctx)
+            if pool is not None:
+                step = max(1, source.n // LAZY_SAMPLE)
+                pool += filter(None, (settled_amount(name, source.render(i)) for i in range(0, source.n, step)))
+            continue
         field = ATTR_FIELD.get(name)
         embed = EMBEDDED.get(name)
         kids = _group_children(embed[1], ids, created, parents, dicts) if embed else {}
@@ -179,7 +205,7 @@ def seed_events(data: dict[str, list[Record]], now: int, rng: random.Random, cap
     """One `<prefix>.created` event per seeded object created in the last 30 days before `now`."""
     since = now - EVENT_RETENTION_SECONDS
     todo = [(c, name, body) for name, recs in data.items() if name not in NO_SEED_EVENTS
-            for c, _, body, _ in recs if c >= since]
+            and not isinstance(recs, LazySource) for c, _, body, _ in recs if c >= since]
     eids = new_ids(rng, "event", CATALOG["event"].id_prefix, len(todo))
     events = []
     for eid, (c, name, body) in zip(eids, todo):

@@ -91,16 +91,20 @@ class StripeEmulator:
                  max_concurrency: Optional[int] = None, error_rate: float = 0.0,
                  rate_limit_should_retry: Optional[bool] = None,
                  accounts: Union[None, int, Iterable[str]] = None,
-                 account_counts: Optional[Mapping[str, int]] = None, account_scale: Optional[float] = None):
+                 account_counts: Optional[Mapping[str, int]] = None, account_scale: Optional[float] = None,
+                 lazy: Union[None, bool, Iterable[str]] = None):
         """`accounts`: connected accounts (a count, or `acct_…` ids), each with its own data: `account_counts`
         and `account_scale` (default: `counts` and `scale`), seeded from the account id. Request limits
-        (`global_rate`, ...) stay one budget for the platform and its accounts together."""
-        self.store = Store(generate(counts, scale, seed, now), seed)
+        (`global_rate`, ...) stay one budget for the platform and its accounts together.
+        `lazy`: objects generated from their index when read instead of held in memory (see `lazy.py`):
+        None = those above `data.LAZY_ABOVE` objects, True = every object that can be, or a list of names."""
+        lazy = lazy if lazy is None or isinstance(lazy, bool) else frozenset(lazy)
+        self.store = Store(generate(counts, scale, seed, now, lazy), seed)
         a_counts = counts if account_counts is None else account_counts
         a_scale = scale if account_scale is None else account_scale
 
         def make_store(account: str) -> Store:
-            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now), f"{seed}:{account}")
+            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy), f"{seed}:{account}")
 
         self.accounts = Accounts(self.store, make_store, parse_ids(accounts, seed), now=default_now() if now is None else int(now))
         self.auth = Auth(api_keys, accept_any_key, restricted_keys)

@@ -2,7 +2,9 @@
 first, is that list read backwards), the JSON bytes per id, and per-parent key lists for child objects.
 
 Pages are found with bisect (created filters, cursors) and slicing; objects are never re-serialized on
-read. Mutations re-serialize the one object they touch and append a Stripe event.
+read. Mutations re-serialize the one object they touch and append a Stripe event. Lazily generated
+objects (`lazy.LazyTable`, same interface) are rendered on read; their updates are an overlay, and the
+events of those updates keep the overlay's fields and render when read (`_LazyEvent`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 from ..catalog import CATALOG
 from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
+from .lazy import LazySource, LazyTable
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT, event_type
 from .model import embedded_list
 
@@ -131,6 +134,23 @@ def page_oldest_first(keys: list[Key], limit: int, lo: int, hi: int, cursor_at: 
     return out, False
 
 
+class _LazyEvent:
+    """An update event of a lazily generated object: its bytes are rendered when it is read."""
+
+    __slots__ = ("table", "oid", "changed", "eid", "etype", "created", "extra")
+
+    def __init__(self, table: LazyTable, oid: str, changed: dict, eid: str, etype: str, created: int, extra: bytes):
+        self.table, self.oid, self.changed = table, oid, changed
+        self.eid, self.etype, self.created, self.extra = eid, etype, created, extra
+
+    def __call__(self) -> bytes:
+        return event_bytes(self.eid, self.etype, self.created, self.table.render(self.oid, self.changed), self.extra)
+
+
+def _bytes(body) -> bytes:
+    return body if body.__class__ is bytes else body()
+
+
 class CursorMissing(LookupError):
     """The starting_after/ending_before id is unknown."""
 
@@ -161,7 +181,9 @@ class StoreContext(RandomContext):
 
 class Store:
     def __init__(self, data: dict[str, list[Record]], seed: int = 42, clock: Callable[[], float] = time.time):
-        self.tables: dict[str, Table] = {name: Table(name, data.get(name, ())) for name in NAMES}
+        self.tables: dict[str, Table] = {
+            name: LazyTable(name, recs) if isinstance(recs, LazySource) else Table(name, recs)
+            for name, recs in ((name, data.get(name, ())) for name in NAMES)}
         self.lock = threading.Lock()
         self.clock = clock
         self.ctx = StoreContext(self, random.Random(f"{seed}:runtime"))
@@ -195,7 +217,7 @@ class Store:
             else:
                 sel, has_more = page(keys, limit, lo, hi, after, before, pred)
             data = table.data
-            return [data[oid] for _, oid in sel], has_more
+            return [_bytes(data[oid]) for _, oid in sel], has_more
 
     def attr_of(self, name: str) -> dict[str, Optional[str]]:
         return self.tables[name].attr
@@ -210,7 +232,7 @@ class Store:
             body = table.data.get(oid)
             if body is None and oid in table.deleted:
                 body = _dumps({"id": oid, "object": OBJECT_TYPE[name], "deleted": True})
-            return body
+            return None if body is None else _bytes(body)
 
     def counts(self) -> dict[str, int]:
         with self.lock:
@@ -258,6 +280,9 @@ class Store:
                 return obj
             old_parent, created = table.attr.get(oid), table.created[oid]
             obj.update(fields)
+            if isinstance(table, LazyTable):  # keeps only the changed fields; its event renders from them
+                self._event(name, "updated", obj, previous, lazy=(table, table.patch(oid, fields)))
+                return obj
             table.remove(oid)
             self._put(name, obj, created, old_parent)
             if name in VIA_PARENT:
@@ -271,6 +296,8 @@ class Store:
             table = self.tables[name]
             if oid not in table.data:
                 raise KeyError(oid)
+            if isinstance(table, LazyTable):
+                table.remove(oid)  # refuses, before anything changed
             obj = orjson.loads(table.data[oid])
             parent = table.attr.get(oid)
             table.deleted[oid] = table.created[oid]
@@ -337,7 +364,8 @@ class Store:
             self._put(parent_name, parent)
             self._event(parent_name, "updated", parent, previous)
 
-    def _event(self, name: str, action: str, obj: dict, previous: Optional[dict] = None) -> None:
+    def _event(self, name: str, action: str, obj: dict, previous: Optional[dict] = None,
+               lazy: Optional[tuple[LazyTable, dict]] = None) -> None:
         if name == "event":
             return
         events = self.tables["event"]
@@ -345,4 +373,8 @@ class Store:
         created = int(self.clock())
         etype = event_type(name, action)
         extra = b',"previous_attributes":' + orjson.dumps(previous) if previous is not None else b""
-        events.add(eid, created, event_bytes(eid, etype, created, _dumps(obj), extra), etype)
+        if lazy:  # 100k updates of 10M lazy charges would otherwise hold ~300 MB of event bytes
+            body = _LazyEvent(lazy[0], obj["id"], lazy[1], eid, etype, created, extra)
+        else:
+            body = event_bytes(eid, etype, created, _dumps(obj), extra)
+        events.add(eid, created, body, etype)
