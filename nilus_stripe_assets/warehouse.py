@@ -77,7 +77,7 @@ class Slice:
     def condition(self, alias: str = "") -> str:
         # The column is an epoch field, stored as TIMESTAMPTZ (`_evolve` converts tables that kept seconds).
         prefix = alias + "." if alias else ""
-        parts = [f"{prefix}{quote(c)} = '{v.replace(chr(39), chr(39) * 2)}'" for c, v in self.equals]
+        parts = [f"{prefix}{quote(c)} = {literal(v)}" for c, v in self.equals]
         if self.column:
             col = prefix + quote(self.column)
             parts.append(f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})")

@@ -9,7 +9,6 @@ whose list it lacks must fail alone with its one line.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ import stripe
 from nilus_stripe_assets.wiring.factory import build_stripe_assets
 
 from .conftest import make_resources, materialize, mode_config, query
+from .pg import _free_port
 
 KEY = "sk_test_123"  # localstripe accepts any key; this short one (stripe-mock's) is fine off api.stripe.com
 # What localstripe lists (GET) among the catalog's objects.
 SERVED = ["customer", "charge", "refund", "payment_intent", "setup_intent", "invoice", "invoice_item",
           "invoice_line_item", "subscription", "subscription_item", "balance_transaction", "coupon", "tax_rate",
           "product", "event"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
