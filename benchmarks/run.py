@@ -604,6 +604,14 @@ def save(record: dict) -> None:
         f.write(json.dumps(clean, default=str) + "\n")
 
 
+def save_stamped(records: list[dict]) -> None:
+    """Append records with the time and revision they were measured at, and say where they went."""
+    stamp = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": git_revision()}
+    for record in records:
+        save({**record, **stamp})
+    print(f"records appended to {RESULTS.relative_to(REPO)}")
+
+
 def fmt_status(record: dict) -> str:
     if record.get("green"):
         return "green"

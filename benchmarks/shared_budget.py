@@ -17,7 +17,6 @@ give the rate both reached together while both were sending, and the 429s.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from nilus_stripe_assets.budget import BudgetSettings, RequestBudget  # noqa: E402
-from run import RESULTS, Emulator, git_revision  # noqa: E402
+from run import Emulator, save_stamped  # noqa: E402
 from tests.pg import PostgresCluster  # noqa: E402
 from tests.two_machines import run_pair  # noqa: E402
 
@@ -137,11 +136,7 @@ def main(argv=None) -> int:
         records += part_round_trip(url, a.calls)
         for _ in range(0 if a.skip_pair else a.repeat):
             records += part_pair(url, a.objects, a.latency_ms, a.timeout)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as f:
-        for r in records:
-            f.write(json.dumps({**r, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": git_revision()}) + "\n")
-    print(f"records appended to {RESULTS.relative_to(REPO)}")
+    save_stamped(records)
     return 0
 
 

@@ -19,7 +19,6 @@ average is printed with each figure: the machine is shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -44,7 +43,7 @@ from nilus_stripe_assets.load import extract  # noqa: E402
 from nilus_stripe_assets.spool import CONTENT_HASH, Spool  # noqa: E402
 from nilus_stripe_assets.stripe_api import StripeApi  # noqa: E402
 from nilus_stripe_assets.warehouse import TableRef  # noqa: E402
-from run import RESULTS, git_revision  # noqa: E402
+from run import save_stamped  # noqa: E402
 from tests.pg import PostgresCluster  # noqa: E402
 
 TABLE = TableRef("stripe", "charge")
@@ -139,11 +138,7 @@ def main(argv=None) -> int:
                     prepared.cleanup()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as f:
-        for r in records:
-            f.write(json.dumps({**r, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git": git_revision()}) + "\n")
-    print(f"records appended to {RESULTS.relative_to(REPO)}")
+    save_stamped(records)
     return 0
 
 
