@@ -146,16 +146,11 @@ def fetch_in_window(
         fetch_sequential(api, path, params, sink)
         return
     outside = 0
-
-    def keep_inside(data: Sequence[dict]) -> None:
-        nonlocal outside
+    for data in iter_pages_created(api, path, {**params, **window.params()}):
         inside = [o for o in data if not window.excludes(o.get(time_field))]
         outside += len(data) - len(inside)
         if inside:
             sink(inside)
-
-    for data in iter_pages_created(api, path, {**params, **window.params()}):
-        keep_inside(data)
     if outside:
         notes.append(
             f"{path} returned {outside} objects outside the requested `created` range "
@@ -163,17 +158,21 @@ def fetch_in_window(
         )
 
 
-def order_problem(data: Sequence[dict], window: Window, time_field: str = "created") -> Optional[str]:
-    """What in this page breaks the split's assumptions (None if nothing): newest first, inside `window`."""
-    previous = None
-    for obj in data:
+def order_problem(
+    data: Sequence[dict], window: Window, time_field: str = "created", after: Optional[int] = None
+) -> Optional[str]:
+    """What in this page breaks the split's assumptions (None if nothing): newest first, inside `window`.
+    `after`: the oldest time on the previous page of the same cursor, which this page may not exceed."""
+    previous = after
+    for i, obj in enumerate(data):
         value = obj.get(time_field)
         if not isinstance(value, int) or isinstance(value, bool):
             return f"an object without an integer `{time_field}` ({obj.get('id')!r})"
         if window.excludes(value):
             return f"`{time_field}` {value} outside the requested range [{window.gte}, {window.lt})"
         if previous is not None and value > previous:
-            return f"`{time_field}` rising within a page ({previous}, then {value}): not newest first"
+            where = "within a page" if i else "across pages"
+            return f"`{time_field}` rising {where} ({previous}, then {value}): not newest first"
         previous = value
     return None
 
@@ -247,10 +246,7 @@ def fetch_split(
                 raise ListOrderError(f"{path} {what} the `created` filter ({exc.user_message or exc})") from exc
             raise
         data = page.get("data") or []
-        problem = order_problem(data, Window(task.gte, task.lt), time_field)
-        if not problem and data and task.after_time is not None and int(data[0][time_field]) > task.after_time:
-            problem = (f"`{time_field}` rising across pages ({task.after_time}, then {data[0][time_field]}): "
-                       f"not newest first")
+        problem = order_problem(data, Window(task.gte, task.lt), time_field, after=task.after_time)
         if problem:
             raise ListOrderError(f"{path} {problem}")
         if data:
