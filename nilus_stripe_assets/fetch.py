@@ -17,7 +17,7 @@ second's objects or read pieces twice. Every page of the split is therefore chec
 range) and the first page that breaks
 this raises `ListOrderError`; the caller then reads the list again sequentially, which a cursor makes
 correct in any order. Sequential reads with a range keep only objects inside it. A Stripe-compatible server
-that rejects the `created` filter itself (a 400 about `created`, as localstripe answers) is read without it,
+that rejects the `created` filter itself (a 400 or a lasting 500 to a filtered request, as localstripe answers) is read without it,
 sequentially, keeping only the objects inside the range: slower, but complete.
 
 Objects go to a `sink` (normally a `Spool`) as pages arrive; nothing is accumulated here.
