@@ -28,9 +28,9 @@ import duckdb  # noqa: E402
 from dagster_duckdb import DuckDBResource  # noqa: E402
 
 from nilus_stripe_assets.emulator import StripeEmulator  # noqa: E402
-from nilus_stripe_assets.wiring.factory import ONE_STEP_NAME, build_stripe_assets  # noqa: E402
-from nilus_stripe_assets.wiring.io_manager import StripeDuckDBIOManager  # noqa: E402
-from nilus_stripe_assets.wiring.resources import StripeResource  # noqa: E402
+from nilus_stripe_assets.dagster_adapter.factory import ONE_STEP_NAME, build_stripe_assets  # noqa: E402
+from nilus_stripe_assets.dagster_adapter.io_manager import StripeDuckDBIOManager  # noqa: E402
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource  # noqa: E402
 
 
 def _resources(emu, database, budget_dir):

@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402
 
-from nilus_stripe_assets import warehouse  # noqa: E402
-from nilus_stripe_assets.spool import Spool  # noqa: E402
-from nilus_stripe_assets.staging import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE  # noqa: E402
-from nilus_stripe_assets.warehouse import ChangeSet, TableRef, write  # noqa: E402
+from nilus_stripe_assets.warehouse import strategies as warehouse  # noqa: E402
+from nilus_stripe_assets.staging.spool import Spool  # noqa: E402
+from nilus_stripe_assets.staging.parquet import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE  # noqa: E402
+from nilus_stripe_assets.warehouse.strategies import ChangeSet, TableRef, write  # noqa: E402
 
 
 def _row(i: int) -> dict:

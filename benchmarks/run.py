@@ -43,7 +43,7 @@ MB = 1024 * 1024
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 sys.path.insert(0, str(REPO))  # the package is installed editable; this makes a plain checkout work too
-from nilus_stripe_assets.catalog import CATALOG  # noqa: E402
+from nilus_stripe_assets.source.catalog import CATALOG  # noqa: E402
 from nilus_stripe_assets.emulator.client import EmulatorClient  # noqa: E402
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nilus_stripe_assets.budget import BudgetSettings, RequestBudget  # noqa: E402
+from nilus_stripe_assets.reading.budget import BudgetSettings, RequestBudget  # noqa: E402
 from run import Emulator, save_stamped  # noqa: E402
 from tests.pg import PostgresCluster  # noqa: E402
 from tests.two_machines import run_pair  # noqa: E402

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Rows/s of the two warehouses' writes through the one sink interface, in the same run, from the same spool:
 a first load of N charges into an empty table, a re-merge of the same N charges (unchanged), and a re-merge
-where 1 % of them changed, on DuckDB and on PostgreSQL (`warehouse.apply` over `sinks/duckdb.py` and
-`sinks/postgres.py`).
+where 1 % of them changed, on DuckDB and on PostgreSQL (`warehouse.apply` over `warehouse/sinks/duckdb.py` and
+`warehouse/sinks/postgres.py`).
 
     python benchmarks/sink_rows.py                 # 100,000 charges
     python benchmarks/sink_rows.py --charges 20000 --repeat 2
@@ -34,15 +34,15 @@ import orjson  # noqa: E402
 import psycopg  # noqa: E402
 import zstandard  # noqa: E402
 
-from nilus_stripe_assets import warehouse  # noqa: E402
-from nilus_stripe_assets.budget import BudgetSettings, RequestBudget  # noqa: E402
-from nilus_stripe_assets.catalog import CATALOG  # noqa: E402
-from nilus_stripe_assets.columns import declared_columns  # noqa: E402
+from nilus_stripe_assets.warehouse import strategies as warehouse  # noqa: E402
+from nilus_stripe_assets.reading.budget import BudgetSettings, RequestBudget  # noqa: E402
+from nilus_stripe_assets.source.catalog import CATALOG  # noqa: E402
+from nilus_stripe_assets.staging.columns import declared_columns  # noqa: E402
 from nilus_stripe_assets.emulator import StripeEmulator  # noqa: E402
-from nilus_stripe_assets.load import extract  # noqa: E402
-from nilus_stripe_assets.spool import CONTENT_HASH, Spool  # noqa: E402
-from nilus_stripe_assets.stripe_api import StripeApi  # noqa: E402
-from nilus_stripe_assets.warehouse import TableRef  # noqa: E402
+from nilus_stripe_assets.engine.load import extract  # noqa: E402
+from nilus_stripe_assets.staging.spool import CONTENT_HASH, Spool  # noqa: E402
+from nilus_stripe_assets.source.client import StripeApi  # noqa: E402
+from nilus_stripe_assets.warehouse.strategies import TableRef  # noqa: E402
 from run import save_stamped  # noqa: E402
 from tests.pg import PostgresCluster  # noqa: E402
 

@@ -35,7 +35,7 @@ def spool_charges(n: int, root: Path) -> dict:
     import orjson
 
     from nilus_stripe_assets.emulator.data import generate
-    from nilus_stripe_assets.spool import Spool
+    from nilus_stripe_assets.staging.spool import Spool
 
     base = [orjson.loads(record[2]) for record in generate(counts={"charge": min(n, 100_000)})["charge"]]
     spool = Spool(directory=str(root))
@@ -60,7 +60,7 @@ def write_once(spec: dict, database: str, stage_root: str) -> dict:
     """One write in this process: prepare (no warehouse), then apply (warehouse locked)."""
     import duckdb
 
-    from nilus_stripe_assets.warehouse import TableRef, apply, prepare
+    from nilus_stripe_assets.warehouse.strategies import TableRef, apply, prepare
 
     started, cpu = time.perf_counter(), time.process_time()
     prepared = prepare(spec["files"], "id", state_at=int(time.time()), fields=spec["fields"],

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `nilus_pipelines` is imported by name, like a project's defs module
     sys.path.insert(0, str(HERE))
 
-from nilus_stripe_assets.wiring.console import quiet_known_warnings
+from nilus_stripe_assets.dagster_adapter.console import quiet_known_warnings
 
 with warnings.catch_warnings():  # the loader's code references are a beta feature; nothing to act on
     warnings.simplefilter("ignore", dg.BetaWarning)

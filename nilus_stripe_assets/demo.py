@@ -49,7 +49,7 @@ python_logs:
   dagster_handler_config:
     handlers:
       failures_in_one_line:
-        class: nilus_stripe_assets.wiring.console.FailuresInOneLine
+        class: nilus_stripe_assets.dagster_adapter.console.FailuresInOneLine
 """
 
 

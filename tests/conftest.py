@@ -12,8 +12,8 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.wiring.io_manager import StripeDuckDBIOManager
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.dagster_adapter.io_manager import StripeDuckDBIOManager
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 from .pg import REQUIRE_ENV, PostgresCluster, PostgresUnavailable
 
@@ -109,7 +109,7 @@ class Warehouse:
         self.kind, self.database, self.url = kind, database, url
 
     def resources(self, emu, api_key: str | None = None, **stripe_kwargs) -> dict:
-        from nilus_stripe_assets.wiring.duckdb_resource import WarehouseResource
+        from nilus_stripe_assets.dagster_adapter.duckdb_resource import WarehouseResource
 
         resources = make_resources(emu, self.database, api_key, **stripe_kwargs)
         warehouse = WarehouseResource(database=self.database, url=self.url)

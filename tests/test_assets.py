@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG, SPEC_OBJECTS
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.source.catalog import CATALOG, SPEC_OBJECTS
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import count, make_resources, materialize, mode_config, query
 

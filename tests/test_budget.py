@@ -13,8 +13,8 @@ import time
 import psycopg
 import pytest
 
-from nilus_stripe_assets.budget import BudgetSettings, RequestBudget
-from nilus_stripe_assets.config import ConfigError
+from nilus_stripe_assets.reading.budget import BudgetSettings, RequestBudget
+from nilus_stripe_assets.source.config import ConfigError
 
 BURST = 5
 
@@ -135,7 +135,7 @@ def test_postgres_budget_address_errors_are_one_line_without_the_password(postgr
 
 
 def test_stripe_resource_takes_the_budget_database_from_its_field_or_the_environment(postgres_url, monkeypatch):
-    from nilus_stripe_assets.wiring.resources import StripeResource
+    from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
     def accounts_in_table() -> int:
         with psycopg.connect(postgres_url) as con:

@@ -6,9 +6,9 @@ import time
 
 import dagster as dg
 
-from nilus_stripe_assets.catalog import CATALOG
-from nilus_stripe_assets.wiring.checks import build_stripe_checks
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.dagster_adapter.checks import build_stripe_checks
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import materialize, mode_config
 
@@ -141,8 +141,8 @@ def test_stale_check_is_skipped_not_passed_while_events_are_not_loaded(shared_em
 
 
 def test_the_component_judges_stale_rows_against_the_default_events_table():
-    from nilus_stripe_assets.wiring.factory import StripePipeline, build_stripe_asset
-    from nilus_stripe_assets.catalog import CATALOG as catalog
+    from nilus_stripe_assets.dagster_adapter.factory import StripePipeline, build_stripe_asset
+    from nilus_stripe_assets.source.catalog import CATALOG as catalog
 
     asset = build_stripe_asset(StripePipeline(catalog["charge"], dest_table="finance.stripe_charges"))
     spec = next(s for s in asset.check_specs if s.name == "no_stale_rows")

@@ -11,10 +11,10 @@ import json
 import dagster as dg
 import duckdb
 
-from nilus_stripe_assets.columns import declared_columns
-from nilus_stripe_assets.spool import Spool
-from nilus_stripe_assets.warehouse import TableRef, newest_created, table_columns, write
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.staging.columns import declared_columns
+from nilus_stripe_assets.staging.spool import Spool
+from nilus_stripe_assets.warehouse.strategies import TableRef, newest_created, table_columns, write
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import make_resources, materialize, mode_config, query
 
@@ -103,7 +103,7 @@ def test_tables_written_with_epoch_seconds_become_timestamps(tmp_path):
 
 
 def test_declared_types_cover_every_catalog_object():
-    from nilus_stripe_assets.catalog import CATALOG
+    from nilus_stripe_assets.source.catalog import CATALOG
 
     for name in CATALOG:
         columns = declared_columns(name)

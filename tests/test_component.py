@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.wiring.component import StripePipelineComponent
+from nilus_stripe_assets.dagster_adapter.component import StripePipelineComponent
 
 from .conftest import SMALL, count, query
 

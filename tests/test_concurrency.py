@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
-from nilus_stripe_assets.catalog import CATALOG
-from nilus_stripe_assets.concurrency import DECREASE, RECOVERY_ROUNDS, AdaptiveLimit, ConcurrencyLimits
+from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.reading.concurrency import DECREASE, RECOVERY_ROUNDS, AdaptiveLimit, ConcurrencyLimits
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.fetch import fetch_object
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.reading.fetch import fetch_object
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 
 def test_one_overload_cuts_once_and_answers_win_slots_back():

@@ -1,4 +1,4 @@
-"""nilus_stripe_assets.config: source_table, stripe:// address, API keys, write strategy."""
+"""nilus_stripe_assets.source.config: source_table, stripe:// address, API keys, write strategy."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG
-from nilus_stripe_assets.config import (
+from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.config import (
     MODES,
     ConfigError,
     SourceTable,
@@ -366,7 +366,7 @@ def test_every_non_event_object_rejects_incremental_append():
 
 def test_config_and_errors_do_not_import_dagster():
     code = (
-        "import sys, nilus_stripe_assets.config, nilus_stripe_assets.errors; "
+        "import sys, nilus_stripe_assets.source.config, nilus_stripe_assets.source.errors; "
         "assert not any(m == 'dagster' or m.startswith('dagster') for m in sys.modules), 'dagster imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
-from nilus_stripe_assets.wiring.connect import account_partitions, build_accounts_sensor
-from nilus_stripe_assets.wiring.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.connect import account_partitions, build_accounts_sensor
+from nilus_stripe_assets.dagster_adapter.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
 
 from .conftest import make_resources, mode_config, query
 
@@ -193,7 +193,7 @@ def test_writer_merges_replaces_and_appends_on_a_composite_key(tmp_path):
 
     import duckdb
 
-    from nilus_stripe_assets.warehouse import Slice, TableRef, write
+    from nilus_stripe_assets.warehouse.strategies import Slice, TableRef, write
 
     def spool(name, rows):
         path = tmp_path / f"{name}.ndjson"
@@ -223,7 +223,7 @@ def test_writer_merges_replaces_and_appends_on_a_composite_key(tmp_path):
 
 
 def test_budget_rule_is_the_platforms_unless_configured_per_account():
-    from nilus_stripe_assets.wiring.resources import StripeResource
+    from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
     shared = StripeResource(api_key="sk_test_emulator", api_base="http://127.0.0.1:9")
     assert shared.get_api(stripe_account="acct_1a").budget is shared.get_api(stripe_account="acct_1b").budget
@@ -251,8 +251,8 @@ def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path)
     fail it, they fail that account's checks (and the whole table's, judged without a run)."""
     import duckdb
 
-    from nilus_stripe_assets.warehouse import TableRef
-    from nilus_stripe_assets.wiring.checks import stripe_table_checks
+    from nilus_stripe_assets.warehouse.strategies import TableRef
+    from nilus_stripe_assets.dagster_adapter.checks import stripe_table_checks
 
     a, b = platform.account_ids
     assets = build_stripe_assets(["charge", "event"], one_step=True, accounts=account_partitions())

@@ -22,12 +22,12 @@ LOADED_ONLY_WHEN_USED = [
     "pyarrow",
     "pandas",
     "psycopg",
-    "nilus_stripe_assets.stripe_api",
-    "nilus_stripe_assets.errors",
-    "nilus_stripe_assets.run",
+    "nilus_stripe_assets.source.client",
+    "nilus_stripe_assets.source.errors",
+    "nilus_stripe_assets.engine.run",
     "nilus_stripe_assets.emulator",
-    "nilus_stripe_assets.wiring.component",
-    "nilus_stripe_assets.sdk_shapes",
+    "nilus_stripe_assets.dagster_adapter.component",
+    "nilus_stripe_assets.source.sdk_shapes",
 ]
 
 PROBE = """

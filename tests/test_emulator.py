@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import stripe
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.emulator import EmulatorClient, EmulatorError, StripeEmulator
 from nilus_stripe_assets.emulator.data import DEFAULT_COUNTS, generate
 from nilus_stripe_assets.emulator.model import EMBEDDED, EVENT_RETENTION_SECONDS, PARENT, PATH_TO_NAME
@@ -135,7 +135,7 @@ def test_pagination_walks_every_object_once(emu, name, limit):
 
 
 def stripe_type(name: str) -> str:
-    from nilus_stripe_assets.catalog import STRIPE_OBJECT_TYPE
+    from nilus_stripe_assets.source.catalog import STRIPE_OBJECT_TYPE
 
     return STRIPE_OBJECT_TYPE[name]
 

@@ -10,11 +10,11 @@ import tracemalloc
 import orjson
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.emulator import EmulatorClient, EmulatorError, StripeEmulator
 from nilus_stripe_assets.emulator.lazy import LazyTable, can_be_lazy
-from nilus_stripe_assets.fetch import Window, fetch_object
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.reading.fetch import Window, fetch_object
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 from .test_emulator import expected_ids, get, order_key, sdk, walk, walk_object
 

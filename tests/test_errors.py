@@ -1,4 +1,4 @@
-"""nilus_stripe_assets.errors: real stripe-python exceptions (from a tiny local HTTP server) -> one clear,
+"""nilus_stripe_assets.source.errors: real stripe-python exceptions (from a tiny local HTTP server) -> one clear,
 scrubbed message."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import traceback
 import pytest
 import stripe
 
-from nilus_stripe_assets.catalog import CATALOG
-from nilus_stripe_assets.errors import PERMISSIONS, ScrubbedStripeError, StripeLoadError, explain, scrub
+from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.errors import PERMISSIONS, ScrubbedStripeError, StripeLoadError, explain, scrub
 
 KEY = "sk_test_51AbCdEfGh0123abcd"  # fake, well-formed
 RKEY = "rk_live_51ZyXwVu9876wxyz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nilus_stripe_assets.fetch import PAGE_LIMIT, PAGES_PER_TASK, _next_tasks, _Task
+from nilus_stripe_assets.reading.fetch import PAGE_LIMIT, PAGES_PER_TASK, _next_tasks, _Task
 
 
 def _page(newest: int, oldest: int) -> list[dict]:

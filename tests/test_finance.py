@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 import stripe
 
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
-from nilus_stripe_assets.wiring.finance import build_finance_assets
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.finance import build_finance_assets
 
 from .conftest import materialize
 

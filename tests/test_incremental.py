@@ -13,9 +13,9 @@ import duckdb
 import pytest
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.warehouse import ChangeSet, TableRef, get_cursor, set_cursor, write
-from nilus_stripe_assets.wiring.automation import build_events_sensor, build_incremental_job
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.warehouse.strategies import ChangeSet, TableRef, get_cursor, set_cursor, write
+from nilus_stripe_assets.dagster_adapter.automation import build_events_sensor, build_incremental_job
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import count, make_resources, materialize, mode_config, query
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import SMALL, make_resources, materialize, query
 

@@ -10,11 +10,11 @@ import logging
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.fetch import ListOrderError, Window, fetch_object, order_problem
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.reading.fetch import ListOrderError, Window, fetch_object, order_problem
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 from .conftest import SMALL, make_resources, materialize, mode_config, query
 

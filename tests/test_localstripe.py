@@ -18,7 +18,7 @@ import pytest
 import requests
 import stripe
 
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import make_resources, materialize, mode_config, query
 from .pg import _free_port
@@ -93,7 +93,7 @@ def _listed(url: str, path: str) -> list[dict]:
 
 
 def _expected_ids(url: str) -> dict[str, set[str]]:
-    from nilus_stripe_assets.catalog import CATALOG
+    from nilus_stripe_assets.source.catalog import CATALOG
 
     ids = {}
     for name in SERVED:

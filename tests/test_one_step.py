@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.wiring.factory import ONE_STEP_NAME, build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.factory import ONE_STEP_NAME, build_stripe_assets
 
 from .conftest import SMALL, make_resources, materialize, query
 

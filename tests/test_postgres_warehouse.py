@@ -15,8 +15,8 @@ import dagster as dg
 import psycopg
 import pytest
 
-from nilus_stripe_assets.wiring.duckdb_resource import WAREHOUSE_URL_ENV, WarehouseResource
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.duckdb_resource import WAREHOUSE_URL_ENV, WarehouseResource
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import make_resources, materialize
 

@@ -4,15 +4,15 @@ import json
 
 import stripe
 
-from nilus_stripe_assets import sdk_shapes, shapes
-from nilus_stripe_assets.catalog import CATALOG, STRIPE_OBJECT_TYPE
+from nilus_stripe_assets.source import sdk_shapes, shapes
+from nilus_stripe_assets.source.catalog import CATALOG, STRIPE_OBJECT_TYPE
 
 
 def test_snapshot_equals_the_installed_sdk():
     committed = json.loads(sdk_shapes.SNAPSHOT.read_text(encoding="utf-8"))
     live = sdk_shapes.build_snapshot()
     assert committed["stripe_version"] == stripe.VERSION == shapes.stripe_version()
-    assert committed == live, "stripe_shapes.json is stale: run .venv/bin/python -m nilus_stripe_assets.sdk_shapes"
+    assert committed == live, "stripe_shapes.json is stale: run .venv/bin/python -m nilus_stripe_assets.source.sdk_shapes"
 
 
 def test_field_sets_are_the_classes_declared_attributes():

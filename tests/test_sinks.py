@@ -11,11 +11,11 @@ import duckdb
 import psycopg
 import pytest
 
-from nilus_stripe_assets import warehouse
-from nilus_stripe_assets.columns import Column
-from nilus_stripe_assets.sinks.base import as_sink
-from nilus_stripe_assets.spool import Spool
-from nilus_stripe_assets.warehouse import ChangeSet, Slice, TableRef
+from nilus_stripe_assets.warehouse import strategies as warehouse
+from nilus_stripe_assets.staging.columns import Column
+from nilus_stripe_assets.warehouse.sinks import as_sink
+from nilus_stripe_assets.staging.spool import Spool
+from nilus_stripe_assets.warehouse.strategies import ChangeSet, Slice, TableRef
 
 TABLE = TableRef("stripe", "thing")
 # Both engines' column types (the sinks report them in DuckDB's spelling), in one vocabulary.

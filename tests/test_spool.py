@@ -14,14 +14,14 @@ import time
 import orjson
 import pytest
 
-from nilus_stripe_assets import spool_disk
+from nilus_stripe_assets.staging import disk as spool_disk
 from nilus_stripe_assets.emulator.data import generate
-from nilus_stripe_assets.spool import Spool
-from nilus_stripe_assets.staging import stage
+from nilus_stripe_assets.staging.spool import Spool
+from nilus_stripe_assets.staging.parquet import stage
 
 OWNER = """
 import sys, time
-from nilus_stripe_assets.spool import Spool
+from nilus_stripe_assets.staging.spool import Spool
 spool = Spool(directory=sys.argv[1])
 spool.write([{"id": "ch_1", "created": 1}])
 open(sys.argv[2], "w").write(str(spool.path))

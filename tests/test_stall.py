@@ -18,8 +18,8 @@ import pytest
 import stripe
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.errors import explain
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.source.errors import explain
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

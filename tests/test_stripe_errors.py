@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from nilus_stripe_assets.emulator import StripeEmulator
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 from .conftest import SMALL, make_resources, materialize, mode_config, query
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from nilus_stripe_assets.wiring.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
 
 from .conftest import count, make_resources, materialize, mode_config
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from nilus_stripe_assets.spool import Spool
-from nilus_stripe_assets.warehouse import ChangeSet, TableRef, table_columns, write
+from nilus_stripe_assets.staging.spool import Spool
+from nilus_stripe_assets.warehouse.strategies import ChangeSet, TableRef, table_columns, write
 
 TABLE = TableRef("stripe", "thing")
 

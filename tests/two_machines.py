@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from nilus_stripe_assets.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.emulator.client import EmulatorClient
 
 API_KEY = "sk_test_emulator"

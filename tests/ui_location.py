@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from nilus_stripe_assets.wiring.defaults import default_executor, default_resources
-from nilus_stripe_assets.wiring.factory import StripeTranslator, build_stripe_assets
-from nilus_stripe_assets.wiring.finance import build_finance_assets
+from nilus_stripe_assets.dagster_adapter.defaults import default_executor, default_resources
+from nilus_stripe_assets.dagster_adapter.factory import StripeTranslator, build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.finance import build_finance_assets
 
 STALE_AFTER = timedelta(minutes=1)
 SHORT_POLICY_OBJECT = "coupon"

@@ -14,9 +14,9 @@ import os
 
 import dagster as dg
 
-from nilus_stripe_assets.wiring.defaults import default_resources
-from nilus_stripe_assets.wiring.factory import build_stripe_assets
-from nilus_stripe_assets.wiring.resources import StripeResource
+from nilus_stripe_assets.dagster_adapter.defaults import default_resources
+from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
+from nilus_stripe_assets.dagster_adapter.resources import StripeResource
 
 STEP_ENV = ["STRIPE_API_KEY", "NILUS_BUDGET_URL", "NILUS_WAREHOUSE_URL", "NILUS_DUCKDB_PATH",
             "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 from urllib.parse import parse_qsl, unquote
 
-from ..catalog import CATALOG
+from ..source.catalog import CATALOG
 from .errors import StripeError, api_error, invalid, no_such
 from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARENT, PATH_TO_NAME
 from .store import CursorMissing, Store

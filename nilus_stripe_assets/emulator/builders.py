@@ -4,7 +4,7 @@ A builder gets a context (`ctx`: seeded RNG, `pick(name)` -> an existing id of t
 `obj(name)` -> an existing object as a dict, `token(n)`, `metadata()`), the new object's id, its
 `created` second and its parent id (for children listed through a parent), and returns the object's own
 fields. `build()` starts from the object's field template (every field its stripe-python class declares,
-null; built once per object type from `shapes.py`), adds the common ones (id, object, the creation time in
+null; built once per object type from `source/shapes.py`), adds the common ones (id, object, the creation time in
 the catalog's `created_field`, livemode, metadata) where the class declares them, then the builder's. So
 every object has exactly Stripe's field set; fields the emulator has nothing realistic for stay null.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Callable, Optional
 
-from .. import shapes
-from ..catalog import CATALOG
+from ..source import shapes
+from ..source.catalog import CATALOG
 from .model import API_VERSION, OBJECT_TYPE
 
 ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

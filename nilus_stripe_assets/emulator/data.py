@@ -13,7 +13,7 @@ from typing import Collection, Mapping, Optional, Union
 
 import orjson
 
-from ..catalog import CATALOG
+from ..source.catalog import CATALOG
 from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
 from .lazy import LazySource, can_be_lazy
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type

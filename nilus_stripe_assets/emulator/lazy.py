@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 import orjson
 
-from ..catalog import CATALOG
+from ..source.catalog import CATALOG
 from .builders import ALNUM, ALNUM_TABLE, ID_LENGTH, RandomContext, build
 from .model import ATTR_FIELD, EMBEDDED, PARENT
 

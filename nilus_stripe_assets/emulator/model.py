@@ -1,12 +1,12 @@
 """Catalog-derived facts the emulator needs, in one place (no per-object code elsewhere).
 
-Everything here is computed from `nilus_stripe_assets.catalog`; the emulator never names an object
+Everything here is computed from `nilus_stripe_assets.source.catalog`; the emulator never names an object
 outside this module and the field-builder table in `builders.py`.
 """
 
 from __future__ import annotations
 
-from ..catalog import CATALOG, STRIPE_OBJECT_TYPE
+from ..source.catalog import CATALOG, STRIPE_OBJECT_TYPE
 
 API_VERSION = "2025-03-31.basil"
 ACCOUNT_ID = "acct_1Emulator"

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Optional
 
 import orjson
 
-from ..catalog import CATALOG
+from ..source.catalog import CATALOG
 from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
 from .lazy import LazySource, LazyTable

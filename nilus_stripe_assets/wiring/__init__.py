@@ -1,1 +1,2 @@
-"""The Dagster wiring layer: the only part of the package that imports Dagster."""
+"""The adapter's former name: kept so that YAML written as `type: nilus_stripe_assets.wiring.component.StripePipelineComponent`
+still loads. New code imports from `nilus_stripe_assets` or `nilus_stripe_assets.dagster_adapter`."""

@@ -1,0 +1,169 @@
+"""`StripeResource`: the key, the API base, the Connect account and the request budget, as Dagster config."""
+
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from ..source.config import DEFAULT_API_BASE, ConfigError, StripeURI, default_global_rate, parse_stripe_uri, validate_api_key
+from ..reading.budget import BudgetSettings, RequestBudget, account_fingerprint
+if TYPE_CHECKING:
+    from ..source.client import StripeApi
+
+API_BASE_ENV = "STRIPE_API_BASE"
+CONNECT_BUDGETS = ("platform", "account")
+_CONFIGURED = object()  # get_api(): use the configured stripe_account
+API_KEY_ENV = "STRIPE_API_KEY"
+BUDGET_URL_ENV = "NILUS_BUDGET_URL"
+
+
+class StripeResource(dg.ConfigurableResource):
+    """A Stripe account to read from.
+
+    Leave `api_key` unset to read `STRIPE_API_KEY` when a run starts (a missing key then fails the step with
+    one line), or give `EnvVar("STRIPE_API_KEY")`; either way the key never appears in run config, logs or the UI.
+    """
+
+    api_key: Optional[str] = Field(
+        default=None,
+        description="Secret (sk_) or restricted (rk_) key; default: $STRIPE_API_KEY when a run starts. The value is never logged.",
+    )
+    uri: Optional[str] = Field(
+        default=None,
+        description="The spec's source address, e.g. stripe://?api_key={STRIPE_API_KEY}&stripe_account=acct_…; "
+        "{NAME} placeholders are read from the environment. Fills api_key, stripe_account and api_base.",
+    )
+    api_base: Optional[str] = Field(
+        default=None,
+        description=f"API base URL; default https://api.stripe.com, or ${API_BASE_ENV} (e.g. the bundled emulator).",
+    )
+    stripe_account: Optional[str] = Field(default=None, description="Connect account id (acct_…), sent as Stripe-Account.")
+    max_requests_per_second: Optional[float] = Field(
+        default=None,
+        description="Account-wide request budget shared by all assets and processes; default from the key: 25/s test, 100/s live.",
+    )
+    max_requests_per_second_per_endpoint: float = Field(default=25.0, description="Stripe's default per-endpoint limit.")
+    # One step loads many objects at once: 100 req/s at ~200-300 ms per list page needs 20-30 in flight.
+    max_in_flight: int = Field(default=32, description="Concurrent requests per process, all objects together.")
+    workers_per_object: int = Field(
+        default=8,
+        description="Concurrent requests one object's async load or fan-out may make (Stripe allows 25/s per endpoint).",
+    )
+    max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
+    max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
+    request_timeout_seconds: float = Field(
+        default=20.0,
+        description="One HTTP attempt: seconds to connect, and to wait for the server's answer (stripe-python's default is 80).",
+    )
+    max_retry_seconds: float = Field(
+        default=60.0,
+        description="No retry of a page (after a timeout, connection error, 5xx or 429) starts later than this after its "
+        "first attempt: a stalled upstream fails in about max_retry_seconds + request_timeout_seconds.",
+    )
+    budget_dir: Optional[str] = Field(default=None, description="Folder for the cross-process budget state (default: temp dir).")
+    budget_url: Optional[str] = Field(
+        default=None,
+        description=f"postgresql://user@host:5432/db: keep the budget state in PostgreSQL, shared by every machine "
+        f"(default: ${BUDGET_URL_ENV}, else files in budget_dir). Use EnvVar('{BUDGET_URL_ENV}') if it holds a password.",
+    )
+
+    connected_accounts: Optional[list[str]] = Field(
+        default=None,
+        description="Connect: the accounts (acct_…) the accounts sensor adds as partitions; default: every account "
+        "GET /v1/accounts lists, plus the platform itself.",
+    )
+    connect_budget: str = Field(
+        default="platform",
+        description="Connect: 'platform' (requests sent with Stripe-Account draw on the platform's budget, the safe "
+        "reading of Stripe's docs) or 'account' (each connected account has its own budget).",
+    )
+
+    _budgets: dict = PrivateAttr(default_factory=dict)
+    _platform_id: Optional[str] = PrivateAttr(default=None)
+
+    def _from_uri(self) -> StripeURI:
+        return parse_stripe_uri(self.uri) if self.uri else StripeURI(api_key=None, stripe_account=None, api_base=None)
+
+    @property
+    def resolved_api_key(self) -> str:
+        """The key to use, validated (publishable, malformed or missing keys fail before any request)."""
+        # Run config that sets any field replaces the resource's whole config, EnvVar included:
+        # fall back to the documented variable so raising the budget does not lose the key.
+        key = self.api_key or self._from_uri().api_key or os.environ.get(API_KEY_ENV)
+        if not key:
+            raise ConfigError(
+                "No Stripe API key configured: set STRIPE_API_KEY to a secret (sk_) or restricted (rk_) key from "
+                "Stripe Dashboard → Developers → API keys, or give StripeResource(api_key=...) or "
+                "uri='stripe://?api_key={STRIPE_API_KEY}'."
+            )
+        validate_api_key(key, self.resolved_api_base)
+        return key
+
+    @property
+    def resolved_api_base(self) -> str:
+        return (self.api_base or self._from_uri().api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
+
+    @property
+    def resolved_stripe_account(self) -> Optional[str]:
+        return self.stripe_account or self._from_uri().stripe_account
+
+    def budget_settings(self) -> BudgetSettings:
+        return BudgetSettings(
+            global_rate=self.max_requests_per_second or default_global_rate(self.resolved_api_key),
+            endpoint_rate=self.max_requests_per_second_per_endpoint,
+            max_in_flight=self.max_in_flight,
+            state_dir=self.budget_dir,
+            # Read at run time, like the key: run config that replaces this resource's config keeps the env.
+            state_url=self.budget_url or os.environ.get(BUDGET_URL_ENV) or None,
+        )
+
+    def get_api(self, stripe_account: Optional[str] = _CONFIGURED) -> "StripeApi":
+        """A new API handle (fresh request counters) drawing on the account's shared budget.
+
+        `stripe_account`: the Connect account to act for (None: the key's own account); default: the
+        configured `stripe_account`.
+        """
+        # Imported here: stripe-python (with requests) is not needed to load definitions, only to read.
+        from ..source.client import RetryPolicy, StripeApi
+
+        key = self.resolved_api_key
+        account = self.resolved_stripe_account if stripe_account is _CONFIGURED else stripe_account
+        if account is not None and self.connect_budget not in CONNECT_BUDGETS:
+            raise ConfigError(f"connect_budget {self.connect_budget!r} is not one of {', '.join(CONNECT_BUDGETS)}")
+        # Stripe's docs count limits "per Stripe account" without saying whose budget a request sent with
+        # Stripe-Account draws on; by default assume the platform's (shared), see README "Connect platforms".
+        budget_account = account if self.connect_budget == "account" else self.resolved_stripe_account
+        fingerprint = account_fingerprint(key, self.resolved_api_base, budget_account)
+        budget = self._budgets.get(fingerprint)
+        if budget is None:
+            budget = self._budgets[fingerprint] = RequestBudget(fingerprint, self.budget_settings())
+        return StripeApi(
+            key,
+            budget,
+            api_base=self.resolved_api_base,
+            stripe_account=account,
+            retry=RetryPolicy(
+                max_network_retries=self.max_network_retries,
+                max_rate_limit_retries=self.max_rate_limit_retries,
+                timeout_seconds=self.request_timeout_seconds,
+                max_retry_seconds=self.max_retry_seconds,
+            ),
+        )
+
+    @property
+    def key_for_masking(self) -> Optional[str]:
+        """The key, to scrub it from error text (None if it is not configured: nothing to scrub)."""
+        try:
+            return self.resolved_api_key
+        except ConfigError:
+            return None
+
+    def platform_account_id(self) -> str:
+        """The key's own account id (`GET /v1/account`, once per resource instance)."""
+        if self._platform_id is None:
+            from ..reading.accounts import own_account_id
+
+            self._platform_id = own_account_id(self.get_api(stripe_account=None))
+        return self._platform_id

@@ -1,0 +1,116 @@
+"""One object's load, without Dagster: fetch into a spool, then hand the batch to the warehouse writer.
+
+The Dagster asset (Dagster adapter) calls `extract`, returns the `Batch` to the IO manager, which calls
+`warehouse.write`. Benchmarks and tests can drive the same two steps directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..reading.accounts import merge_key, tag
+from ..source.catalog import StripeObject
+from ..reading.fetch import ListOrderError, Window, fetch_object
+from ..staging.spool import Spool, SpoolSummary
+from ..warehouse.strategies import ChangeSet, Slice, TableRef
+
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from ..source.client import StripeApi
+
+
+class Cancelled(Exception):
+    """The load was stopped from outside (another object's write failed, or the run was interrupted)."""
+
+
+@dataclass
+class Batch:
+    """What an asset hands to the IO manager: spooled objects plus how to write them."""
+
+    object: StripeObject
+    mode: str
+    strategy: str
+    table: TableRef
+    spool: SpoolSummary
+    spool_dir: str
+    window: Window
+    scope: Optional[Slice]  # set for partitioned replace: only this slice is swapped
+    seconds: float
+    started_at: int  # epoch seconds when reading began: the rows' state is at least this new
+    requests: dict = field(default_factory=dict)
+    # Change capture applied in the same transaction (objects' newest states from events, deletions).
+    changes: Optional[ChangeSet] = None
+    changes_dir: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+    account: Optional[str] = None  # Connect: every row carries it in `stripe_account`, part of the merge key
+    prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
+
+    @property
+    def merge_key(self):
+        return merge_key(self.object, self.account)
+
+    @property
+    def objects_per_second(self) -> float:
+        return self.spool.objects / self.seconds if self.seconds > 0 else 0.0
+
+
+def extract(
+    api: StripeApi,
+    obj: StripeObject,
+    mode: str,
+    strategy: str,
+    table: TableRef,
+    window: Window = Window(),
+    scope: Optional[Slice] = None,
+    workers: int = 8,
+    spool_root: Optional[str] = None,
+    cancel: Optional[threading.Event] = None,
+    account: Optional[str] = None,
+) -> Batch:
+    """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
+    and `Cancelled` at the next page once `cancel` is set."""
+    fetch_mode = "sync" if mode.startswith("sync") else "async"
+    spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
+    started_at = int(time.time())
+    started = time.perf_counter()
+    notes: list[str] = []
+    try:
+        def sink(objects):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(obj.name)
+            return spool.write(tag(objects, account) if account else objects)
+
+        try:
+            fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
+        except ListOrderError as exc:
+            # What the split read is incomplete: start over with one cursor, which is right in any order.
+            notes.append(
+                f"{obj.name}: the async split was stopped because {exc}; it relies on Stripe's newest-first "
+                f"order and `created` filter, so {obj.name} was read again sequentially."
+            )
+            spool.finish()
+            spool.cleanup()
+            spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
+            fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
+    except BaseException:
+        spool.finish()
+        spool.cleanup()
+        raise
+    summary = spool.finish()
+    return Batch(
+        object=obj,
+        mode=mode,
+        strategy=strategy,
+        table=table,
+        spool=summary,
+        spool_dir=str(spool.path),
+        window=window,
+        scope=scope,
+        seconds=time.perf_counter() - started,
+        started_at=started_at,
+        requests=api.stats.as_dict(),
+        notes=notes,
+        account=account,
+    )

@@ -1,0 +1,74 @@
+"""The Connect code location: a platform key loads each connected account as its own partition.
+
+    dagster asset materialize -m nilus_stripe_assets.connect --select 'stripe/*' --partition acct_1…
+
+Every catalog object, partitioned by account (a `DynamicPartitionsDefinition` named `stripe_accounts`), into
+the same `stripe.<object>` tables for every account; each row carries `stripe_account` and is merged on
+`(stripe_account, id)`. `stripe_accounts_sensor` adds accounts as partitions (those in
+`NILUS_STRIPE_ACCOUNTS=acct_a,acct_b`, else every account `GET /v1/accounts` lists plus the platform) and
+starts a first load of each new one; `stripe_connect_incremental_hourly` runs `sync:incremental` for every
+known account. `nilus_stripe_assets.connect_daily` partitions by account x day instead.
+
+Same asset keys as the single-account locations: load one location per workspace.
+"""
+
+import os
+from typing import Optional
+
+import dagster as dg
+
+from ..dagster_adapter.automation import build_incremental_job
+from ..dagster_adapter.connect import account_partitions, build_accounts_sensor
+from ..dagster_adapter.defaults import default_executor, default_resources
+from ..dagster_adapter.factory import build_stripe_assets
+from ..dagster_adapter.resources import StripeResource
+
+ACCOUNTS_ENV = "NILUS_STRIPE_ACCOUNTS"
+
+
+def listed_accounts() -> Optional[list[str]]:
+    """Accounts listed in `NILUS_STRIPE_ACCOUNTS` (comma-separated), or None to discover them."""
+    listed = [a.strip() for a in os.environ.get(ACCOUNTS_ENV, "").split(",") if a.strip()]
+    return listed or None
+
+
+def connect_resources() -> dict:
+    resources = default_resources()
+    # The key comes from STRIPE_API_KEY at run time (StripeResource falls back to it), as in the other locations.
+    resources["stripe"] = StripeResource(connected_accounts=listed_accounts())
+    return resources
+
+
+def build_accounts_schedule(job, accounts: dg.DynamicPartitionsDefinition, name: str, cron: str) -> dg.ScheduleDefinition:
+    """One run per known account (each account's run fails or succeeds on its own)."""
+
+    @dg.schedule(name=name, job=job, cron_schedule=cron, execution_timezone="UTC",
+                 default_status=dg.DefaultScheduleStatus.STOPPED)
+    def _every_account(context: dg.ScheduleEvaluationContext):
+        keys = context.instance.get_dynamic_partitions(accounts.name)
+        if not keys:
+            return dg.SkipReason("No Stripe accounts yet: turn on stripe_accounts_sensor.")
+        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
+        return [dg.RunRequest(partition_key=k, run_key=f"{k}:{tick}") for k in keys]
+
+    return _every_account
+
+
+accounts = account_partitions()
+stripe_assets = build_stripe_assets(one_step=True, accounts=accounts)
+stripe_connect_load = dg.define_asset_job(
+    "stripe_connect_load",
+    selection=dg.AssetSelection.assets(*stripe_assets),
+    partitions_def=accounts,
+    description="Every Stripe object of one Connect account (the partition).",
+)
+incremental = build_incremental_job(stripe_assets)
+
+defs = dg.Definitions(
+    assets=stripe_assets,
+    jobs=[stripe_connect_load, incremental],
+    schedules=[build_accounts_schedule(incremental, accounts, "stripe_connect_incremental_hourly", "0 * * * *")],
+    sensors=[build_accounts_sensor(accounts, stripe_connect_load)],
+    resources=connect_resources(),
+    executor=default_executor(),
+)

@@ -1,0 +1,38 @@
+"""The Connect code location by account x day: backfills per account over `created` days.
+
+    dagster asset materialize -m nilus_stripe_assets.connect_daily --select stripe/charge \
+        --partition 'acct_1…|2024-03-01'
+
+The objects Stripe filters by `created` are partitioned by a `MultiPartitionsDefinition` of the
+accounts (dynamic, dimension `account`) and the UTC days (dimension `day`, from `NILUS_PARTITIONS_START`);
+the others by account only. A partition key is `<account>|<day>` (Dagster orders dimensions by name). The
+accounts sensor adds accounts as partitions without starting loads: backfill the days you want.
+"""
+
+import dagster as dg
+
+from .connect import connect_resources
+from .daily import daily_partitions
+from ..dagster_adapter.automation import build_incremental_job
+from ..dagster_adapter.connect import account_partitions, build_accounts_sensor
+from ..dagster_adapter.defaults import default_executor
+from ..dagster_adapter.factory import build_stripe_assets
+
+accounts = account_partitions()
+stripe_assets = build_stripe_assets(one_step=True, accounts=accounts, partitions_def=daily_partitions)
+by_day = [a for a in stripe_assets if isinstance(a.partitions_def, dg.MultiPartitionsDefinition)]
+
+stripe_connect_daily = dg.define_asset_job(
+    "stripe_connect_daily",
+    selection=dg.AssetSelection.assets(*by_day),
+    partitions_def=by_day[0].partitions_def,
+    description="Stripe objects of one Connect account created on one UTC day; backfills run ranges per account.",
+)
+
+defs = dg.Definitions(
+    assets=stripe_assets,
+    jobs=[stripe_connect_daily, build_incremental_job([a for a in stripe_assets if a not in by_day])],
+    sensors=[build_accounts_sensor(accounts)],
+    resources=connect_resources(),
+    executor=default_executor(),
+)

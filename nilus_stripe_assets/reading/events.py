@@ -1,0 +1,211 @@
+"""Change capture from Stripe's event stream: updates and deletes that a `created` cursor cannot see.
+
+A `created` cursor finds new objects only: a paid invoice stays "draft", a refunded charge stays
+unrefunded. Stripe records every change as an event whose `data.object` is the object's state after it.
+
+One `EventStream` per run reads `/v1/events` once for every object that captures changes, from the oldest
+cursor any of them needs, and routes each event by the type of the object it carries
+(`data.object.object`), never by its type's prefix: `customer.*` events also carry subscriptions, cards,
+discounts and tax ids. Each object gets a spool of states tagged with the event's `created`, `type` and
+the fields the payload carries; `warehouse.write(..., changes=ChangeSet(...))` applies the newest state
+per object in the same transaction as the load, keeps `*.deleted` as a flag, and never nulls a field that
+a payload rendered in an older API version does not have. Children follow their parent's events where
+Stripe embeds them (a subscription's `items`; the rest from `/v1/subscription_items` when `has_more`).
+The `event` table, when loaded incrementally, is filled from the same read.
+
+Stripe lists events for 30 days only. A cursor older than that cannot be trusted to see every change, so
+the object's capture is marked expired and the caller reloads the object in full instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from .accounts import tag as stamp_account
+from ..source.catalog import STRIPE_OBJECT_TYPE, StripeObject
+from ..staging import disk as spool_disk
+from .fetch import Window, iter_pages, iter_pages_created
+from ..staging.spool import Spool, SpoolSummary
+from ..staging.parquet import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE
+
+if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
+    from ..source.client import StripeApi
+
+EVENT_RETENTION_SECONDS = 30 * 86400
+# Re-read this much before the cursor: events are applied idempotently (the newest state wins), so
+# overlap costs nothing, while a gap would lose a change.
+EVENTS_LOOKBACK_SECONDS = 300
+
+
+def state_key(obj: StripeObject, table_name: str) -> str:
+    return f"events_cursor:{table_name}:{obj.name}"
+
+
+def cursor_expired(cursor: int, now: int) -> bool:
+    return cursor < now - EVENT_RETENTION_SECONDS + EVENTS_LOOKBACK_SECONDS
+
+
+def carried_type(obj: StripeObject) -> str:
+    """The `data.object.object` of the events that carry `obj`'s states (the parent's, for embedded children)."""
+    if obj.parent is not None and obj.parent.embedded_field:
+        return STRIPE_OBJECT_TYPE[obj.parent.object]
+    return STRIPE_OBJECT_TYPE[obj.name]
+
+
+@dataclass
+class Capture:
+    """One object's share of the stream."""
+
+    since: int  # the object's events cursor
+    spool_dir: Optional[str] = None
+    files: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    kinds: dict[str, set[str]] = field(default_factory=dict)
+    events: int = 0  # events routed to this object
+    objects: int = 0  # object states spooled
+    cursor: Optional[int] = None  # where the next run resumes (committed with the rows)
+    expired: bool = False  # the cursor is older than Stripe's 30-day event retention
+
+
+@dataclass
+class _Subscriber:
+    obj: StripeObject
+    capture: Capture
+    spool: Spool
+
+
+class EventStream:
+    """One read of `/v1/events` for a run: `subscribe` objects and `keep_events`, then `read` once.
+
+    Connect: one stream per account (`api` sends its `Stripe-Account`); every state and event row it
+    spools is stamped with `account`, as the rows read from the lists are."""
+
+    def __init__(self, api: StripeApi, now: int, spool_root: Optional[str] = None, account: Optional[str] = None):
+        self.api, self.now, self.spool_root, self.account = api, now, spool_root, account
+        self._subscribers: list[_Subscriber] = []
+        self._event_rows: Optional[Spool] = None
+        self._event_rows_since: Optional[int] = None
+        self.events = 0  # events read
+        self.seconds = 0.0
+        self.started_at = now
+        self.event_rows: Optional[SpoolSummary] = None
+
+    def subscribe(self, obj: StripeObject, since: int) -> Capture:
+        capture = Capture(since=since, cursor=since)
+        if cursor_expired(since, self.now):
+            capture.expired = True
+            return capture
+        spool = Spool(directory=self.spool_root, prefix=f"stripe-events-{obj.name}-")
+        capture.spool_dir = str(spool.path)
+        self._subscribers.append(_Subscriber(obj, capture, spool))
+        return capture
+
+    def keep_events(self, since: Optional[int]) -> str:
+        """Also spool the events themselves (created at or after `since`; None: all Stripe still lists)
+        for the `event` table; returns the spool's folder."""
+        self._event_rows = Spool(directory=self.spool_root, prefix="stripe-event-")
+        self._event_rows_since = since
+        return str(self._event_rows.path)
+
+    @property
+    def needed(self) -> bool:
+        return bool(self._subscribers) or self._event_rows is not None
+
+    def _params(self) -> dict:
+        starts = [s.capture.since - EVENTS_LOOKBACK_SECONDS for s in self._subscribers]
+        if self._event_rows is not None:
+            starts.append(self._event_rows_since)
+        gte = None if None in starts else min(starts)
+        params = Window(gte=gte).params()
+        types = {s.obj.events_type for s in self._subscribers}
+        if self._event_rows is None and len(types) == 1:
+            # One object's events only: let Stripe filter (routing by object type still decides).
+            params["type"] = types.pop()
+        return params
+
+    def read(self) -> None:
+        """Read and route every event; raises Stripe's errors unchanged."""
+        routes: dict[str, list[_Subscriber]] = {}
+        for sub in self._subscribers:
+            routes.setdefault(carried_type(sub.obj), []).append(sub)
+        self.started_at = int(time.time())
+        started = time.perf_counter()
+        newest: Optional[int] = None
+        try:
+            # Events older than a subscriber's start are skipped below, so a server without the filter is fine.
+            for page in iter_pages_created(self.api, "/v1/events", self._params()):
+                self.events += len(page)
+                if self._event_rows is not None:
+                    since = self._event_rows_since
+                    kept = [e for e in page if since is None or int(e["created"]) >= since]
+                    # Stamped copies: the routing below reads the events as Stripe sent them.
+                    self._event_rows.write(stamp_account([dict(e) for e in kept], self.account) if self.account else kept)
+                for event in page:
+                    carried = (event.get("data") or {}).get("object") or {}
+                    for sub in routes.get(carried.get("object") or "", ()):
+                        if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
+                            states = self._states(sub.obj, event, carried)
+                            if self.account:  # part of the state (and its content hash), as on listed rows
+                                stamp_account([state for state, _ in states], self.account)
+                            sub.capture.events += 1
+                            # Tags name the event and the payload's fields, outside the states' content hash.
+                            sub.capture.objects += sub.spool.write(
+                                [state for state, _ in states], tags=[tag for _, tag in states]
+                            )
+                newest = max(newest or 0, max(int(e["created"]) for e in page))
+        finally:
+            for sub in self._subscribers:
+                summary = sub.spool.finish()
+                sub.capture.files, sub.capture.fields, sub.capture.kinds = summary.files, summary.fields, summary.kinds
+            if self._event_rows is not None:
+                self.event_rows = self._event_rows.finish()
+            self.seconds = time.perf_counter() - started
+        for sub in self._subscribers:
+            # Every event older than the read's start (less the lookback) has been seen, whatever its type,
+            # so a quiet object's cursor moves on too instead of expiring after 30 days.
+            sub.capture.cursor = max(sub.capture.since, newest or 0, self.started_at - EVENTS_LOOKBACK_SECONDS)
+
+    def _states(self, obj: StripeObject, event: dict, carried: dict) -> list[tuple[dict, dict]]:
+        """The object states one event carries for `obj`, each with its tag: the event's `created` and
+        `type`, and the fields the payload has."""
+        created = int(event["created"])
+        embedded = obj.parent.embedded_field if obj.parent else None
+        if embedded:
+            # e.g. customer.subscription.updated -> the subscription's items; a canceled subscription's
+            # items are not deleted objects, so only their state is applied.
+            # Not every child class declares its parent's id (stripe.CreditNoteLineItem has no `credit_note`):
+            # set it, as the fetch engine does for children it lists.
+            parent = {obj.parent.id_column: carried.get("id")}
+            items = [{**item, **parent} for item in self._embedded_items(obj, carried, embedded)]
+            return [(item, {EVENT_CREATED: created, EVENT_TYPE: "item.updated", EVENT_PRESENT: list(item)})
+                    for item in items]
+        if not carried.get("id"):
+            return []
+        tag = {EVENT_CREATED: created, EVENT_TYPE: event.get("type", ""), EVENT_PRESENT: list(carried)}
+        return [(carried, tag)]
+
+    def _embedded_items(self, obj: StripeObject, carried: dict, embedded: str) -> list[dict]:
+        listed = carried.get(embedded) or {}
+        items = list(listed.get("data") or [])
+        relation = obj.parent
+        if listed.get("has_more") and carried.get("id"):
+            # Stripe embeds one page (10 entries); the rest are at the child list (today's state).
+            if relation.param:
+                path, params = relation.path_template, {relation.param: carried["id"]}
+            else:
+                path, params = relation.path_template.format(id=carried["id"]), {}
+            after = items[-1]["id"] if items else None
+            for page in iter_pages(self.api, path, params, after):
+                items.extend(page)
+        return items
+
+    def cleanup(self) -> None:
+        for sub in self._subscribers:
+            spool_disk.remove(str(sub.spool.path))
+        if self._event_rows is not None:
+            spool_disk.remove(str(self._event_rows.path))
+
+
+__all__ = ["Capture", "EventStream", "carried_type", "cursor_expired", "state_key"]

@@ -1,1 +1,0 @@
-"""Warehouses other than the default DuckDB file (`warehouse.py`), each implementing the same write contract."""
