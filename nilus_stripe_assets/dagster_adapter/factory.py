@@ -17,7 +17,6 @@ Two shapes, one implementation (`_build`):
 
 import os
 import warnings
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -27,7 +26,7 @@ from dagster_duckdb import DuckDBResource
 from ..source.catalog import CATALOG, StripeObject
 from ..source.config import ConfigError, parse_source_table, resolve_strategy
 from ..reading.accounts import ACCOUNT_COLUMN
-from ..engine.plan import RunOptions, plan_object, run_mode  # noqa: F401 (run_mode: public since the first version)
+from ..engine.plan import RunOptions, run_mode  # noqa: F401 (run_mode: public since the first version)
 from ..warehouse.strategies import TableRef
 from .checks import StripeTableChecks
 from .connect import account_day_partitions, accounts_dimension, run_slices
@@ -222,97 +221,52 @@ def _load(
     targets: Mapping[dg.AssetKey, _Target],
     partitions_def: Optional[dg.PartitionsDefinition] = None,
 ) -> Iterator:
-    """The body of every Stripe assets definition: the engine (`run.run`) fetches the selected objects
-    concurrently and writes each as soon as it is spooled; this adapts its outcomes to Dagster (a
-    materialization and that table's checks per written object, one failure at the end for the rest).
-
-    Partitioned by Connect account, a run loads each of its accounts (usually one) as its own slice of
-    every table; an account the platform may no longer read fails with one line and loads nothing."""
-    # The engine (and stripe-python with it) is imported by the first run, not to load definitions.
-    from ..engine.run import run as run_objects
+    """The body of every Stripe assets definition. It only adapts: the run's selection and partitions become
+    plain values for the engine (`engine/run_plan.py` plans and runs the load), and the engine's outcomes
+    become a materialization and that table's checks per written object, and one failure at the end for the
+    rest (on a Connect platform, also for accounts that refused access)."""
+    from ..engine.run_plan import ObjectTarget, RunRefused, plan_run  # the engine loads with the first run
 
     selected_checks: dict[dg.AssetKey, list[str]] = {}
     for check in context.selected_asset_check_keys:
         selected_checks.setdefault(check.asset_key, []).append(check.name)
     chosen = [targets[k] for k in context.selected_asset_keys if k in targets]
     check_warehouse(duckdb)  # a configured PostgreSQL warehouse that is unusable fails before any request
-    options = RunOptions(config.mode, dict(config.modes), config.lookback_seconds, config.capture_changes)
     by_account = accounts_dimension(partitions_def) is not None
-    failures: list[str] = []
-    denied = 0
-    plans = []
-    apis: dict = {}
-    events_apis: dict = {}  # one /v1/events read per account (None: the single account), counted apart
-    slices = []
     try:
-        platform = _platform_id(stripe) if by_account else None
-        # Cursors are read up front, in this thread, on one connection opened only if a load needs one.
-        with ExitStack() as stack:
-            opened = []
-
-            def connect():
-                if not opened:
-                    opened.append(stack.enter_context(duckdb.get_connection()))
-                return opened[0]
-
-            slices = run_slices(context, partitions_def)
-            for account, window in slices:
-                # The platform's own data is read without Stripe-Account and stamped with its own id.
-                sent = None if account == platform else account
-                if sent is not None:
-                    problem = _access_problem(stripe, sent)
-                    if problem:
-                        if len(slices) > 1:  # said now; a lone account's failure is the step's
-                            context.log.error(problem)
-                        failures.append(problem)
-                        denied += 1
-                        continue
-                if chosen:
-                    events_apis[account] = stripe.get_api(stripe_account=sent) if by_account else stripe.get_api()
-                for t in chosen:
-                    plan = plan_object(
-                        (t.key, account), t.object, t.table, default_mode=t.pipeline.mode,
-                        strategy=t.pipeline.strategy, options=options,
-                        partition=window if t.partitioned else None, connect=connect, account=account,
-                    )
-                    plans.append(plan)
-                    # One handle each, so each object's request counters are its own.
-                    apis[plan.key] = stripe.get_api(stripe_account=sent) if by_account else stripe.get_api()
+        plan = plan_run(
+            [ObjectTarget(t.key, t.object, t.table, t.pipeline.mode, t.pipeline.strategy, t.partitioned)
+             for t in chosen],
+            run_slices(context, partitions_def),
+            RunOptions(config.mode, dict(config.modes), config.lookback_seconds, config.capture_changes),
+            stripe, duckdb.get_connection, by_account=by_account, log=context.log,
+        )
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
-
-    # Connect: a run's checks judge the rows of the accounts (partitions) it ran for.
-    run_accounts = [account for account, _ in slices] if by_account else None
+    except RunRefused as exc:
+        raise dg.Failure(description=str(exc)) from None
+    failures: list[str] = list(plan.refused)
 
     def checks_of(target: _Target) -> Iterator[dg.AssetCheckResult]:
         names = selected_checks.pop(target.key, None)
         if target.checks is not None and names:
             with duckdb.get_connection() as con:
-                yield from target.checks.evaluate(con, names, context.log.info, accounts=run_accounts)
+                # Connect: a run's checks judge the rows of the accounts (partitions) it ran for.
+                yield from target.checks.evaluate(con, names, context.log.info, accounts=plan.accounts)
 
-    expected: dict[dg.AssetKey, int] = {}
-    for plan in plans:
-        expected[plan.key[0]] = expected.get(plan.key[0], 0) + 1
     finished: dict[dg.AssetKey, list] = {}
     # While the run's events are still loading, a table's checks wait for them: no_stale_rows judges
     # against the events this run writes.
-    events_loading = any(plan.object.name == "event" for plan in plans)
+    events_loading = any(p.object.name == "event" for p in plan.plans)
     waiting: list[_Target] = []
-    outcomes = run_objects(
-        plans, apis, lambda batch: write_batch(duckdb, batch),
-        # Accounts of one run load side by side: they, not a split of each account's range, fill the pipe
-        # (splitting a small account into 8 pieces costs up to 8 part-filled pages each).
-        workers=max(1, stripe.workers_per_object // max(1, len(apis) // max(1, len(chosen)))),
-        spool_root=os.environ.get("NILUS_SPOOL_DIR"), log=context.log,
-        events_api=events_apis.get(None), events_apis=events_apis,
-        max_concurrent=max(len(chosen), stripe.max_in_flight), prepare=prepare_batch,
-    )
+    outcomes = plan.run(lambda batch: write_batch(duckdb, batch), spool_root=os.environ.get("NILUS_SPOOL_DIR"),
+                        log=context.log, prepare=prepare_batch)
     for outcome in outcomes:
         asset_key, account = outcome.plan.key
         if not outcome.ok:
             # The other objects go on loading and are written; the step fails at the end.
             error = f"{account}: {outcome.error}" if by_account else outcome.error
-            if len(plans) > 1:  # said now, as it happens; a lone object's failure is the step's
+            if len(plan.plans) > 1:  # said now, as it happens; a lone object's failure is the step's
                 context.log.error(error)
             failures.append(error)
         else:
@@ -320,7 +274,7 @@ def _load(
         done = finished.setdefault(asset_key, [])
         done.append(outcome)
         # A table is materialized once every account of the run has loaded into it.
-        if len(done) < expected[asset_key] or not all(o.ok for o in done):
+        if len(done) < plan.expected[asset_key] or not all(o.ok for o in done):
             continue
         target = targets[asset_key]
         # Written in the step, not by an IO manager on Output: a failed write then fails only its object.
@@ -339,34 +293,9 @@ def _load(
     for target in targets.values():  # checks selected without their asset: judge the table as it is
         if target.key in selected_checks and target.key not in context.selected_asset_keys:
             yield from checks_of(target)
-    if failures:
-        total = len(plans) + denied * len(chosen)
-        failed = len(failures) - denied + denied * len(chosen)
-        if len(failures) == 1 and (total == 1 or denied):
-            raise dg.Failure(description=failures[0])
-        summary = f"{failed} of {total} Stripe object loads failed ({total - failed} loaded and written):\n"
-        if not by_account:
-            summary = f"{len(failures)} of {len(plans)} Stripe objects failed ({len(plans) - len(failures)} loaded and written):\n"
-        raise dg.Failure(description=summary + "\n".join(failures))
-
-
-def _platform_id(stripe: StripeResource) -> str:
-    from ..source.errors import explain  # imported by a run (with stripe-python), not to load definitions
-
-    try:
-        return stripe.platform_account_id()
-    except Exception as exc:  # e.g. a wrong platform key: one line, before any object is read
-        raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
-
-
-def _access_problem(stripe: StripeResource, account: str) -> Optional[str]:
-    from ..reading.accounts import access_problem
-    from ..source.errors import explain
-
-    try:
-        return access_problem(stripe.get_api(stripe_account=account), account)
-    except Exception as exc:
-        raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
+    message = plan.failure(failures)
+    if message:
+        raise dg.Failure(description=message)
 
 
 def _metadata(outcomes: list, by_account: bool) -> dict:
