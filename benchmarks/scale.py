@@ -86,7 +86,7 @@ def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -
     env = {**os.environ, **bench._pythonpath_env(), "STRIPE_API_KEY": bench.API_KEY, "STRIPE_API_BASE": emulator.url,
            "NILUS_DUCKDB_PATH": str(database), "DAGSTER_HOME": str(home), "NILUS_SPOOL_DIR": str(spool),
            "PYTHONUNBUFFERED": "1"}
-    argv = [bench.dagster_cli(), "asset", "materialize", "-m", bench.MODULE, "--select", "stripe/charge",
+    argv = [bench.dagster_cli(), "asset", "materialize", "-m", bench.TARGET.module, "--select", "stripe/charge",
             "-c", str(config_path)]
     disk = DiskSampler([spool, Path(str(database) + ".tmp")])  # the spool folder and DuckDB's spill folder
     with open(workdir / f"dagster-{label}.log", "wb") as log:
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
     p.add_argument("--plot", help="write a PNG of write seconds, peak RSS and peak spool disk per size")
     p.add_argument("--pythonpath", help="measure the package in this folder (e.g. a scratch copy) instead")
     a = p.parse_args(argv)
-    bench.PYTHONPATH_OVERRIDE = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
+    bench.TARGET.pythonpath = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)", flush=True)
     print(HEADER, flush=True)
     records = []
