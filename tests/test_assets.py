@@ -22,7 +22,8 @@ def test_catalog_matches_the_spec_table_row_by_row():
     rows = re.findall(r"^\|\s*`(\w+)`\s*\|\s*`(\w+)`\s*\|\s*(\w+)\s*\|\s*(.+?)\s*\|\s*$", section, re.M)
     assert len(rows) == 21
     assert [r[0] for r in rows] == list(SPEC_OBJECTS), "catalog order follows the spec"
-    assert set(CATALOG) - set(SPEC_OBJECTS) == {"invoice_line_item", "credit_note_line_item"}  # issue 11's extras
+    # issue 11's extras, and the balance transactions of each automatic payout (payout reconciliation)
+    assert set(CATALOG) - set(SPEC_OBJECTS) == {"invoice_line_item", "credit_note_line_item", "payout_balance_transaction"}
     for name, merge_key, strategy, description in rows:
         obj = CATALOG[name]
         assert (obj.merge_key, obj.strategy, obj.description) == (merge_key, strategy, description), name
@@ -31,7 +32,10 @@ def test_catalog_matches_the_spec_table_row_by_row():
 def test_catalog_reachability_follows_stripe():
     no_created = {name for name, obj in CATALOG.items() if not obj.supports_created}
     assert no_created == {"payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item",
-                          "credit_note_line_item"}
+                          "credit_note_line_item", "payout_balance_transaction"}
+    payout_items = CATALOG["payout_balance_transaction"].parent
+    assert (payout_items.path_template, payout_items.param, payout_items.id_column) == ("/v1/balance_transactions", "payout", "payout")
+    assert payout_items.lists_children_of({"automatic": True}) and not payout_items.lists_children_of({"automatic": False})
     assert CATALOG["invoice_line_item"].parent.path_template == "/v1/invoices/{id}/lines"
     assert CATALOG["credit_note_line_item"].parent.path_template == "/v1/credit_notes/{id}/lines"
     assert CATALOG["credit_note_line_item"].parent.id_column == "credit_note"

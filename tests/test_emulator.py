@@ -89,6 +89,9 @@ def walk_object(emu, client, name: str, limit: int) -> list[dict]:
             out += embedded["data"]
             if embedded["has_more"]:
                 out += _rest(client, o, p["id"], embedded["data"][-1]["id"], limit)
+        elif o.parent.param:  # /v1/balance_transactions?payout=…, for the parents that have the list
+            if o.parent.lists_children_of(p):
+                out += walk(client, o.parent.path_template, limit, **{o.parent.param: p["id"]})
         else:
             out += walk(client, o.parent.path_template.format(id=p["id"]), limit)
     return out
@@ -594,3 +597,24 @@ def test_data_obeys_stripes_rules(emu):
         sign = 1 if txn["type"] == "charge" else -1
         assert txn["amount"] == sign * source["amount"] and txn["net"] == txn["amount"] - txn["fee"]
         assert txn["reporting_category"] == txn["type"] == source["object"]
+
+
+def test_payout_balance_transactions_are_the_payouts_own_and_sum_to_it(emu):
+    """`GET /v1/balance_transactions?payout=po_…` lists what an automatic payout paid out (the same objects
+    as the account's list), whose net makes the payout; a manual payout is refused as Stripe refuses it."""
+    client = sdk(emu)
+    everything = {t["id"]: t for t in walk(client, "/v1/balance_transactions", 100)}
+    itemized = 0
+    for payout in walk(client, "/v1/payouts", 100):
+        items = walk(client, "/v1/balance_transactions", 100, payout=payout["id"])
+        assert all(everything[t["id"]] == t for t in items), "a payout lists the account's own balance transactions"
+        if items:
+            itemized += 1
+            assert sum(t["net"] for t in items) == payout["amount"]
+    assert itemized >= 3
+    manual = emu.create("payout", automatic=False, status="paid", amount=500)
+    status, _, body = get(emu, f"/v1/balance_transactions?payout={manual['id']}")
+    assert status == 400 and "automatic" in body["error"]["message"]
+    added = emu.create("payout_balance_transaction", payout=payout["id"], amount=700, fee=0, net=700, type="charge")
+    assert [t["id"] for t in walk(client, "/v1/balance_transactions", 100, payout=payout["id"])][0] == added["id"]
+    assert added["id"] in {t["id"] for t in walk(client, "/v1/balance_transactions", 100)}

@@ -97,7 +97,8 @@ def test_invoice_items_are_timed_by_date_as_stripe_declares(emulator, warehouse_
 
 @pytest.mark.parametrize(
     "name",
-    ["payment_method", "subscription_item", "webhook_endpoint", "coupon", "event", "invoice_line_item", "credit_note_line_item"],
+    ["payment_method", "subscription_item", "webhook_endpoint", "coupon", "event", "invoice_line_item", "credit_note_line_item",
+     "payout_balance_transaction"],
 )
 def test_every_object_works_incrementally(emulator, warehouse_path, name):
     assets = build_stripe_assets([name])

@@ -106,7 +106,8 @@ def test_partitioned_one_step_keeps_objects_without_created_apart():
     assert [a.op.name for a in split] == [ONE_STEP_NAME, f"{ONE_STEP_NAME}_unpartitioned"]
     assert split[0].partitions_def == partitions and split[1].partitions_def is None
     assert {k.path[-1] for k in split[1].keys} == {
-        "payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item", "credit_note_line_item"
+        "payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item", "credit_note_line_item",
+        "payout_balance_transaction",
     }
     assert len(split[0].keys) == 18
 

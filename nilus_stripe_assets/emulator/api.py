@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote
 
 from ..source.catalog import CATALOG
 from .errors import StripeError, api_error, invalid, no_such
-from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARENT, PATH_TO_NAME
+from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARAM_CHILDREN, PARENT, PATH_TO_NAME
 from .store import CursorMissing, Store
 
 MAX_EVENT_TYPES = 20
@@ -193,6 +193,11 @@ def list_objects(store: Store, route: Route, params: dict, path: str, oldest_fir
                 return _list_body([], False, path), 0  # e.g. /v1/payment_methods lists Treasury ones only
             if not store.exists(parent_name, parent):
                 raise no_such(OBJECT_TYPE[parent_name], parent, param=field)
+            relation = CATALOG[name].parent
+            if relation.only_if and not relation.lists_children_of(store.fields(parent_name, parent)):
+                # Stripe's answer for a manual payout (it knows only automatic payouts' transactions).
+                raise invalid("Balance transaction history can only be filtered on automatic transfers, not manual.",
+                              field)
     try:
         items, has_more = store.list(name, limit, starting_after=after, ending_before=before, gte=gte, lte=lte,
                                      parent=parent, pred=pred, oldest_first=oldest_first)
@@ -214,6 +219,10 @@ def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = 
     if route.kind == "retrieve":
         return retrieve(store, route)
     query = parse_query(qs)
+    for param, child in PARAM_CHILDREN.get(route.name, ()):
+        if query.get(param):  # e.g. /v1/balance_transactions?payout=po_…: the payout's own list
+            route = Route("list", child, route.endpoint)
+            break
     if reject_created and "created" in query:
         if reject_created >= 500:
             raise api_error()

@@ -433,6 +433,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
               tax_rate, balance_transaction, event, setup_intent, webhook_endpoint, invoice_line_item,
               credit_note_line_item]
 }
+BUILDERS["payout_balance_transaction"] = balance_transaction  # a payout's transactions are balance transactions
 METADATA_KEYS = ["order_id", "plan", "source", "region"]
 
 

@@ -17,7 +17,7 @@ from ..source.catalog import CATALOG
 from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
 from .lazy import LazySource, can_be_lazy
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type
-from .model import NO_SEED_EVENTS, PARENT, embedded_list
+from .model import NO_SEED_EVENTS, PARENT, SHARED_WITH, embedded_list
 
 Record = tuple[int, str, bytes, Optional[str]]
 
@@ -178,8 +178,45 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
         if name in keep:
             dicts[name] = objs
         out[name] = recs
+    for child, top in SHARED_WITH.items():
+        if PARENT[child][0] == "payout" and not isinstance(out.get(top), LazySource) and not isinstance(out["payout"], LazySource):
+            out["payout"], out[top], out[child] = itemize_payouts(out["payout"], out[top])
     out["event"] = seed_events(out, now, rngs["event"], n_of.get("event"))
     return out
+
+
+def itemize_payouts(payouts: list[Record], transactions: list[Record]) -> tuple[list[Record], list[Record], list[Record]]:
+    """What Stripe's automatic payouts are: each paid one sweeps the balance transactions created since the
+    previous one (payouts excluded), and its amount is their net. Returns the payouts with that amount, the
+    balance transactions (a payout's own moves the balance by minus its amount) and the (created, id, bytes,
+    payout id) records of `GET /v1/balance_transactions?payout=`."""
+    parsed = sorted((c, oid, orjson.loads(body)) for c, oid, body, _ in payouts)
+    moves = sorted((c, oid, body, orjson.loads(body)) for c, oid, body, _ in transactions)
+    new_payouts, items, i, since = [], [], 0, None
+    for c, oid, payout in parsed:
+        if not (payout.get("automatic") and payout.get("status") == "paid"):
+            new_payouts.append((c, oid, orjson.dumps(payout), None))
+            continue
+        mine = []
+        while i < len(moves) and moves[i][0] <= c:
+            if moves[i][3].get("type") != "payout" and (since is None or moves[i][0] > since):
+                mine.append(moves[i])
+            i += 1
+        since = c
+        net = sum(m[3]["net"] for m in mine)
+        if mine and net > 0:
+            payout["amount"] = net
+            items += [(mc, mid, body, oid) for mc, mid, body, _ in mine]
+        new_payouts.append((c, oid, orjson.dumps(payout), None))
+    amount_of = {oid: orjson.loads(body)["amount"] for _, oid, body, _ in new_payouts}
+    moved = []
+    for c, oid, body, attr in transactions:
+        txn = orjson.loads(body)
+        if txn.get("type") == "payout" and txn.get("source") in amount_of and txn["amount"] != -amount_of[txn["source"]]:
+            txn["amount"] = txn["net"] = -amount_of[txn["source"]]
+            body = orjson.dumps(txn)
+        moved.append((c, oid, body, attr))
+    return new_payouts, moved, items
 
 
 def _group_children(child: str, ids, created, parents, dicts) -> dict[str, list[dict]]:

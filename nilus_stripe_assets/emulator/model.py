@@ -14,7 +14,21 @@ EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists events of the last 30 days 
 
 NAMES: tuple[str, ...] = tuple(CATALOG)
 OBJECT_TYPE: dict[str, str] = dict(STRIPE_OBJECT_TYPE)
-PATH_TO_NAME: dict[str, str] = {o.path: o.name for o in CATALOG.values()}
+# A path names its top-level object; a child list served at another object's path by a parameter
+# (`/v1/balance_transactions?payout=po_…`) is reached through that parameter (PARAM_CHILDREN).
+PATH_TO_NAME: dict[str, str] = {o.path: o.name for o in CATALOG.values() if o.parent is None}
+PATH_TO_NAME.update({o.path: o.name for o in CATALOG.values() if o.parent is not None and o.path not in PATH_TO_NAME})
+PARAM_CHILDREN: dict[str, list[tuple[str, str]]] = {}  # top-level object -> [(parameter, child)]
+for _o in CATALOG.values():
+    if _o.parent is not None and _o.parent.param and PATH_TO_NAME.get(_o.path) not in (None, _o.name):
+        PARAM_CHILDREN.setdefault(PATH_TO_NAME[_o.path], []).append((_o.parent.param, _o.name))
+
+# Children that list objects of a top-level type (a payout's balance transactions are balance transactions):
+# creating one also lists it at the top level, as Stripe has one object in both lists. child -> top-level name
+SHARED_WITH: dict[str, str] = {
+    name: top for name, o in CATALOG.items() if o.parent is not None
+    for top, t in CATALOG.items() if t.parent is None and STRIPE_OBJECT_TYPE[top] == STRIPE_OBJECT_TYPE[name]
+}
 
 # Event type prefix per object: the catalog's `event_prefix`, else Stripe's `object` value. Stripe names
 # subscription events `customer.subscription.*`; the catalog row may not say so, hence the fallback.

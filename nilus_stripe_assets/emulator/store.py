@@ -21,7 +21,8 @@ from ..source.catalog import CATALOG
 from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
 from .lazy import LazySource, LazyTable
-from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, VIA_PARENT, event_type
+from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, SHARED_WITH, VIA_PARENT
+from .model import event_type
 from .model import embedded_list
 
 Key = tuple[int, str]
@@ -225,6 +226,11 @@ class Store:
     def exists(self, name: str, oid: str) -> bool:
         return oid in self.tables[name].data
 
+    def fields(self, name: str, oid: str) -> dict:
+        """An existing object as a dict."""
+        with self.lock:
+            return orjson.loads(_bytes(self.tables[name].data[oid]))
+
     def retrieve(self, name: str, oid: str) -> Optional[bytes]:
         """The object's bytes, a `deleted: true` stub for deleted objects, or None."""
         with self.lock:
@@ -244,7 +250,7 @@ class Store:
         with self.lock:
             table = self.tables[name]
             oid = fields.pop("id", None) or self._new_id(name)
-            if oid in table.data:
+            if oid in table.data or (name in SHARED_WITH and oid in self.tables[SHARED_WITH[name]].data):
                 raise ValueError(f"{OBJECT_TYPE[name]} {oid!r} already exists")
             created_field = CATALOG[name].created_field or "created"
             created = int(fields.pop(created_field, None) or self.clock())
@@ -261,6 +267,8 @@ class Store:
                 field, child = EMBEDDED[name]
                 obj[field] = self._embedded(oid, child)
             self._put(name, obj, created, parent)
+            if name in SHARED_WITH:  # one object in both lists: the payout's and /v1/balance_transactions
+                self._put(SHARED_WITH[name], obj, created)
             if name in VIA_PARENT:
                 self._refresh_parent(name, [parent])
             else:

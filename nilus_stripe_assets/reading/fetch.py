@@ -280,6 +280,8 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
     column = relation.id_column
 
     def children_of(parent_obj: dict) -> None:
+        if not relation.lists_children_of(parent_obj):  # e.g. a manual payout: Stripe itemizes automatic ones only
+            return
         parent_id = parent_obj["id"]
 
         def sink_children(children: Sequence[dict]) -> None:

@@ -58,6 +58,7 @@ PERMISSIONS: dict[str, str] = {
     "webhook_endpoint": "Webhook Endpoints read",
     "invoice_line_item": "Invoices read",
     "credit_note_line_item": "Credit notes read",
+    "payout_balance_transaction": "Balance read",  # listed per payout: also needs Payouts read
 }
 # Objects reached through a parent list also need the parent's permission.
 _EXTRA_PERMISSION: dict[str, str] = {
