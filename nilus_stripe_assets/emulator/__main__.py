@@ -55,20 +55,32 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--ignore-created-filter", action="store_true", help="ignore created[...] filters (unlike Stripe)")
     p.add_argument("--reject-created-filter", type=int, choices=[400, 500], default=None, metavar="STATUS",
                    help="answer created[...] filters with a 400 or a 500 (unlike Stripe, like localstripe)")
+    p.add_argument("--not-set-up", default="", metavar="PRODUCT[,PRODUCT]",
+                   help="products the account has not set up (e.g. issuing,treasury): their lists answer Stripe's 400")
     p.add_argument("--ready-file", default=None, help="write the URL here once listening")
     return p.parse_args(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    a = parse_args(argv)
+def make(a: argparse.Namespace) -> StripeEmulator:
+    """The emulator the arguments describe (ValueError on bad input)."""
     emu = StripeEmulator(counts=dict(a.count) or None, scale=a.scale, seed=a.seed, now=a.now, port=a.port,
                          api_keys=a.api_key, accept_any_key=a.accept_any_key, latency_ms=a.latency_ms,
                          global_rate=a.global_rate, endpoint_rate=a.endpoint_rate, max_concurrency=a.max_concurrency,
                          error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry,
                          accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale,
-                         lazy=None if a.lazy is None else True if a.lazy == "all" else a.lazy.split(","))
+                         lazy=None if a.lazy is None else True if a.lazy == "all" else a.lazy.split(","),
+                         not_set_up=a.not_set_up)
     emu.configure(stall=a.stall, oldest_first=a.oldest_first, ignore_created_filter=a.ignore_created_filter,
                   reject_created_filter=a.reject_created_filter)
+    return emu
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    a = parse_args(argv)
+    try:
+        emu = make(a)
+    except ValueError as e:  # unknown objects, products, account ids: one line, no traceback
+        raise SystemExit(f"nilus-stripe-emulator: {e}") from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

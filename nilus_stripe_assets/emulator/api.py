@@ -162,9 +162,20 @@ def _list_body(items: list[bytes], has_more: bool, url: str) -> bytes:
                      b"true" if has_more else b"false", b',"url":"', url.encode(), b'"}'])
 
 
+def _check_known(name: str, params: dict) -> None:
+    """Stripe refuses a parameter the list does not take (the SDK's `*ListParams`, as the catalog has them)."""
+    accepted = getattr(CATALOG[name], "list_param_names", None)
+    if accepted is None:  # a catalog without them: every parameter is taken
+        return
+    for key in params:
+        if key not in accepted:
+            raise invalid(f"Received unknown parameter: {key}", key, "parameter_unknown")
+
+
 def list_objects(store: Store, route: Route, params: dict, path: str, oldest_first: bool = False,
                  ignore_created: bool = False) -> tuple[bytes, int]:
     name = route.name
+    _check_known(name, params)
     limit = _limit(params)
     after, before = params.get("starting_after") or None, params.get("ending_before") or None
     if after and before:

@@ -1,4 +1,6 @@
-"""Stripe-shaped field builders: one small function per object, registered in `BUILDERS` by catalog name.
+"""Stripe-shaped field builders: one small function per object of the spec, registered in `BUILDERS` by catalog
+name (they follow Stripe's money rules: a refund never exceeds its charge, an invoice's total is its lines');
+every other catalog object is rendered from the SDK shapes by `generic.py`.
 
 A builder gets a context (`ctx`: seeded RNG, `pick(name)` -> an existing id of that object or None,
 `obj(name)` -> an existing object as a dict, `token(n)`, `metadata()`), the new object's id, its
@@ -16,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from ..source import shapes
 from ..source.catalog import CATALOG
+from . import generic
 from .model import API_VERSION, OBJECT_TYPE
 
 ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -487,8 +490,11 @@ def declared(name: str) -> frozenset[str]:
 
 
 def build(name: str, ctx, oid: str, created: int, parent: Any = None) -> dict:
-    """A complete object with exactly the fields its stripe-python class declares."""
+    """A complete object with exactly the fields its stripe-python class declares: from its hand-written
+    builder (the objects whose amounts follow Stripe's money rules), else from the SDK shapes (`generic`)."""
     template, created_field, with_metadata = _common(name)
+    if name not in BUILDERS:
+        return _build_generic(name, ctx, oid, created, parent)
     obj = template.copy()
     obj["id"] = oid
     if created_field:
@@ -496,6 +502,23 @@ def build(name: str, ctx, oid: str, created: int, parent: Any = None) -> dict:
     if with_metadata:
         obj["metadata"] = metadata(ctx)
     obj.update(BUILDERS[name](ctx, oid, created, parent))
+    return obj
+
+
+def _build_generic(name: str, ctx, oid: str, created: int, parent: Any) -> dict:
+    o = CATALOG[name]
+    template, created_field, with_metadata = _common(name)
+    obj = generic.render(o.sdk_class, ctx, oid, created, o.path)
+    for gone in ONLY_ON_DELETED:
+        obj.pop(gone, None)
+    obj.update((k, template[k]) for k in ("object", "livemode") if k in template)
+    obj["id"] = oid
+    if created_field:
+        obj[created_field] = created
+    if with_metadata:
+        obj["metadata"] = metadata(ctx)
+    if o.parent and o.parent.id_column in obj:  # the parent's id where the class declares a field for it
+        obj[o.parent.id_column] = parent
     return obj
 
 

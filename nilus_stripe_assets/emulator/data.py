@@ -14,7 +14,7 @@ from typing import Collection, Mapping, Optional, Union
 import orjson
 
 from ..source.catalog import CATALOG
-from .builders import SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
+from .builders import BUILDERS, SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
 from .lazy import LazySource, can_be_lazy
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type
 from .model import NO_SEED_EVENTS, PARENT, SHARED_WITH, embedded_list
@@ -29,6 +29,12 @@ DEFAULT_COUNTS: dict[str, int] = {
     # every invoice and credit note has a line; a few have more than the 10 a list response embeds
     "invoice_line_item": 450, "credit_note_line_item": 60,
 }  # events are derived: one `<type>.created` per seeded object of the last 30 days (`counts["event"]` caps them)
+# Every other catalog object (issue 19's): a few each, so the default emulator starts and loads fast; child
+# lists enough that one parent holds more than the 10 a parent embeds or a default page returns.
+OTHER_COUNT, OTHER_CHILD_COUNT = 12, 30
+# Children seeded with a uniformly random parent, as before issue 19 (their data must not change); every
+# other child is spread by `_distribute`: a few parents get more than one page of children.
+RANDOM_PARENT = frozenset({"payment_method"})
 SPAN_SECONDS = 400 * 86400
 LAZY_ABOVE = 2_000_000  # objects beyond this count are generated lazily unless asked otherwise (~2 GB per 1M eager)
 LAZY_SAMPLE = 5_000  # settled objects of a lazy type that refunds and balance transactions can point at
@@ -46,6 +52,9 @@ def resolve_counts(counts: Optional[Mapping[str, int]] = None, scale: float = 1.
     if unknown:
         raise ValueError(f"unknown objects in counts: {sorted(unknown)}")
     out = {name: max(1, round(n * scale)) for name, n in DEFAULT_COUNTS.items()}
+    for name in NAMES:
+        if name not in out and name != "event":
+            out[name] = max(1, round((OTHER_CHILD_COUNT if name in PARENT else OTHER_COUNT) * scale))
     out.update({name: int(n) for name, n in (counts or {}).items()})
     return out
 
@@ -106,6 +115,20 @@ def _order() -> list[str]:
     return [*DICT_SOURCES, *(n for n in NAMES if n not in DICT_SOURCES and n not in late and n != "event"), *late]
 
 
+def _parents_first(names) -> list[str]:
+    """`names` with every child after its parent (a child's creation times follow its parent's)."""
+    out: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in out:
+            if name in PARENT and PARENT[name][0] in names:
+                add(PARENT[name][0])
+            out.append(name)
+    for name in names:
+        add(name)
+    return out
+
+
 def lazy_names(n_of: Mapping[str, int], lazy: Union[None, bool, Collection[str]]) -> frozenset[str]:
     """Which objects to generate lazily: `None` those above LAZY_ABOVE, `True` every one that can be,
     `False` none, or the names given (each must be able to: see `lazy.can_be_lazy`)."""
@@ -128,16 +151,19 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
     rngs = {name: random.Random(f"{seed}:{name}") for name in NAMES}
     ids = {name: sources[name].ids if name in sources else new_ids(rngs[name], name, CATALOG[name].id_prefix, n_of.get(name, 0))
            for name in NAMES if name != "event"}
-    embedded_children = {child for _, child in EMBEDDED.values()}
+    embedded_children = {child for pairs in EMBEDDED.values() for _, child in pairs}
+    # listed with their parent's creation time (children of a lazily generated parent are not: too many parents)
+    spread = {name for name, (parent, _) in PARENT.items() if name not in RANDOM_PARENT and parent not in sources}
     created: dict[str, list[int]] = {name: timestamps(rngs[name], len(ids[name]), now)
-                                     for name in ids if name not in embedded_children and name not in sources}
+                                     for name in ids if name not in spread and name not in sources}
     parents: dict[str, list] = {}
-    for name in ids:
-        if name in embedded_children:  # a few parents hold more children than one embedded page
+    for name in _parents_first(list(ids)):
+        if name in spread:  # a few parents hold more children than one page
             parent_name = PARENT[name][0]
-            parents[name] = _distribute(rngs[name], ids[parent_name], len(ids[name]))
-            created_at = dict(zip(ids[parent_name], created[parent_name]))
-            created[name] = [created_at[p] if p else now - 1 for p in parents[name]]
+            pool = ids.get(parent_name, [])
+            parents[name] = _distribute(rngs[name], pool, len(ids[name]))
+            created_at = dict(zip(pool, created.get(parent_name, [])))
+            created[name] = [created_at.get(p, now - 1) for p in parents[name]]
         elif name in PARENT:
             pool, rng = ids[PARENT[name][0]], rngs[name]
             parents[name] = [pool[int(rng.random() * len(pool))] if pool else None for _ in ids[name]]
@@ -158,16 +184,17 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
                 pool += filter(None, (settled_amount(name, source.render(i)) for i in range(0, source.n, step)))
             continue
         field = ATTR_FIELD.get(name)
-        embed = EMBEDDED.get(name)
-        kids = _group_children(embed[1], ids, created, parents, dicts) if embed else {}
+        embeds = EMBEDDED.get(name, ())
+        kids = {child: _group_children(child, ids, created, parents, dicts) for _, child in embeds}
         recs, objs = [], []
         dumps = orjson.dumps
         for oid, c, parent in zip(ids[name], created[name], parents[name]):
-            if embed:  # the parent's amounts add up its children (an invoice's total is its lines')
-                ctx.children = mine = kids.get(oid, [])
+            if embeds:  # the parent's amounts add up its (first list's) children: an invoice's total is its lines'
+                ctx.children = kids[embeds[0][1]].get(oid, [])
             obj = build(name, ctx, oid, c, parent)
-            if embed:
-                obj[embed[0]] = embedded_list(oid, embed[1], mine[:EMBEDDED_PAGE], len(mine))
+            for field_name, child in embeds:
+                mine = kids[child].get(oid, [])
+                obj[field_name] = embedded_list(oid, child, mine[:EMBEDDED_PAGE], len(mine))
             # A child's parent id is kept beside it: not every class declares it (CreditNoteLineItem).
             attr = parent if name in PARENT else (obj[field] if field else None)
             recs.append((c, oid, memoryview(dumps(obj)).tobytes(), attr))
@@ -241,8 +268,11 @@ def event_bytes(eid: str, etype: str, created: int, obj: bytes, extra: bytes = b
 def seed_events(data: dict[str, list[Record]], now: int, rng: random.Random, cap: Optional[int]) -> list[Record]:
     """One `<prefix>.created` event per seeded object created in the last 30 days before `now`."""
     since = now - EVENT_RETENTION_SECONDS
-    todo = [(c, name, body) for name, recs in data.items() if name not in NO_SEED_EVENTS
-            and not isinstance(recs, LazySource) for c, _, body, _ in recs if c >= since]
+    # The objects with hand-written builders (seeded before issue 19) first, so their events keep their ids;
+    # objects without a created event in Stripe (per the catalog) get none.
+    first = sorted(data, key=lambda name: name not in BUILDERS)
+    todo = [(c, name, body) for name in first if name not in NO_SEED_EVENTS and event_type(name, "created")
+            and not isinstance(data[name], LazySource) for c, _, body, _ in data[name] if c >= since]
     eids = new_ids(rng, "event", CATALOG["event"].id_prefix, len(todo))
     events = []
     for eid, (c, name, body) in zip(eids, todo):

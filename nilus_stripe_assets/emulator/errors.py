@@ -62,3 +62,28 @@ def rate_limited(reason: str, should_retry: Optional[bool]) -> StripeError:
 
 def api_error() -> StripeError:
     return StripeError(500, "An unknown error occurred", type="api_error")
+
+
+# What Stripe answers a list or retrieve of a product the account has not set up. Issuing's and Identity's
+# messages are Stripe's own, as Stripe's sync engine logged them (stripe/sync-engine, source-stripe
+# src-list-api.ts: the errors it skips); Treasury answers an "Unrecognized request URL" 400 with a hint
+# (same source). Other products' wording is modelled on Issuing's: no verbatim source was found.
+_NOT_SET_UP = {
+    "issuing": "Your account is not set up to use Issuing. Please visit https://dashboard.stripe.com/issuing/overview "
+               "to get started.",
+    "identity": "Your account is not set up to use Identity. Please have an account admin visit "
+                "https://dashboard.stripe.com/identity to get started.",
+    "treasury": "Unrecognized request URL (GET: {path}). Please see https://stripe.com/docs or we can help at "
+                "https://support.stripe.com/. (Hint: Have you onboarded to Treasury? You can learn more about the "
+                "steps needed at https://stripe.com/docs/treasury/access)",
+}
+
+
+def not_set_up(product: str, path: str) -> StripeError:
+    """Stripe's 400 for a request to a product the account does not use (`product`: e.g. "Issuing")."""
+    template = _NOT_SET_UP.get(product.lower())
+    if template is None:
+        slug = product.lower().replace(" ", "-")
+        template = (f"Your account is not set up to use {product}. Please visit https://dashboard.stripe.com/{slug} "
+                    "to get started.")
+    return StripeError(400, template.format(path=path))

@@ -26,6 +26,8 @@ class Faults:
     ignore_created_filter: bool = False  # accepts created[...] but returns objects outside the range
     # Answers created[...] with this status: 400 about the parameter, or 500 (localstripe does both).
     reject_created_filter: Optional[int] = None
+    # Products (catalog `product` names, any case) the account has not set up: their lists answer Stripe's 400.
+    not_set_up: tuple[str, ...] = ()
 
 
 FAULT_NAMES = frozenset(f.name for f in fields(Faults))

@@ -6,14 +6,20 @@ outside this module and the field-builder table in `builders.py`.
 
 from __future__ import annotations
 
-from ..source.catalog import CATALOG, STRIPE_OBJECT_TYPE
+from typing import Optional
+
+from ..source import shapes
+from ..source.catalog import CATALOG
 
 API_VERSION = "2025-03-31.basil"
 ACCOUNT_ID = "acct_1Emulator"
 EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists events of the last 30 days only
 
 NAMES: tuple[str, ...] = tuple(CATALOG)
-OBJECT_TYPE: dict[str, str] = dict(STRIPE_OBJECT_TYPE)
+# Stripe's `object` value: the catalog's, else the one value of the SDK class's `object` literal.
+OBJECT_TYPE: dict[str, str] = {
+    name: getattr(o, "stripe_type", None) or shapes.object_type(name) for name, o in CATALOG.items()
+}
 # A path names its top-level object; a child list served at another object's path by a parameter
 # (`/v1/balance_transactions?payout=po_…`) is reached through that parameter (PARAM_CHILDREN).
 PATH_TO_NAME: dict[str, str] = {o.path: o.name for o in CATALOG.values() if o.parent is None}
@@ -27,7 +33,7 @@ for _o in CATALOG.values():
 # creating one also lists it at the top level, as Stripe has one object in both lists. child -> top-level name
 SHARED_WITH: dict[str, str] = {
     name: top for name, o in CATALOG.items() if o.parent is not None
-    for top, t in CATALOG.items() if t.parent is None and STRIPE_OBJECT_TYPE[top] == STRIPE_OBJECT_TYPE[name]
+    for top, t in CATALOG.items() if t.parent is None and OBJECT_TYPE[top] == OBJECT_TYPE[name]
 }
 
 # Event type prefix per object: the catalog's `event_prefix`, else Stripe's `object` value. Stripe names
@@ -42,9 +48,15 @@ EVENT_PREFIX: dict[str, str] = {
 _EVENT_ACTIONS: dict[str, dict[str, str]] = {"payment_method": {"created": "attached", "deleted": "detached"}}
 
 
-def event_type(name: str, action: str) -> str:
-    """The Stripe event type for `action` ("created", "updated", "deleted") on catalog object `name`."""
-    return f"{EVENT_PREFIX[name]}.{_EVENT_ACTIONS.get(name, {}).get(action, action)}"
+def event_type(name: str, action: str) -> Optional[str]:
+    """The Stripe event type for `action` ("created", "updated", "deleted") on catalog object `name`, or None
+    where Stripe has no such event (the object's `event_types` in the catalog do not include one)."""
+    wanted = f"{EVENT_PREFIX[name]}.{_EVENT_ACTIONS.get(name, {}).get(action, action)}"
+    known = getattr(CATALOG[name], "event_types", None)
+    if known is None or wanted in known:  # a catalog without event types: every object has its three
+        return wanted
+    # e.g. a dispute's are `charge.dispute.*`: the catalog's type for the action, whatever its prefix
+    return next((t for t in known if t.endswith(f".{action}")), None)
 
 
 # Child objects reached through a parent: child name -> (parent name, field on the child holding the parent id)
@@ -52,13 +64,19 @@ PARENT: dict[str, tuple[str, str]] = {
     name: (o.parent.object, o.parent.id_column) for name, o in CATALOG.items() if o.parent
 }
 
-# Parents whose objects embed the first page of a child list: parent -> (field, child name)
-EMBEDDED: dict[str, tuple[str, str]] = {
-    o.parent.object: (o.parent.embedded_field, name)
-    for name, o in CATALOG.items()
-    if o.parent and o.parent.embedded_field
-}
-EMBEDDED_PAGE = 10  # Stripe embeds at most 10 subscription items, invoice lines, credit note lines
+
+def _always_embedded(parent: str, field: str) -> bool:
+    """Stripe sends the list in every parent object (`Transfer.reversals`), not only when asked to with
+    `expand[]` (`checkout.Session.line_items`, which the SDK declares nullable)."""
+    return not any(f.name == field and f.nullable for f in shapes.fields(parent))
+
+
+# Parents whose objects embed the first page of child lists: parent -> ((field, child name), ...)
+EMBEDDED: dict[str, tuple[tuple[str, str], ...]] = {}
+for _name, _o in CATALOG.items():
+    if _o.parent and _o.parent.embedded_field and _always_embedded(_o.parent.object, _o.parent.embedded_field):
+        EMBEDDED[_o.parent.object] = EMBEDDED.get(_o.parent.object, ()) + ((_o.parent.embedded_field, _name),)
+EMBEDDED_PAGE = 10  # Stripe embeds at most 10 subscription items, invoice lines, transfer reversals, ...
 
 # The one field per object the store keeps beside the JSON bytes: children's parent id (indexed) and the
 # fields list endpoints filter on (subscription status, event type).
@@ -68,6 +86,37 @@ ATTR_FIELD.update({"subscription": "status", "event": "type"})
 # Children whose changes Stripe reports through their parent's events (same event prefix as the parent):
 # mutating a subscription item emits `customer.subscription.updated` carrying the subscription.
 VIA_PARENT = frozenset(name for name, (parent, _) in PARENT.items() if EVENT_PREFIX[name] == EVENT_PREFIX[parent])
+
+# The Stripe product an object belongs to where an account must set that product up first (catalog `product`,
+# e.g. "Issuing"): the emulator's not-set-up switch answers Stripe's 400 for these objects' requests.
+PRODUCT: dict[str, str] = {name: p for name, o in CATALOG.items() if (p := getattr(o, "product", None))}
+PRODUCTS: tuple[str, ...] = tuple(sorted(set(PRODUCT.values())))
+
+# stripe-python class -> catalog name (the first object of that class), for references between objects.
+NAMED_CLASSES: dict[str, str] = {}
+for _name, _o in CATALOG.items():
+    NAMED_CLASSES.setdefault(_o.sdk_class, _name)
+
+# Id prefixes of classes the emulator does not serve but objects refer to (an id of the right kind).
+_OTHER_PREFIXES = {
+    "Account": "acct_", "Application": "ca_", "BankAccount": "ba_", "Card": "card_", "ConfirmationToken": "ctoken_",
+    "Discount": "di_", "File": "file_", "Mandate": "mandate_", "Source": "src_", "Review": "prv_",
+    "TestClock": "clock_", "test_helpers.TestClock": "clock_", "Topup": "tu_", "Transfer": "tr_",
+    "ApplicationFee": "fee_", "Dispute": "dp_", "Quote": "qt_", "PaymentLink": "plink_",
+}
+
+
+def id_prefix_of_class(sdk_class: str) -> str:
+    """The id prefix of objects of `sdk_class` ("Customer" -> "cus_"); a made-up one for unknown classes."""
+    name = NAMED_CLASSES.get(sdk_class)
+    if name and CATALOG[name].id_prefix:
+        return CATALOG[name].id_prefix
+    known = _OTHER_PREFIXES.get(sdk_class)
+    if known:
+        return known
+    initials = "".join(ch for ch in sdk_class.rpartition(".")[2] if ch.isupper()).lower()
+    return f"{initials or 'obj'}_"  # e.g. "mpd_" for a MandatePaymentDetails: plausible, never one we serve
+
 
 # Objects with no seeded `<type>.created` event: events themselves, and children whose changes are
 # reported through their parent's events (subscription items -> customer.subscription.*).

@@ -23,9 +23,9 @@ from . import api
 from .accounts import ACCOUNT_PATHS, Accounts, parse_ids
 from .auth import Auth, mask
 from .data import default_now, generate
-from .errors import StripeError, api_error, rate_limited, unrecognized
+from .errors import StripeError, api_error, not_set_up, rate_limited, unrecognized
 from .limits import Faults, Limiter, Stats
-from .model import ACCOUNT_ID, API_VERSION, NAMES
+from .model import ACCOUNT_ID, API_VERSION, NAMES, PRODUCT, PRODUCTS
 from .store import Store
 
 HOST = "127.0.0.1"
@@ -92,12 +92,14 @@ class StripeEmulator:
                  rate_limit_should_retry: Optional[bool] = None,
                  accounts: Union[None, int, Iterable[str]] = None,
                  account_counts: Optional[Mapping[str, int]] = None, account_scale: Optional[float] = None,
-                 lazy: Union[None, bool, Iterable[str]] = None):
+                 lazy: Union[None, bool, Iterable[str]] = None, not_set_up: Iterable[str] = ()):
         """`accounts`: connected accounts (a count, or `acct_…` ids), each with its own data: `account_counts`
         and `account_scale` (default: `counts` and `scale`), seeded from the account id. Request limits
         (`global_rate`, ...) stay one budget for the platform and its accounts together.
         `lazy`: objects generated from their index when read instead of held in memory (see `lazy.py`):
-        None = those above `data.LAZY_ABOVE` objects, True = every object that can be, or a list of names."""
+        None = those above `data.LAZY_ABOVE` objects, True = every object that can be, or a list of names.
+        `not_set_up`: products (the catalog's `product`, e.g. "Issuing") the account has not set up: requests for
+        their objects get Stripe's 400 (see `configure`)."""
         lazy = lazy if lazy is None or isinstance(lazy, bool) else frozenset(lazy)
         self.store = Store(generate(counts, scale, seed, now, lazy), seed)
         a_counts = counts if account_counts is None else account_counts
@@ -111,6 +113,8 @@ class StripeEmulator:
         self.limiter = Limiter(Faults(latency_ms, global_rate, endpoint_rate, max_concurrency, error_rate,
                                       rate_limit_should_retry), seed)
         self._stats = Stats()
+        if not_set_up:
+            self.configure(not_set_up=not_set_up)
         self.port = port
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -188,6 +192,10 @@ class StripeEmulator:
         self._stats.reset()
 
     def configure(self, **switches) -> dict:
+        """Set fault switches (see `limits.Faults`). `not_set_up`: products the account has not set up, as
+        names (any case) or one comma-separated string; `[]` sets every product up again."""
+        if "not_set_up" in switches:
+            switches["not_set_up"] = products(switches["not_set_up"])
         return self.limiter.configure(**switches)
 
     def counts(self, stripe_account: Optional[str] = None) -> dict[str, int]:
@@ -237,6 +245,9 @@ class StripeEmulator:
                 body, objects = self.accounts.handle(path, account, api.parse_query(qs))
             else:
                 self.auth.authorize(key, route.name)
+                product = PRODUCT.get(route.name)
+                if product and product.lower() in limiter.faults.not_set_up:
+                    raise not_set_up(product, path)
                 if limiter.random_failure():
                     raise api_error()
                 body, objects = api.handle(store, route, qs, path, oldest_first=limiter.faults.oldest_first,
@@ -287,6 +298,18 @@ class StripeEmulator:
             return 404, {"error": {"message": f"Not found: {e.args[0]}", "type": "emulator_error"}}
         except (ValueError, TypeError) as e:
             return 400, {"error": {"message": str(e), "type": "emulator_error"}}
+
+
+def products(names: Union[str, Iterable[str], None]) -> tuple[str, ...]:
+    """Product names for the not-set-up switch, lower case; a ValueError naming the known ones otherwise."""
+    if names is None:
+        return ()
+    given = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n and n.strip()]
+    known = {p.lower(): p for p in PRODUCTS}
+    unknown = [n for n in given if n.lower() not in known]
+    if unknown:
+        raise ValueError(f"unknown products {unknown}: the catalog's products are {', '.join(PRODUCTS) or 'none'}")
+    return tuple(dict.fromkeys(n.lower() for n in given))
 
 
 def _check_name(name: str) -> str:

@@ -263,8 +263,7 @@ class Store:
             self.ctx.children = []
             obj = build(name, self.ctx, oid, created, parent)
             obj.update(fields)
-            if name in EMBEDDED:
-                field, child = EMBEDDED[name]
+            for field, child in EMBEDDED.get(name, ()):
                 obj[field] = self._embedded(oid, child)
             self._put(name, obj, created, parent)
             if name in SHARED_WITH:  # one object in both lists: the payout's and /v1/balance_transactions
@@ -313,7 +312,7 @@ class Store:
             if name in VIA_PARENT:
                 self._refresh_parent(name, [parent])
             else:
-                if name in PARENT and event_type(name, "deleted").endswith(".detached"):
+                if name in PARENT and (event_type(name, "deleted") or "").endswith(".detached"):
                     obj[PARENT[name][1]] = None  # a detached payment method belongs to no customer
                 self._event(name, "deleted", obj)
             return {"id": oid, "object": OBJECT_TYPE[name], "deleted": True}
@@ -358,7 +357,7 @@ class Store:
     def _refresh_parent(self, child: str, parent_ids) -> None:
         """Re-render the embedded child list of the parents `parent_ids` and emit the parents' updated events."""
         parent_name, _ = PARENT[child]
-        embed_field = EMBEDDED[parent_name][0] if parent_name in EMBEDDED else None
+        embed_field = next((field for field, kid in EMBEDDED.get(parent_name, ()) if kid == child), None)
         table = self.tables[parent_name]
         for pid in dict.fromkeys(parent_ids):
             if pid not in table.data:
@@ -374,12 +373,12 @@ class Store:
 
     def _event(self, name: str, action: str, obj: dict, previous: Optional[dict] = None,
                lazy: Optional[tuple[LazyTable, dict]] = None) -> None:
-        if name == "event":
+        etype = event_type(name, action)
+        if name == "event" or etype is None:  # Stripe has no event for this object and action
             return
         events = self.tables["event"]
         eid = self._new_id("event")
         created = int(self.clock())
-        etype = event_type(name, action)
         extra = b',"previous_attributes":' + orjson.dumps(previous) if previous is not None else b""
         if lazy:  # 100k updates of 10M lazy charges would otherwise hold ~300 MB of event bytes
             body = _LazyEvent(lazy[0], obj["id"], lazy[1], eid, etype, created, extra)
