@@ -618,3 +618,17 @@ def test_payout_balance_transactions_are_the_payouts_own_and_sum_to_it(emu):
     added = emu.create("payout_balance_transaction", payout=payout["id"], amount=700, fee=0, net=700, type="charge")
     assert [t["id"] for t in walk(client, "/v1/balance_transactions", 100, payout=payout["id"])][0] == added["id"]
     assert added["id"] in {t["id"] for t in walk(client, "/v1/balance_transactions", 100)}
+
+
+def test_events_of_one_second_are_listed_newest_first_in_the_order_they_happened(fresh):
+    ctl = EmulatorClient(fresh.url)
+    ctl.freeze_clock(int(time.time()))
+    cus = ctl.create("customer", name="zero")
+    for i in range(1, 30):  # more than enough for ids in random order to come out of order
+        ctl.update("customer", cus["id"], name=f"n{i}")
+    ctl.delete("customer", cus["id"])
+    ctl.freeze_clock(None)
+    events = walk(sdk(fresh), "/v1/events", 7, type="customer.*")[:31]
+    assert len({e["created"] for e in events}) == 1
+    assert [e["data"]["object"].get("name") for e in events[1:]] == [f"n{i}" for i in range(29, 0, -1)] + ["zero"]
+    assert events[0]["type"] == "customer.deleted" and events[-1]["type"] == "customer.created"

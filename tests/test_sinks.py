@@ -155,6 +155,34 @@ def test_change_capture_and_its_cursor_commit_with_the_rows_or_not_at_all(sink, 
     assert sink.query("SELECT count(*) FROM stripe.thing") == [(3,)]
 
 
+def _event(number: int, second: int, rank: int, etype: str, **fields) -> dict:
+    return {**obj(number, 100, **fields), "_event_created": second, "_event_type": etype, "_event_seq": rank}
+
+
+def test_within_one_second_the_events_list_order_decides_and_a_deletion_wins(sink, spool):
+    # Ranks as the events list gives them (0 = newest). The spool holds them oldest first, so no order of
+    # the file can stand in for the ranks.
+    events = spool([
+        _event(1, 2000, 3, "thing.created", v=1), _event(1, 2000, 2, "thing.updated", v=2),
+        _event(1, 2000, 1, "thing.updated", v=3),  # th_1: three states in one second, the newest is v=3
+        _event(2, 2000, 5, "thing.updated", v=20), _event(2, 2000, 4, "thing.deleted", v=21),  # update, delete
+        _event(3, 2000, 7, "thing.deleted", v=30), _event(3, 2000, 6, "thing.updated", v=31),  # delete, update
+    ])
+    changes = ChangeSet(files=events.files, state_key="thing", cursor=2000, fields=events.fields, kinds=events.kinds)
+    write(sink, spool([obj(1, 100, v=0), obj(2, 100, v=0), obj(3, 100, v=0)]), state_at=1000, changes=changes)
+    assert sink.query("SELECT id, v, is_deleted, _state_at FROM stripe.thing ORDER BY id") == [
+        ("th_1", 3, False, 2000), ("th_2", 21, True, 2000), ("th_3", 30, True, 2000)]
+
+    # A later read that sees only a change of that same second (published late) does not revive the rows.
+    late = spool([_event(2, 2000, 0, "thing.updated", v=22), _event(3, 2000, 0, "thing.updated", v=32),
+                  _event(1, 2000, 0, "thing.updated", v=4)])
+    result = write(sink, spool(), changes=ChangeSet(files=late.files, state_key="thing", cursor=2000,
+                                                     fields=late.fields, kinds=late.kinds))
+    assert sink.query("SELECT id, v, is_deleted FROM stripe.thing ORDER BY id") == [
+        ("th_1", 4, False), ("th_2", 21, True), ("th_3", 30, True)]
+    assert result.updated == 1
+
+
 def test_an_integer_beyond_bigint_is_kept_as_a_float(sink, spool):
     result = write(sink, spool([obj(1, 1, n=2**63), obj(2, 2, n=3)]))
     assert result.inserted == 2 and sink.columns()["n"] == "float"

@@ -52,6 +52,10 @@ class EmulatorClient:
             "type": type, "object": object, "api_version": api_version, "previous_attributes": previous_attributes,
         })
 
+    def freeze_clock(self, at: Optional[int] = None) -> None:
+        """See `StripeEmulator.freeze_clock`."""
+        self._call("POST", "/clock", {"frozen_at": at})
+
     def stats(self) -> dict:
         return self._call("GET", "/stats")
 

@@ -101,12 +101,14 @@ class StripeEmulator:
         `not_set_up`: products (the catalog's `product`, e.g. "Issuing") the account has not set up: requests for
         their objects get Stripe's 400 (see `configure`)."""
         lazy = lazy if lazy is None or isinstance(lazy, bool) else frozenset(lazy)
-        self.store = Store(generate(counts, scale, seed, now, lazy), seed)
+        self._frozen_at: Optional[int] = None  # see `freeze_clock`
+        self.store = Store(generate(counts, scale, seed, now, lazy), seed, clock=self._clock)
         a_counts = counts if account_counts is None else account_counts
         a_scale = scale if account_scale is None else account_scale
 
         def make_store(account: str) -> Store:
-            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy), f"{seed}:{account}")
+            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy), f"{seed}:{account}",
+                         clock=self._clock)
 
         self.accounts = Accounts(self.store, make_store, parse_ids(accounts, seed), now=default_now() if now is None else int(now))
         self.auth = Auth(api_keys, accept_any_key, restricted_keys)
@@ -184,6 +186,15 @@ class StripeEmulator:
                    previous_attributes: Optional[dict] = None, stripe_account: Optional[str] = None) -> dict:
         """Append an event of any `type` carrying `object` as `data.object` (see `Store.emit`)."""
         return self.accounts.store(stripe_account).emit(type, object, api_version, previous_attributes)
+
+    def freeze_clock(self, at: Optional[int] = None) -> None:
+        """Stamp every change and event from now on with second `at` (None: the real clock again), so that a
+        test can make several events of one object share a second, as they do on Stripe."""
+        self._frozen_at = None if at is None else int(at)
+
+    def _clock(self) -> float:
+        frozen = self._frozen_at
+        return time.time() if frozen is None else frozen
 
     def stats(self) -> dict:
         return self._stats.snapshot()
@@ -284,6 +295,9 @@ class StripeEmulator:
                 return 200, {"ok": True}
             if method == "POST" and parts == ["config"]:
                 return 200, self.configure(**fields)
+            if method == "POST" and parts == ["clock"]:
+                self.freeze_clock(fields.get("frozen_at"))
+                return 200, {"frozen_at": self._frozen_at}
             if method == "POST" and parts == ["events"]:
                 return 200, self.emit_event(stripe_account=account, **fields)
             if parts[:1] == ["objects"] and len(parts) in (2, 3):

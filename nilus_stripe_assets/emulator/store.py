@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 import orjson
 
 from ..source.catalog import CATALOG
-from .builders import RandomContext, build, coupon_ids, declared, new_ids, settled_amount
+from .builders import ALNUM, RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
 from .lazy import LazySource, LazyTable
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, SHARED_WITH, VIA_PARENT
@@ -188,6 +188,7 @@ class Store:
         self.lock = threading.Lock()
         self.clock = clock
         self.ctx = StoreContext(self, random.Random(f"{seed}:runtime"))
+        self._events_made = 0
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, name: str, limit: int, *, starting_after: Optional[str] = None,
@@ -340,7 +341,19 @@ class Store:
         attr = obj.get(field, parent) if field else None
         self.tables[name].add(obj["id"], int(created), _dumps(obj), attr)
 
+    def _new_event_id(self) -> str:
+        """`evt_1…` ids that sort in the order the events happen: the store lists a second's objects by id,
+        and Stripe lists a second's events newest first, in the order they happened."""
+        self._events_made += 1
+        number, digits = self._events_made, ""
+        while number:
+            number, digit = divmod(number, 62)
+            digits = chr(ALNUM[digit]) + digits
+        return "evt_1" + digits.rjust(8, "0") + self.ctx.token(15)
+
     def _new_id(self, name: str) -> str:
+        if name == "event":
+            return self._new_event_id()
         table, rng = self.tables[name], self.ctx.rng
         while True:
             prefix = CATALOG[name].id_prefix

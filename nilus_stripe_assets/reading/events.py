@@ -6,10 +6,11 @@ unrefunded. Stripe records every change as an event whose `data.object` is the o
 One `EventStream` per run reads `/v1/events` once for every object that captures changes, from the oldest
 cursor any of them needs, and routes each event by the type of the object it carries
 (`data.object.object`), never by its type's prefix: `customer.*` events also carry subscriptions, cards,
-discounts and tax ids. Each object gets a spool of states tagged with the event's `created`, `type` and
+discounts and tax ids. Each object gets a spool of states tagged with the event's `created`, `type`, its
+rank in the list (`ListOrder`: `created` has whole seconds, so within a second the list's order decides) and
 the fields the payload carries; `warehouse.write(..., changes=ChangeSet(...))` applies the newest state
-per object in the same transaction as the load, keeps `*.deleted` as a flag, and never nulls a field that
-a payload rendered in an older API version does not have. Children follow their parent's events where
+per object in the same transaction as the load (a deletion wins its second), keeps `*.deleted` as a flag,
+and never nulls a field that a payload rendered in an older API version does not have. Children follow their parent's events where
 Stripe embeds them (a subscription's `items`; the rest from `/v1/subscription_items` when `has_more`).
 The `event` table, when loaded incrementally, is filled from the same read.
 
@@ -28,7 +29,7 @@ from ..source.catalog import STRIPE_OBJECT_TYPE, StripeObject
 from ..staging import disk as spool_disk
 from .fetch import Window, iter_pages, iter_pages_created
 from ..staging.spool import Spool, SpoolSummary
-from ..staging.parquet import EVENT_CREATED, EVENT_PRESENT, EVENT_TYPE
+from ..staging.parquet import EVENT_CREATED, EVENT_PRESENT, EVENT_SEQ, EVENT_TYPE
 
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
     from ..source.client import StripeApi
@@ -67,6 +68,32 @@ class Capture:
     objects: int = 0  # object states spooled
     cursor: Optional[int] = None  # where the next run resumes (committed with the rows)
     expired: bool = False  # the cursor is older than Stripe's 30-day event retention
+
+
+class ListOrder:
+    """Each event's rank in time as the list gives it, 0 for the newest: within one second (Stripe's `created`
+    has no finer grain) only the list's order tells which of two events is the newer. Stripe lists newest
+    first; a server that lists oldest first (some Stripe fakes do) is recognised from the `created` values
+    and its positions are counted backwards."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.oldest_first: Optional[bool] = None  # unknown while every event read shares one second
+        self._last: Optional[int] = None
+
+    def page(self, events: list) -> None:
+        """Look at a page before ranking its events: its `created` values may reveal the direction."""
+        if self.oldest_first is None and events:
+            times = [int(e["created"]) for e in events]
+            first = times[0] if self._last is None else self._last
+            if first != times[-1]:
+                self.oldest_first = times[-1] > first
+            self._last = times[-1]
+
+    def rank(self) -> int:
+        """The next event's rank: smaller is newer."""
+        self.seen += 1
+        return -self.seen if self.oldest_first else self.seen
 
 
 @dataclass
@@ -133,20 +160,23 @@ class EventStream:
         self.started_at = int(time.time())
         started = time.perf_counter()
         newest: Optional[int] = None
+        order = ListOrder()
         try:
             # Events older than a subscriber's start are skipped below, so a server without the filter is fine.
             for page in iter_pages_created(self.api, "/v1/events", self._params()):
                 self.events += len(page)
+                order.page(page)
                 if self._event_rows is not None:
                     since = self._event_rows_since
                     kept = [e for e in page if since is None or int(e["created"]) >= since]
                     # Stamped copies: the routing below reads the events as Stripe sent them.
                     self._event_rows.write(stamp_account([dict(e) for e in kept], self.account) if self.account else kept)
                 for event in page:
+                    rank = order.rank()
                     carried = (event.get("data") or {}).get("object") or {}
                     for sub in routes.get(carried.get("object") or "", ()):
                         if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
-                            states = self._states(sub.obj, event, carried)
+                            states = self._states(sub.obj, event, carried, rank)
                             if self.account:  # part of the state (and its content hash), as on listed rows
                                 stamp_account([state for state, _ in states], self.account)
                             sub.capture.events += 1
@@ -167,9 +197,9 @@ class EventStream:
             # so a quiet object's cursor moves on too instead of expiring after 30 days.
             sub.capture.cursor = max(sub.capture.since, newest or 0, self.started_at - EVENTS_LOOKBACK_SECONDS)
 
-    def _states(self, obj: StripeObject, event: dict, carried: dict) -> list[tuple[dict, dict]]:
-        """The object states one event carries for `obj`, each with its tag: the event's `created` and
-        `type`, and the fields the payload has."""
+    def _states(self, obj: StripeObject, event: dict, carried: dict, rank: int) -> list[tuple[dict, dict]]:
+        """The object states one event carries for `obj`, each with its tag: the event's `created`, `type`
+        and `rank` in the list (see `ListOrder`), and the fields the payload has."""
         created = int(event["created"])
         embedded = obj.parent.embedded_field if obj.parent else None
         if embedded:
@@ -179,11 +209,12 @@ class EventStream:
             # set it, as the fetch engine does for children it lists.
             parent = {obj.parent.id_column: carried.get("id")}
             items = [{**item, **parent} for item in self._embedded_items(obj, carried, embedded)]
-            return [(item, {EVENT_CREATED: created, EVENT_TYPE: "item.updated", EVENT_PRESENT: list(item)})
+            return [(item, {EVENT_CREATED: created, EVENT_TYPE: "item.updated", EVENT_SEQ: rank,
+                            EVENT_PRESENT: list(item)})
                     for item in items]
         if not carried.get("id"):
             return []
-        tag = {EVENT_CREATED: created, EVENT_TYPE: event.get("type", ""), EVENT_PRESENT: list(carried)}
+        tag = {EVENT_CREATED: created, EVENT_TYPE: event.get("type", ""), EVENT_SEQ: rank, EVENT_PRESENT: list(carried)}
         return [(carried, tag)]
 
     def _embedded_items(self, obj: StripeObject, carried: dict, embedded: str) -> list[dict]:
@@ -208,4 +239,4 @@ class EventStream:
             spool_disk.remove(str(self._event_rows.path))
 
 
-__all__ = ["Capture", "EventStream", "carried_type", "cursor_expired", "state_key"]
+__all__ = ["Capture", "EventStream", "ListOrder", "carried_type", "cursor_expired", "state_key"]

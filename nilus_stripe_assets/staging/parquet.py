@@ -26,6 +26,9 @@ from .spool import CONTENT_HASH
 # Fields the change-capture spool adds to each object; used for staging, never stored as columns.
 EVENT_CREATED, EVENT_TYPE = "_event_created", "_event_type"
 EVENT_FIELDS = (EVENT_CREATED, EVENT_TYPE)
+# The event's position in the events list as read (0: the newest). Stripe's `created` has whole seconds, so
+# within one second only the list's own order (newest first) tells which state is the newest.
+EVENT_SEQ = "_event_seq"
 # The fields an event's payload carries: a payload rendered in an older API version may lack a field, and
 # an absent field must keep the row's value rather than become NULL. Staged as a VARCHAR[] (NULL: unknown).
 EVENT_PRESENT = "_event_fields"
@@ -214,7 +217,8 @@ def json_to_varchar(col: str) -> str:
 
 
 def _write(con, types, directory, name, merge_key, state_at, from_events) -> StagedBatch:
-    content = {c: t for c, t in types.items() if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT)}
+    content = {c: t for c, t in types.items()
+               if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT, EVENT_SEQ)}
     missing = [c for c in key_columns(merge_key) if c not in content]
     if missing:
         raise ValueError(f"objects have no {missing[0]!r} field to merge on")
@@ -229,12 +233,15 @@ def _write(con, types, directory, name, merge_key, state_at, from_events) -> Sta
         created = f"CAST({quote(EVENT_CREATED)} AS BIGINT)"
         deleted = f"coalesce(CAST({quote(EVENT_TYPE)} AS VARCHAR), '') LIKE '%.deleted'"
         present = f"from_json({quote(EVENT_PRESENT)}, '[\"VARCHAR\"]')" if EVENT_PRESENT in types else "NULL"
+        seq = f"CAST({quote(EVENT_SEQ)} AS BIGINT)" if EVENT_SEQ in types else "CAST(NULL AS BIGINT)"
         bookkeeping = (
             f"{created} AS _state_at, {deleted} AS is_deleted, "
             f"CASE WHEN {deleted} THEN to_timestamp({created}) END AS deleted_at, "
-            f"CAST({present} AS VARCHAR[]) AS {quote(EVENT_PRESENT)}"
+            f"CAST({present} AS VARCHAR[]) AS {quote(EVENT_PRESENT)}, {seq} AS {quote(EVENT_SEQ)}"
         )
-        order = "ORDER BY _state_at DESC"
+        # The newest second wins; within one second a deletion wins over any other change (an object
+        # deleted in that second cannot have outlived it), then the events list's order (newest first).
+        order = f"ORDER BY _state_at DESC, is_deleted DESC, {quote(EVENT_SEQ)} ASC NULLS LAST"
     else:
         stamp = "NULL" if state_at is None else str(int(state_at))
         bookkeeping = f"CAST({stamp} AS BIGINT) AS _state_at, false AS is_deleted, CAST(NULL AS TIMESTAMPTZ) AS deleted_at"

@@ -401,7 +401,12 @@ def _apply_changes(con: Sink, table, changes: StagedBatch, columns, merge_key, r
     present = quote(EVENT_PRESENT)
     con.temp_table("_changes", f"SELECT {aliased}, s.{present} FROM {staged} s")
     stage_columns = [c for c in changes.types if c not in BOOKKEEPING] + ["_loaded_at", *STAGED_BOOKKEEPING]
-    newer = "(t._state_at IS NULL OR t._state_at <= s._state_at)"
+    # At least as new as the row; in the row's own second a stored deletion stands against any other change
+    # (a deletion wins its second, as in staging), while a deletion or any change replaces a live row's state.
+    newer = (
+        "(t._state_at IS NULL OR t._state_at < s._state_at OR (t._state_at = s._state_at "
+        "AND (s.is_deleted OR NOT coalesce(t.is_deleted, false))))"
+    )
     counts = con.execute(
         f"SELECT count(*) FILTER (WHERE t.{key} IS NOT NULL AND {newer} AND NOT s.is_deleted), "
         f"count(*) FILTER (WHERE s.is_deleted AND (t.{key} IS NULL OR {newer})), "
