@@ -140,6 +140,28 @@ def _evolve(
 ) -> dict[str, str]:
     """Create or widen the table so every staged column fits; return the final column types."""
     existing = con.columns(table)
+    create, alter, columns = _schema_changes(con, table, existing, staged, declared)
+    if create is None and not alter:
+        return columns  # the common case: no DDL, no lock
+    # Another writer of this table (a partition, an account, a second run) may be changing it right now: wait
+    # for it (its transaction's end), then plan again from what it left.
+    con.lock_ddl(str(table))
+    create, alter, columns = _schema_changes(con, table, con.columns(table), staged, declared)
+    if create is not None:
+        con.create_table(table, create, key_columns(merge_key))
+    for statement, column, change in alter:
+        con.execute(statement)
+        if change is not None:
+            getattr(result, change).append(column)
+    return columns
+
+
+def _schema_changes(
+    con: Sink, table: TableRef, existing: dict[str, str], staged: Mapping[str, Optional[str]],
+    declared: Mapping[str, Column],
+) -> tuple[Optional[dict[str, str]], list[tuple[str, str, Optional[str]]], dict[str, str]]:
+    """What `_evolve` must do to the table as it is now: (columns of a table to create, or None; ALTER
+    statements with the column and the `WriteResult` list each is reported in; the final column types)."""
     if not existing:
         # Every declared column from the start (in the SDK's order), then the fields Stripe's classes omit.
         columns = {c: col.sql_type for c, col in declared.items()}
@@ -149,34 +171,37 @@ def _evolve(
         for c, t in MINIMAL_COLUMNS.items():
             columns.setdefault(c, t)
         columns.update(BOOKKEEPING)
-        con.create_table(table, columns, key_columns(merge_key))
-        return columns
+        return columns, [], columns
+    existing = dict(existing)
+    alter: list[tuple[str, str, Optional[str]]] = []
     for column, dtype in BOOKKEEPING.items():
         if column not in existing:  # tables made by an older version of this package
-            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(dtype)}")
+            alter.append((f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(dtype)}", column, None))
             existing[column] = dtype
     for column, col in declared.items():
         if col.epoch and existing.get(column) == "BIGINT":  # epoch seconds kept by an older version
-            con.execute(
-                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, 'BIGINT', 'TIMESTAMPTZ')}"
-            )
+            alter.append((
+                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, 'BIGINT', 'TIMESTAMPTZ')}",
+                column, "widened_columns",
+            ))
             existing[column] = "TIMESTAMPTZ"
-            result.widened_columns.append(column)
     for column, incoming in staged.items():
         if column not in existing:
             existing[column] = incoming or (declared[column].sql_type if column in declared else "VARCHAR")
-            con.execute(f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(existing[column])}")
-            result.added_columns.append(column)
+            alter.append((f"ALTER TABLE {table.sql} ADD COLUMN {quote(column)} {con.type_sql(existing[column])}",
+                          column, "added_columns"))
             continue
         target = _widen(existing[column], incoming)
         if incoming not in (None, existing[column]) and _all_null(con, table, column):
             # Typed from nulls only (e.g. VARCHAR for a field never set yet): take the real type now.
             target = incoming
         if target != existing[column]:
-            con.execute(f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, existing[column], target)}")
+            alter.append((
+                f"ALTER TABLE {table.sql} ALTER COLUMN {quote(column)} TYPE {con.retype(column, existing[column], target)}",
+                column, "widened_columns",
+            ))
             existing[column] = target
-            result.widened_columns.append(column)
-    return existing
+    return None, alter, existing
 
 
 @dataclass(frozen=True)
@@ -289,8 +314,13 @@ def apply(
 
 def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope) -> WriteResult:
     result = WriteResult(table=str(table), strategy=strategy)
+    # Created before the write's transaction, each committed at once, so that first loads of several objects
+    # into one new schema do not wait for each other's writes (only the table itself is created in it).
+    con.create_schema(table.schema)
+    change_set = prepared.change_set
+    if change_set is not None and change_set.cursor is not None:
+        _create_state_table(con, table.schema)
     with con.transaction():
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
         rows, changes = prepared.rows, prepared.changes
         columns = _evolve(con, table, rows.types, result, prepared.declared, merge_key)
         if changes is not None:
@@ -300,7 +330,6 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
         if changes is not None and changes.path is not None:
             _apply_changes(con, table, changes, columns, merge_key, result)
-        change_set = prepared.change_set
         if change_set is not None and change_set.cursor is not None:
             set_cursor(con, table.schema, change_set.state_key, change_set.cursor)
         result.rows = con.execute(f"SELECT count(*) FROM {table.sql}").fetchone()[0]
@@ -456,10 +485,20 @@ def get_cursor(con, schema: str, key: str) -> Optional[int]:
     return int(row[0]) if row else None
 
 
+def _create_state_table(sink: Sink, schema: str) -> None:
+    """The cursors' table, created if missing (in a transaction of its own: see `Sink.create_schema`)."""
+    if sink.columns(TableRef(schema, STATE_TABLE)):
+        return
+    sink.create_schema(schema)
+    with sink.transaction():
+        sink.lock_ddl(f"{schema}.{STATE_TABLE}")
+        sink.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{STATE_TABLE} "
+                     "(key VARCHAR PRIMARY KEY, value BIGINT, updated_at TIMESTAMPTZ)")
+
+
 def set_cursor(con, schema: str, key: str, value: int) -> None:
     sink = as_sink(con)
-    sink.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
-    sink.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema)}.{STATE_TABLE} (key VARCHAR PRIMARY KEY, value BIGINT, updated_at TIMESTAMPTZ)")
+    _create_state_table(sink, schema)
     sink.execute(
         f"INSERT INTO {quote(schema)}.{STATE_TABLE} VALUES ({literal(key)}, {int(value)}, now()) "
         f"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"

@@ -98,10 +98,13 @@ class PostgresRates:
             con = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             # The row is pacing state, not data: don't wait for the commit to reach disk.
             con.execute("SET synchronous_commit = off")
-            try:
-                con.execute(CREATE)
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-                pass  # another process created it at the same instant
+            if con.execute(f"SELECT to_regclass('{TABLE}')").fetchone()[0] is None:
+                # Every step of a deployment's first run gets here at once, and `IF NOT EXISTS` does not stop
+                # two sessions from both creating the table (the later fails on the catalog's unique index,
+                # `pg_type_typname_nsp_index`): the creators take turns, and the later finds it there.
+                with con.transaction():
+                    con.execute(f"SELECT pg_advisory_xact_lock(hashtextextended('nilus ddl {TABLE}', 0))")
+                    con.execute(CREATE)
             return con
         except psycopg.Error as exc:
             raise self._unavailable(exc) from None

@@ -49,6 +49,14 @@ class Sink(Protocol):
     def type_sql(self, sql_type: str) -> str:
         """A DuckDB-spelled type in this engine's DDL."""
 
+    def create_schema(self, schema: str) -> None:
+        """Create `schema` if it is missing, committed at once: outside any write's transaction, so that
+        concurrent first loads (one process per object) do not wait for each other's writes."""
+
+    def lock_ddl(self, name: str) -> None:
+        """Until the current transaction ends, make other sessions' `lock_ddl(name)` wait: schema changes to
+        one table, taken after re-reading what is there, then never race. A no-op where one process writes."""
+
     def create_table(self, table: "TableRef", columns: Mapping[str, str], key: Sequence[str]) -> None:
         """Create `table` with these columns (DuckDB-spelled types), indexed on the merge key if it helps."""
 

@@ -42,6 +42,14 @@ class DuckDBSink:
             raise
         self.con.execute("COMMIT")
 
+    # Schema changes cannot race here: other processes wait for the file's lock (`warehouse/lock.py`) and a
+    # run applies its writes one at a time (`engine/run.py`).
+    def create_schema(self, schema: str) -> None:
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+
+    def lock_ddl(self, name: str) -> None:
+        pass
+
     def guarded(self, apply: Callable[[], T]) -> T:
         limit_resources(self.con)
         try:
@@ -106,8 +114,8 @@ class DuckDBSink:
         return self.con.execute(sql).df()
 
     def store_frame(self, table, frame) -> None:
+        self.create_schema(table.schema)
         with self.transaction():
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
             self.con.register("_frame", frame)
             try:
                 self.con.execute(f"CREATE OR REPLACE TABLE {table.sql} AS SELECT * FROM _frame")

@@ -56,6 +56,21 @@ class PostgresSink:
     def guarded(self, apply: Callable[[], T]) -> T:
         return apply()
 
+    # DDL under concurrency: `CREATE SCHEMA/TABLE IF NOT EXISTS` is not safe in PostgreSQL. Two sessions that
+    # both find a name free both insert it into the catalog; the later one waits for the first to commit and
+    # then fails with a unique violation (`pg_namespace_nspname_index`, `pg_type_typname_nsp_index`). That is
+    # every first load into a new database with one process per object. So DDL on a name first takes an
+    # advisory lock on it, held to the end of the transaction, and then looks again.
+    def lock_ddl(self, name: str) -> None:
+        self.con.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({literal('nilus ddl ' + name)}, 0))")
+
+    def create_schema(self, schema: str) -> None:
+        if self.con.execute(f"SELECT 1 FROM pg_namespace WHERE nspname = {literal(schema)}").fetchone():
+            return  # every write but the first: no lock taken
+        with self.transaction():
+            self.lock_ddl(f"schema {schema}")
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+
     def columns(self, table) -> dict[str, str]:
         rows = self.con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -184,8 +199,9 @@ class PostgresSink:
                 types = {row[0]: row[1] for row in local.execute("DESCRIBE SELECT * FROM _frame").fetchall()}
             finally:
                 local.close()
+            self.create_schema(table.schema)
             with self.transaction():
-                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
+                self.lock_ddl(str(table))
                 self.con.execute(f"DROP TABLE IF EXISTS {table.sql}")
                 ddl = ", ".join(f"{quote(c)} {self.type_sql(t)}" for c, t in types.items())
                 self.con.execute(f"CREATE TABLE {table.sql} ({ddl})")
