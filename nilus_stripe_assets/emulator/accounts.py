@@ -18,15 +18,13 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import orjson
 
-from .builders import sdk_template
+from .builders import account_object, connected_since
 from .errors import StripeError, invalid, no_such
 from .model import ACCOUNT_ID
 from .store import Store
 
 ACCOUNT_PATHS = ("/v1/account", "/v1/accounts")
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Wonka", "Hooli", "Pied Piper", "Vandelay"]
-_KINDS = ["Coffee", "Books", "Bikes", "Studio", "Labs", "Goods", "Outfitters", "Bakery", "Garden", "Games"]
 
 
 def connected_account_ids(n: int, seed: Union[int, str] = 42) -> list[str]:
@@ -50,26 +48,6 @@ def no_access(masked_key: str, account: str) -> StripeError:
     )
 
 
-def account_object(aid: str, created: int, index: int, platform: bool = False) -> dict:
-    """An Account with exactly the fields stripe-python's `stripe.Account` declares for a live account (from
-    the SDK's field set, as every other emulated object); the ones nothing realistic fills stay null. Nested
-    objects carry only fields their SDK classes declare (`Account.BusinessProfile`, `Account.Controller`)."""
-    name = "Emulator Platform" if platform else f"{_NAMES[index % len(_NAMES)]} {_KINDS[(index // 10) % len(_KINDS)]}"
-    account = sdk_template("Account")
-    account.update({
-        "id": aid, "object": "account",
-        "business_profile": {"name": name, "mcc": "5734", "url": None, "support_email": None,
-                             "product_description": None},
-        "business_type": "company", "capabilities": {"card_payments": "active", "transfers": "active"},
-        "charges_enabled": True,
-        "controller": None if platform else {"type": "application", "is_controller": True},
-        "country": "US", "created": created, "default_currency": "usd", "details_submitted": True,
-        "email": f"owner{index}@example.com" if not platform else "platform@example.com",
-        "metadata": {}, "payouts_enabled": True, "type": "standard",
-    })
-    return account
-
-
 class Accounts:
     """The platform's store, the connected accounts' stores (made lazily), and who may be read."""
 
@@ -80,7 +58,7 @@ class Accounts:
         self.enabled = bool(connected)
         self._order = list(connected)
         # Connected over the last year, oldest first; list order is newest first like every Stripe list.
-        self._created = {aid: now - 86400 * (len(connected) - i) for i, aid in enumerate(self._order)}
+        self._created = connected_since(self._order, now)
         self._stores: dict[str, Store] = {}
         self.revoked: set[str] = set()
         self._lock = threading.Lock()

@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl, unquote
 
 from ..source.catalog import CATALOG
 from .errors import StripeError, api_error, invalid, no_such
-from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARAM_CHILDREN, PARENT, PATH_TO_NAME
+from .accounts import ACCOUNT_PATHS
+from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARAM_CHILDREN, PARENT, PATH_TO_NAME, SAME_PATH
 from .store import CursorMissing, Store
 
 MAX_EVENT_TYPES = 20
@@ -37,7 +38,8 @@ _NESTED = [  # (regex, child name, endpoint) for child lists under their parent'
 
 
 def resolve(method: str, path: str) -> Optional[Route]:
-    if method != "GET":
+    """The catalog route of a request, or None (`/v1/account` and `/v1/accounts` are `accounts.py`'s)."""
+    if method != "GET" or path in ACCOUNT_PATHS:
         return None
     name = PATH_TO_NAME.get(path)
     if name:
@@ -238,7 +240,28 @@ def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = 
         if reject_created >= 500:
             raise api_error()
         raise invalid("Received unknown parameter: created", param="created")
+    if route.name in SAME_PATH:  # the one child the parameters name (`object=card`), else all of them
+        named = [c for c in SAME_PATH[route.name] if all(query.get(k) == v for k, v in CATALOG[c].list_params.items())]
+        if len(named) != 1:
+            return list_together(store, SAME_PATH[route.name], route, query, path)
+        route = Route("list", named[0], route.endpoint, route.oid)
     return list_objects(store, route, query, path, oldest_first, ignore_created)
+
+
+def list_together(store: Store, names: tuple[str, ...], route: Route, params: dict, path: str) -> tuple[bytes, int]:
+    """One list of several children of a parent (an account's bank accounts and cards), in Stripe's order."""
+    _check_known(names[0], params)
+    limit = _limit(params)
+    after, before = params.get("starting_after") or None, params.get("ending_before") or None
+    _created_range(params, names[0])  # refused where the list takes no created filter (the children's is one list)
+    parent_name = PARENT[names[0]][0]
+    if not store.exists(parent_name, route.oid):
+        raise no_such(OBJECT_TYPE[parent_name], route.oid, status=404)
+    try:
+        items, has_more = store.list_merged(names, limit, route.oid, starting_after=after, ending_before=before)
+    except CursorMissing as e:
+        raise no_such(OBJECT_TYPE[names[0]], str(e), param="starting_after" if after else "ending_before") from None
+    return _list_body(items, has_more, path), len(items)
 
 
 __all__ = ["Route", "StripeError", "handle", "parse_query", "resolve"]

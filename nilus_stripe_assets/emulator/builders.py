@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from ..source import shapes
 from ..source.catalog import CATALOG
 from . import generic
-from .model import API_VERSION, OBJECT_TYPE
+from .model import API_VERSION, OBJECT_TYPE, natural_ids
 
 ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 ALNUM_TABLE = bytes(ALNUM[i % 62] for i in range(256))  # random byte -> alphanumeric
@@ -522,6 +522,36 @@ def _build_generic(name: str, ctx, oid: str, created: int, parent: Any) -> dict:
     return obj
 
 
+_ACCOUNT_NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Wonka", "Hooli", "Pied Piper", "Vandelay"]
+_ACCOUNT_KINDS = ["Coffee", "Books", "Bikes", "Studio", "Labs", "Goods", "Outfitters", "Bakery", "Garden", "Games"]
+
+
+def account_object(aid: str, created: int, index: int, platform: bool = False) -> dict:
+    """An Account with exactly the fields stripe-python's `stripe.Account` declares for a live account (from
+    the SDK's field set, as every other emulated object); the ones nothing realistic fills stay null. Nested
+    objects carry only fields their SDK classes declare (`Account.BusinessProfile`, `Account.Controller`)."""
+    kind = _ACCOUNT_KINDS[(index // 10) % len(_ACCOUNT_KINDS)]
+    name = "Emulator Platform" if platform else f"{_ACCOUNT_NAMES[index % len(_ACCOUNT_NAMES)]} {kind}"
+    account = sdk_template("Account")
+    account.update({
+        "id": aid, "object": "account",
+        "business_profile": {"name": name, "mcc": "5734", "url": None, "support_email": None,
+                             "product_description": None},
+        "business_type": "company", "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True,
+        "controller": None if platform else {"type": "application", "is_controller": True},
+        "country": "US", "created": created, "default_currency": "usd", "details_submitted": True,
+        "email": f"owner{index}@example.com" if not platform else "platform@example.com",
+        "metadata": {}, "payouts_enabled": True, "type": "standard",
+    })
+    return account
+
+
+def connected_since(connected: list[str], now: int) -> dict[str, int]:
+    """When each connected account was connected: over the last days, oldest first (list order is newest first)."""
+    return {aid: now - 86400 * (len(connected) - i) for i, aid in enumerate(connected)}
+
+
 def coupon_ids(rng, n: int) -> list[str]:
     """Short user-chosen-looking coupon ids like SPRING25X, unique."""
     seen: set[str] = set()
@@ -537,9 +567,11 @@ def coupon_ids(rng, n: int) -> list[str]:
 
 
 def new_ids(rng, name: str, prefix: str, n: int) -> list[str]:
-    """`n` distinct ids `<prefix><alphanumerics>`, from one block of random bytes."""
+    """`n` distinct ids `<prefix><alphanumerics>`, from one block of random bytes; for objects with natural
+    ids, up to `n` of their names (`model.natural_ids`), or coupon-like codes."""
     if not prefix:
-        return coupon_ids(rng, n)
+        names = natural_ids(name) if name in CATALOG else None
+        return rng.sample(names, min(n, len(names))) if names else coupon_ids(rng, n)
     length = ID_LENGTH.get(name, 24)
     ids: list[str] = []
     seen: set[str] = set()

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Collection, Mapping, Optional, Union
+from typing import Collection, Mapping, Optional, Sequence, Union
 
 import orjson
 
 from ..source.catalog import CATALOG
-from .builders import BUILDERS, SETTLED_STATUS, RandomContext, build, new_ids, settled_amount
+from .builders import BUILDERS, SETTLED_STATUS, RandomContext, account_object, build, connected_since, new_ids
+from .builders import settled_amount
 from .lazy import LazySource, can_be_lazy
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, EVENT_RETENTION_SECONDS, NAMES, event_type
-from .model import NO_SEED_EVENTS, PARENT, SHARED_WITH, embedded_list
+from .model import ACCOUNT, NO_SEED_EVENTS, PARENT, SHARED_WITH, embedded_list
 
 Record = tuple[int, str, bytes, Optional[str]]
 
@@ -143,19 +144,27 @@ def lazy_names(n_of: Mapping[str, int], lazy: Union[None, bool, Collection[str]]
 
 
 def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, seed: int = 42,
-             now: Optional[int] = None, lazy: Union[None, bool, Collection[str]] = None
-             ) -> dict[str, Union[list[Record], LazySource]]:
+             now: Optional[int] = None, lazy: Union[None, bool, Collection[str]] = None,
+             connected: Sequence[str] = ()) -> dict[str, Union[list[Record], LazySource]]:
+    """`connected`: the platform's connected accounts (the catalog's `account` objects and their children's
+    parents); a connected account's own data has none."""
     now = default_now() if now is None else int(now)
     n_of = resolve_counts(counts, scale)
+    if ACCOUNT:
+        n_of[ACCOUNT] = len(connected)
     sources = {name: LazySource(name, n_of[name], seed, now, SPAN_SECONDS) for name in lazy_names(n_of, lazy)}
     rngs = {name: random.Random(f"{seed}:{name}") for name in NAMES}
     ids = {name: sources[name].ids if name in sources else new_ids(rngs[name], name, CATALOG[name].id_prefix, n_of.get(name, 0))
-           for name in NAMES if name != "event"}
+           for name in NAMES if name not in ("event", ACCOUNT)}
+    if ACCOUNT:
+        ids[ACCOUNT] = list(connected)
     embedded_children = {child for pairs in EMBEDDED.values() for _, child in pairs}
     # listed with their parent's creation time (children of a lazily generated parent are not: too many parents)
     spread = {name for name, (parent, _) in PARENT.items() if name not in RANDOM_PARENT and parent not in sources}
     created: dict[str, list[int]] = {name: timestamps(rngs[name], len(ids[name]), now)
-                                     for name in ids if name not in spread and name not in sources}
+                                     for name in ids if name not in spread and name not in sources and name != ACCOUNT}
+    if ACCOUNT:
+        created[ACCOUNT] = list(connected_since(list(connected), now).values())
     parents: dict[str, list] = {}
     for name in _parents_first(list(ids)):
         if name in spread:  # a few parents hold more children than one page
@@ -191,7 +200,7 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
         for oid, c, parent in zip(ids[name], created[name], parents[name]):
             if embeds:  # the parent's amounts add up its (first list's) children: an invoice's total is its lines'
                 ctx.children = kids[embeds[0][1]].get(oid, [])
-            obj = build(name, ctx, oid, c, parent)
+            obj = account_object(oid, c, len(recs)) if name == ACCOUNT else build(name, ctx, oid, c, parent)
             for field_name, child in embeds:
                 mine = kids[child].get(oid, [])
                 obj[field_name] = embedded_list(oid, child, mine[:EMBEDDED_PAGE], len(mine))

@@ -24,7 +24,7 @@ import orjson
 
 from ..source.catalog import CATALOG
 from .builders import ALNUM, ALNUM_TABLE, ID_LENGTH, RandomContext, build
-from .model import ATTR_FIELD, EMBEDDED, PARENT
+from .model import ACCOUNT, ATTR_FIELD, EMBEDDED, PARENT
 
 INDEX_DIGITS = 6  # 62**6 = 56.8 billion objects
 TIE_EVERY, TIE_RUN = 50, 5  # five equal `created` seconds every 50 objects, counted from the newest
@@ -34,7 +34,7 @@ DICT_SOURCES = frozenset({"price"})  # embedded whole by other builders: kept as
 def can_be_lazy(name: str) -> bool:
     """Top-level objects listed by `created` with prefixed ids and no parent, children or filter attribute."""
     o = CATALOG[name]
-    return (bool(o.id_prefix) and o.supports_created and bool(o.created_field) and name != "event"
+    return (bool(o.id_prefix) and o.supports_created and bool(o.created_field) and name not in ("event", ACCOUNT)
             and name not in PARENT and name not in EMBEDDED and name not in ATTR_FIELD and name not in DICT_SOURCES)
 
 

@@ -36,6 +36,19 @@ SHARED_WITH: dict[str, str] = {
     for top, t in CATALOG.items() if t.parent is None and OBJECT_TYPE[top] == OBJECT_TYPE[name]
 }
 
+# Children listed at one path, told apart by a parameter (an account's external accounts: `object=bank_account`
+# or `object=card`, both without it): child -> every child of that path, in catalog order.
+SAME_PATH: dict[str, tuple[str, ...]] = {}
+for _name, _o in CATALOG.items():
+    if _o.parent:
+        _group = tuple(n for n, o in CATALOG.items() if o.parent and o.parent.path_template == _o.parent.path_template)
+        if len(_group) > 1:
+            SAME_PATH[_name] = _group
+
+# The catalog's connected accounts (`GET /v1/accounts`), if it has them: the platform's, seeded from the
+# emulator's connected accounts (`accounts.py`), parents of persons, capabilities and external accounts.
+ACCOUNT: Optional[str] = next((n for n, o in CATALOG.items() if OBJECT_TYPE[n] == "account" and not o.parent), None)
+
 # Event type prefix per object: the catalog's `event_prefix`, else Stripe's `object` value. Stripe names
 # subscription events `customer.subscription.*`; the catalog row may not say so, hence the fallback.
 EVENT_PREFIX: dict[str, str] = {
@@ -104,6 +117,31 @@ _OTHER_PREFIXES = {
     "TestClock": "clock_", "test_helpers.TestClock": "clock_", "Topup": "tu_", "Transfer": "tr_",
     "ApplicationFee": "fee_", "Dispute": "dp_", "Quote": "qt_", "PaymentLink": "plink_",
 }
+
+
+# Objects whose ids are names, not prefixed random strings: Stripe's own vocabulary for them.
+_COUNTRIES = ("US", "CA", "GB", "DE", "FR", "IE", "NL", "ES", "IT", "AU", "NZ", "JP", "SG", "HK", "CH", "SE", "DK",
+              "NO", "FI", "AT", "BE", "PT", "PL", "CZ", "MX", "BR", "IN", "AE", "TH", "MY", "LU", "EE")
+_REPORT_TYPES = ("balance.summary.1", "balance_change_from_activity.itemized.1",
+                 "balance_change_from_activity.itemized.2", "balance_change_from_activity.itemized.3",
+                 "balance_change_from_activity.summary.1", "payouts.itemized.1", "payouts.itemized.2",
+                 "payouts.itemized.3", "payouts.summary.1", "payout_reconciliation.itemized.5",
+                 "payout_reconciliation.summary.1", "ending_balance_reconciliation.itemized.4",
+                 "ending_balance_reconciliation.summary.1", "connected_account_balance.summary.1")
+
+
+def natural_ids(name: str) -> Optional[tuple[str, ...]]:
+    """The ids an object with natural ids can have (country specs: countries; capabilities: the capability
+    names stripe.Account.Capabilities declares; report types: Stripe's), or None."""
+    if CATALOG[name].id_prefix or name not in ("country_spec", "capability", "reporting_report_type"):
+        return None
+    if name == "country_spec":
+        return _COUNTRIES
+    if name == "reporting_report_type":
+        return _REPORT_TYPES
+    from . import sdk_nested  # the SDK is imported only when an object needs it
+
+    return tuple(f.name for f in sdk_nested.inner_fields(sdk_nested.resource("Account.Capabilities")))
 
 
 def id_prefix_of_class(sdk_class: str) -> str:

@@ -25,7 +25,7 @@ from .auth import Auth, mask
 from .data import default_now, generate
 from .errors import StripeError, api_error, not_set_up, rate_limited, unrecognized
 from .limits import Faults, Limiter, Stats
-from .model import ACCOUNT_ID, API_VERSION, NAMES, PRODUCT, PRODUCTS
+from .model import ACCOUNT, ACCOUNT_ID, API_VERSION, NAMES, PRODUCT, PRODUCTS
 from .store import Store
 
 HOST = "127.0.0.1"
@@ -102,7 +102,8 @@ class StripeEmulator:
         their objects get Stripe's 400 (see `configure`)."""
         lazy = lazy if lazy is None or isinstance(lazy, bool) else frozenset(lazy)
         self._frozen_at: Optional[int] = None  # see `freeze_clock`
-        self.store = Store(generate(counts, scale, seed, now, lazy), seed, clock=self._clock)
+        connected = parse_ids(accounts, seed)
+        self.store = Store(generate(counts, scale, seed, now, lazy, connected), seed, clock=self._clock)
         a_counts = counts if account_counts is None else account_counts
         a_scale = scale if account_scale is None else account_scale
 
@@ -110,7 +111,7 @@ class StripeEmulator:
             return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy), f"{seed}:{account}",
                          clock=self._clock)
 
-        self.accounts = Accounts(self.store, make_store, parse_ids(accounts, seed), now=default_now() if now is None else int(now))
+        self.accounts = Accounts(self.store, make_store, connected, now=default_now() if now is None else int(now))
         self.auth = Auth(api_keys, accept_any_key, restricted_keys)
         self.limiter = Limiter(Faults(latency_ms, global_rate, endpoint_rate, max_concurrency, error_rate,
                                       rate_limit_should_retry), seed)
@@ -253,12 +254,12 @@ class StripeEmulator:
             if route is None:
                 if method != "GET" or path not in ACCOUNT_PATHS:
                     raise unrecognized(method, path)
+                if path == "/v1/accounts" and ACCOUNT:
+                    self._check_set_up(ACCOUNT, path)
                 body, objects = self.accounts.handle(path, account, api.parse_query(qs))
             else:
                 self.auth.authorize(key, route.name)
-                product = PRODUCT.get(route.name)
-                if product and product.lower() in limiter.faults.not_set_up:
-                    raise not_set_up(product, path)
+                self._check_set_up(route.name, path)
                 if limiter.random_failure():
                     raise api_error()
                 body, objects = api.handle(store, route, qs, path, oldest_first=limiter.faults.oldest_first,
@@ -273,6 +274,12 @@ class StripeEmulator:
             limiter.leave()
         self._stats.record(endpoint, status, objects, h.headers.get("Stripe-Account"))
         h.respond(status, body, request_id, headers)
+
+    def _check_set_up(self, name: str, path: str) -> None:
+        """Stripe's 400 for an object of a product the account has not set up (the not-set-up switch)."""
+        product = PRODUCT.get(name)
+        if product and product.lower() in self.limiter.faults.not_set_up:
+            raise not_set_up(product, path)
 
     def _control(self, method: str, path: str, body: bytes, account: Optional[str] = None) -> tuple[int, object]:
         parts = [unquote(p) for p in path.strip("/").split("/")[1:]]  # after "_emulator"

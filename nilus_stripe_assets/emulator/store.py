@@ -22,7 +22,7 @@ from .builders import ALNUM, RandomContext, build, coupon_ids, declared, new_ids
 from .data import Record, event_bytes
 from .lazy import LazySource, LazyTable
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, SHARED_WITH, VIA_PARENT
-from .model import event_type
+from .model import event_type, natural_ids
 from .model import embedded_list
 
 Key = tuple[int, str]
@@ -221,6 +221,28 @@ class Store:
             data = table.data
             return [_bytes(data[oid]) for _, oid in sel], has_more
 
+    def list_merged(self, names, limit: int, parent: str, *, starting_after: Optional[str] = None,
+                    ending_before: Optional[str] = None) -> tuple[list[bytes], bool]:
+        """A page over the children of `parent` in several tables, as one list (newest first)."""
+        with self.lock:
+            tables = [self.tables[name] for name in names]
+            keys = sorted(k for t in tables for k in t.key_list(parent))
+            owner = {oid: t for t in tables for _, oid in t.key_list(parent)}
+            after = before = None
+            cursor = starting_after or ending_before
+            if cursor is not None:
+                table = owner.get(cursor) or next((t for t in tables if cursor in t.deleted), None)
+                if table is None:
+                    raise CursorMissing(cursor)
+                created = table.created.get(cursor, table.deleted.get(cursor))
+                i = bisect_left(keys, (created, cursor))
+                if starting_after is not None:
+                    after = i
+                else:
+                    before = i + (i < len(keys) and keys[i][1] == cursor)
+            sel, has_more = page(keys, limit, 0, len(keys), after, before, None)
+            return [_bytes(owner[oid].data[oid]) for _, oid in sel], has_more
+
     def attr_of(self, name: str) -> dict[str, Optional[str]]:
         return self.tables[name].attr
 
@@ -357,6 +379,10 @@ class Store:
         table, rng = self.tables[name], self.ctx.rng
         while True:
             prefix = CATALOG[name].id_prefix
+            names = None if prefix else natural_ids(name)
+            if names:  # the first name not taken (a runtime object beyond the names gets a numbered one)
+                free = [n for n in names if n not in table.data and n not in table.deleted]
+                return free[0] if free else f"{names[0]}_{len(table.data)}"
             oid = new_ids(rng, name, prefix, 1)[0] if prefix else coupon_ids(rng, 1)[0] + self.ctx.token(4).upper()
             if oid not in table.data and oid not in table.deleted:
                 return oid
