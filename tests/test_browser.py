@@ -194,7 +194,7 @@ def test_asset_catalog_lists_every_stripe_asset(webserver, page, screenshots):
     hrefs = page.locator("a[href^='/assets/stripe/']").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     listed = {h.rsplit("/", 1)[-1] for h in hrefs if h.count("/") == 3}
     assert listed == set(CATALOG), sorted(set(CATALOG) ^ listed)
-    for name in ("daily_net_volume", "mrr"):
+    for name in ("daily_overview", "mrr_by_month", "payout_reconciliation"):
         assert page.locator(f"a[href='/assets/finance/{name}']").count() >= 1, name
     assert "Never materialized" not in page.inner_text("body")
     page.screenshot(path=str(screenshots / "asset-catalog.png"))

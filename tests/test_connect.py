@@ -244,6 +244,10 @@ def test_connect_locations_load():
     kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
     assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
     assert len(connect.stripe_assets[0].keys) == len(CATALOG)
+    # The finance models per account: their tables carry stripe_account first.
+    graph = connect.defs.resolve_asset_graph()
+    schema = graph.get(dg.AssetKey(["finance", "mrr_by_month"])).metadata["dagster/column_schema"]
+    assert schema.columns[0].name == "stripe_account"
 
 
 def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path):

@@ -41,7 +41,7 @@ def test_cli_materialize_writes_to_postgres_when_the_url_is_set(shared_emulator,
         WAREHOUSE_URL_ENV: postgres_url,
         "DAGSTER_HOME": str(home),
     }
-    select = "stripe/charge,stripe/balance_transaction,finance/daily_net_volume"
+    select = "stripe/charge,stripe/balance_transaction,finance/daily_overview"
     done = subprocess.run(
         [DAGSTER, "asset", "materialize", "-m", "nilus_stripe_assets.definitions", "--select", select],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -50,7 +50,7 @@ def test_cli_materialize_writes_to_postgres_when_the_url_is_set(shared_emulator,
     counts = shared_emulator.counts()
     assert _pg(postgres_url, "SELECT count(*), count(DISTINCT id) FROM stripe.charge") == [(counts["charge"],) * 2]
     assert _pg(postgres_url, "SELECT count(*) FROM stripe.balance_transaction") == [(counts["balance_transaction"],)]
-    assert _pg(postgres_url, "SELECT count(*) > 0 FROM finance.daily_net_volume") == [(True,)]
+    assert _pg(postgres_url, "SELECT count(*) > 0, sum(transactions) FROM finance.daily_overview") == [(True, counts["balance_transaction"])]
     types = dict(_pg(postgres_url, "SELECT column_name, data_type FROM information_schema.columns "
                                    "WHERE table_schema = 'stripe' AND table_name = 'charge'"))
     assert (types["billing_details"], types["created"], types["amount"]) == ("jsonb", "timestamp with time zone", "bigint")
@@ -64,6 +64,7 @@ def test_cli_materialize_writes_to_postgres_when_the_url_is_set(shared_emulator,
         evaluation = record.dagster_event.event_specific_data
         judged[evaluation.asset_key.path[-1], evaluation.check_name] = evaluation.passed
     assert judged[("charge", "id_unique")] and judged[("charge", "id_not_null")]
+    assert judged[("daily_overview", "net_matches_balance_transactions")], "the finance model's check, in PostgreSQL"
     instance.dispose()
 
 

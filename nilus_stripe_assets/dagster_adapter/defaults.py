@@ -31,8 +31,9 @@ def duckdb_path() -> str:
 def default_executor() -> dg.ExecutorDefinition:
     """Dagster's default executor, but in-process unless run config says `multiprocess`.
 
-    The Stripe objects load in one step (threads share one budget) and the finance models are two short
-    DuckDB queries, so a process per step would only add Dagster's start-up cost (~2.5 s each on 2 cores).
+    The Stripe objects load in one step (threads share one budget) and each finance model is one SQL
+    statement run by the warehouse, so a process per step would only add Dagster's start-up cost (~2.5 s each
+    on 2 cores).
     """
     return dg.multi_or_in_process_executor.configured(
         lambda config: config,

@@ -21,6 +21,7 @@ from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.connect import account_partitions, build_accounts_sensor
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
+from ..dagster_adapter.finance import build_finance_assets
 from ..dagster_adapter.resources import StripeResource
 
 ACCOUNTS_ENV = "NILUS_STRIPE_ACCOUNTS"
@@ -56,6 +57,8 @@ def build_accounts_schedule(job, accounts: dg.DynamicPartitionsDefinition, name:
 
 accounts = account_partitions()
 stripe_assets = build_stripe_assets(one_step=True, accounts=accounts)
+# The finance models, per Connect account (every model groups by stripe_account).
+finance_assets = build_finance_assets(account_column="stripe_account")
 stripe_connect_load = dg.define_asset_job(
     "stripe_connect_load",
     selection=dg.AssetSelection.assets(*stripe_assets),
@@ -65,7 +68,7 @@ stripe_connect_load = dg.define_asset_job(
 incremental = build_incremental_job(stripe_assets)
 
 defs = dg.Definitions(
-    assets=stripe_assets,
+    assets=[*stripe_assets, *finance_assets],
     jobs=[stripe_connect_load, incremental],
     schedules=[build_accounts_schedule(incremental, accounts, "stripe_connect_incremental_hourly", "0 * * * *")],
     sensors=[build_accounts_sensor(accounts, stripe_connect_load)],

@@ -17,6 +17,7 @@ import dagster as dg
 from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
+from ..dagster_adapter.finance import build_finance_assets
 
 PARTITIONS_START_ENV = "NILUS_PARTITIONS_START"
 daily_partitions = dg.DailyPartitionsDefinition(
@@ -25,6 +26,8 @@ daily_partitions = dg.DailyPartitionsDefinition(
 
 # One step for the 18 partitioned objects (op `stripe_objects`), one for the 5 others.
 stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)
+# The finance models read the Stripe tables whatever their partitions.
+finance_assets = build_finance_assets()
 partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 
 stripe_daily = dg.define_asset_job(
@@ -38,7 +41,7 @@ stripe_daily_schedule = dg.build_schedule_from_partitioned_job(
 incremental = build_incremental_job([a for a in stripe_assets if a.partitions_def is None])
 
 defs = dg.Definitions(
-    assets=stripe_assets,
+    assets=[*stripe_assets, *finance_assets],
     jobs=[stripe_daily, incremental],
     schedules=[stripe_daily_schedule],
     resources=default_resources(),
