@@ -3,6 +3,7 @@
 
     python benchmarks/scale.py                      # 100k and 1M charges
     python benchmarks/scale.py --sizes 100000,1000000,3000000 --plot benchmarks/scale.png
+    python benchmarks/scale.py --rate 100 --alternate /path/to/old/checkout --repeat 2   # first loads, old vs new
 
 Per size, one emulator (0 ms latency, no limits, StripeResource budget raised; charges generated lazily from
 their index, so 10M fit in ~50 MB: `--lazy charge`, see the README's emulator section) and one DuckDB file:
@@ -16,6 +17,12 @@ under NILUS_SPOOL_DIR: spooled pages, staged Parquet, staging spill; plus the wa
 folder), warehouse file size, the exact inserted / updated / unchanged counts, the emulator's peak RSS and
 the 1-minute load average at the end of each run (the machine is shared). Prints a table; appends JSON
 records to results/latest.jsonl.
+
+`--rate N` limits the emulator to N requests/s (global and per endpoint) and sets the budget to N, as a live
+account's 100 req/s would. `--alternate DIR` measures first loads only, each into a new DuckDB file,
+alternating this package with the one in DIR (e.g. a worktree of an older commit, put first on the
+PYTHONPATH), `--repeat` times each, against the same emulator; it adds the time from the last request to the
+command's exit and the ratio of the whole command to (fetch + 5 s).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (benchmarks/run.py: emulator, sampler, instance readers)
@@ -65,22 +73,33 @@ class DiskSampler(threading.Thread):
         self.join()
 
 
-def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -> dict:
+def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float, rate: float = 10000,
+         database: Optional[Path] = None) -> dict:
     emulator_memory = bench.TreeMemorySampler(emulator.proc.pid, interval=0.5)
     emulator_memory.start()
+    requests = bench.StatsPoller(emulator.client, interval=0.25)
+    requests.start()
     try:
-        return _load(emulator, workdir, label, timeout) | {"emulator_rss_mb": round(emulator_memory.peak_rss / MB)}
+        record = _load(emulator, workdir, label, timeout, rate, database or workdir / "warehouse.duckdb")
     finally:
         emulator_memory.stop()
+        requests.stop()
+    # The last request's time: the last sample whose request count grew (the poller's clock is ours).
+    totals = [(t, bench._total(endpoints)) for t, endpoints in requests.series]
+    last = next((t for (t, n), (_, before) in zip(reversed(totals), reversed(totals[:-1])) if n > before), None)
+    tail = round(record.pop("_exited") - last, 1) if last is not None else None
+    fetch = record["fetch_seconds"]
+    return record | {"emulator_rss_mb": round(emulator_memory.peak_rss / MB), "last_request_to_exit_seconds": tail,
+                     "wall_over_fetch_plus_5": round(record["wall_seconds"] / (fetch + 5), 3) if fetch else None}
 
 
-def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -> dict:
-    home, database, spool = workdir / f"home-{label}", workdir / "warehouse.duckdb", workdir / "spool"
+def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float, rate: float, database: Path) -> dict:
+    home, spool = workdir / f"home-{label}", workdir / "spool"
     bench.write_instance_yaml(home, None)
     spool.mkdir(exist_ok=True)
     config = {"resources": {"stripe": {"config": {
-        "api_key": {"env": "STRIPE_API_KEY"}, "budget_dir": str(workdir / "budget"),
-        "max_requests_per_second": 10000, "max_requests_per_second_per_endpoint": 10000}}}}
+        "api_key": {"env": "STRIPE_API_KEY"}, "budget_dir": str(workdir / f"budget-{label}"),
+        "max_requests_per_second": rate, "max_requests_per_second_per_endpoint": rate}}}}
     config_path = workdir / "run_config.yaml"
     config_path.write_text(json.dumps(config))
     env = {**os.environ, **bench._pythonpath_env(), "STRIPE_API_KEY": bench.API_KEY, "STRIPE_API_BASE": emulator.url,
@@ -103,7 +122,8 @@ def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -
         finally:
             memory.stop()
             disk.stop()
-        wall = time.monotonic() - started
+        exited = time.monotonic()
+        wall = exited - started
     meta = bench.read_instance(home, ["charge"])["assets"].get("charge", {})
     objects = int(meta.get("objects_fetched") or 0)
     return {
@@ -115,7 +135,7 @@ def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float) -
         "spool_bytes_per_object": round(disk.peak / objects) if objects else None,
         "warehouse_mb": round(os.path.getsize(database) / MB) if database.exists() else None,
         "inserted": meta.get("rows_inserted"), "updated": meta.get("rows_updated"), "unchanged": meta.get("rows_unchanged"),
-        "loadavg_1m": round(os.getloadavg()[0], 1),
+        "loadavg_1m": round(os.getloadavg()[0], 1), "_exited": exited,
     }
 
 
@@ -131,18 +151,19 @@ def change_one_percent(emulator: bench.Emulator, database: Path) -> int:
     return len(ids)
 
 
-def measure(size: int, timeout: float, keep: bool) -> list[dict]:
+def measure(size: int, timeout: float, keep: bool, rate: float = 10000) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix=f"nilus-scale-{size}-"))
-    emulator = bench.Emulator(["--count", f"charge={size}", "--lazy", "charge"], workdir, timeout=180)
+    limits = ["--global-rate", str(rate), "--endpoint-rate", str(rate)] if rate < 10000 else []
+    emulator = bench.Emulator(["--count", f"charge={size}", "--lazy", "charge", *limits], workdir, timeout=180)
     records = []
     try:
         for label in ("first", "reload"):
-            records.append({"size": size, **load(emulator, workdir, label, timeout)})
+            records.append({"size": size, **load(emulator, workdir, label, timeout, rate)})
             print(row(records[-1]), flush=True)
         started = time.monotonic()
         changed = change_one_percent(emulator, workdir / "warehouse.duckdb")
         print(f"{'':>10} ({changed:,} charges changed in {time.monotonic() - started:.0f} s)", flush=True)
-        records.append({"size": size, "changed": changed, **load(emulator, workdir, "reload-1%", timeout)})
+        records.append({"size": size, "changed": changed, **load(emulator, workdir, "reload-1%", timeout, rate)})
         print(row(records[-1]), flush=True)
     finally:
         emulator.stop()
@@ -151,16 +172,44 @@ def measure(size: int, timeout: float, keep: bool) -> list[dict]:
     return records
 
 
-HEADER = (f"{'charges':>10} {'run':<10} {'ok':<3} {'wall s':>7} {'obj/s':>7} {'fetch s':>7} {'write s':>7} "
-          f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24} {'emu MB':>6} {'load':>5}")
+def alternate(size: int, rate: float, baseline: str, repeat: int, timeout: float, keep: bool) -> list[dict]:
+    """First loads only, each into a new DuckDB file: this package and the one in `baseline`, alternating
+    (new, old, then old, new, ...) so drifts of the shared machine's load fall on both alike."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"nilus-alternate-{size}-"))
+    limits = ["--global-rate", str(rate), "--endpoint-rate", str(rate)] if rate < 10000 else []
+    emulator = bench.Emulator(["--count", f"charge={size}", "--lazy", "charge", *limits], workdir, timeout=180)
+    own = bench.PYTHONPATH_OVERRIDE
+    records = []
+    try:
+        for i in range(repeat):
+            for package in (("new", "old") if i % 2 == 0 else ("old", "new")):
+                bench.PYTHONPATH_OVERRIDE = baseline if package == "old" else own
+                label = f"first-{package}-{i + 1}"
+                database = workdir / f"warehouse-{label}.duckdb"
+                records.append({"size": size, "package": package, "rate": rate,
+                                **load(emulator, workdir, label, timeout, rate, database)})
+                print(row(records[-1]), flush=True)
+                database.unlink(missing_ok=True)
+    finally:
+        bench.PYTHONPATH_OVERRIDE = own
+        emulator.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return records
+
+
+HEADER = (f"{'charges':>10} {'run':<13} {'ok':<3} {'wall s':>7} {'obj/s':>7} {'fetch s':>7} {'write s':>7} "
+          f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24} {'emu MB':>6} {'load':>5} "
+          f"{'tail s':>6} {'wall/(fetch+5)':>14}")
 
 
 def row(r: dict) -> str:
     counts = f"{r['inserted']}/{r['updated']}/{r['unchanged']}"
-    return (f"{r['size']:>10,} {r['label']:<10} {'yes' if r['green'] else 'NO':<3} {r['wall_seconds']:>7} "
+    return (f"{r['size']:>10,} {r['label']:<13} {'yes' if r['green'] else 'NO':<3} {r['wall_seconds']:>7} "
             f"{r['objects_per_second']:>7,} {r['fetch_seconds']!s:>7} {r['write_seconds']!s:>7} {r['lock_seconds']!s:>6} "
             f"{r['peak_rss_mb']:>6} {r['peak_spool_mb']:>8} {r['spool_bytes_per_object']!s:>6} "
-            f"{r['warehouse_mb']!s:>6} {counts:>24} {r['emulator_rss_mb']:>6} {r['loadavg_1m']:>5}")
+            f"{r['warehouse_mb']!s:>6} {counts:>24} {r['emulator_rss_mb']:>6} {r['loadavg_1m']:>5} "
+            f"{r.get('last_request_to_exit_seconds')!s:>6} {r.get('wall_over_fetch_plus_5')!s:>14}")
 
 
 def plot(records: list[dict], path: str) -> None:
@@ -190,13 +239,19 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep each size's temp folder")
     p.add_argument("--plot", help="write a PNG of write seconds, peak RSS and peak spool disk per size")
     p.add_argument("--pythonpath", help="measure the package in this folder (e.g. a scratch copy) instead")
+    p.add_argument("--rate", type=float, default=10000, help="emulator limit and budget, requests/s (default: unlimited)")
+    p.add_argument("--alternate", metavar="DIR", help="first loads only, alternating with the package in DIR")
+    p.add_argument("--repeat", type=int, default=1, help="with --alternate: runs of each package per size")
     a = p.parse_args(argv)
     bench.TARGET.pythonpath = str(Path(a.pythonpath).resolve()) if a.pythonpath else None
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} (2 cores, shared)", flush=True)
     print(HEADER, flush=True)
     records = []
     for size in (int(s) for s in a.sizes.split(",")):
-        records += measure(size, a.timeout, a.keep)
+        if a.alternate:
+            records += alternate(size, a.rate, str(Path(a.alternate).resolve()), a.repeat, a.timeout, a.keep)
+        else:
+            records += measure(size, a.timeout, a.keep, a.rate)
     for r in records:
         bench.save({"scenario": "scale", "git": bench.git_revision(), **r})
     firsts = [r for r in records if r["label"] == "first" and r["green"]]

@@ -77,7 +77,7 @@ def prepare_batch(batch: Batch):
     return prepare(
         batch.spool.files, batch.merge_key, state_at=batch.started_at, changes=batch.changes,
         fields=batch.spool.fields, kinds=batch.spool.kinds, directory=batch.spool_dir,
-        declared=declared_columns(batch.object.name),
+        declared=declared_columns(batch.object.name), streamed=batch.streamed,
     )
 
 
@@ -100,6 +100,8 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
                 metadata["account_rows"] = _account_rows(sink, batch.table, batch.account)
             lock_seconds = time.perf_counter() - locked
     finally:
+        if batch.streamed is not None:
+            batch.streamed.close()
         spool_disk.remove(batch.spool_dir)
         if batch.changes_dir:
             spool_disk.remove(batch.changes_dir)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..reading.accounts import merge_key, tag
 from ..source.catalog import StripeObject
 from ..reading.fetch import ListOrderError, Window, fetch_object
+from ..staging.columns import declared_columns
 from ..staging.spool import Spool, SpoolSummary
+from ..staging.stream import ROTATE_OBJECTS, StreamedStaging
 from ..warehouse.strategies import ChangeSet, Slice, TableRef
 
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
@@ -46,6 +48,8 @@ class Batch:
     notes: list[str] = field(default_factory=list)
     account: Optional[str] = None  # Connect: every row carries it in `stripe_account`, part of the merge key
     prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
+    # The spooled files staged while they were fetched (`staging.stream`), finished by `warehouse.prepare`.
+    streamed: Optional[StreamedStaging] = None
 
     @property
     def merge_key(self):
@@ -72,8 +76,16 @@ def extract(
     """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
     and `Cancelled` at the next page once `cancel` is set."""
     fetch_mode = "sync" if mode.startswith("sync") else "async"
-    spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
     started_at = int(time.time())
+
+    def open_spool() -> tuple[Spool, StreamedStaging]:
+        # Pages are staged as they arrive: the spool hands each thread's file on every ROTATE_OBJECTS objects.
+        spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
+        streamed = StreamedStaging(str(spool.path), merge_key(obj, account), started_at, declared_columns(obj.name))
+        spool.hand_on(streamed.add, every=ROTATE_OBJECTS)
+        return spool, streamed
+
+    spool, streamed = open_spool()
     started = time.perf_counter()
     notes: list[str] = []
     try:
@@ -90,11 +102,13 @@ def extract(
                 f"{obj.name}: the async split was stopped because {exc}; it relies on Stripe's newest-first "
                 f"order and `created` filter, so {obj.name} was read again sequentially."
             )
+            streamed.close()
             spool.finish()
             spool.cleanup()
-            spool = Spool(directory=spool_root, prefix=f"stripe-{obj.name}-", time_field=obj.created_field)
+            spool, streamed = open_spool()
             fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
     except BaseException:
+        streamed.close()
         spool.finish()
         spool.cleanup()
         raise
@@ -113,4 +127,5 @@ def extract(
         requests=api.stats.as_dict(),
         notes=notes,
         account=account,
+        streamed=streamed,
     )

@@ -19,6 +19,7 @@ from ..reading.events import EVENT_RETENTION_SECONDS, Capture, EventStream
 from ..source.config import _one_line
 from ..source.errors import explain, scrub
 from ..staging import disk as spool_disk
+from ..staging.parquet import SLOTS as STAGING_SLOTS
 from ..reading.fetch import Window
 from .load import Batch, extract
 from .plan import ObjectPlan
@@ -188,15 +189,13 @@ def _failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str]) -> st
     return str(explain(exc, plan.object.name, api_key))
 
 
-# Staging runs DuckDB under a memory cap; two at a time (the machine's cores) bounds memory however many
-# objects or accounts a run fetches at once.
-_STAGING = threading.BoundedSemaphore(2)
-
-
 def _fetch_and_stage(plan, api, workers, spool_root, log, cancel, stream, prepare) -> Batch:
     batch = fetch(plan, api, workers, spool_root, log, cancel, stream)
     if prepare is not None and not cancel.is_set():
-        with _STAGING:
+        if batch.streamed is not None:
+            # Its last pieces take staging slots of their own: never wait for them while holding one.
+            batch.streamed.wait()
+        with STAGING_SLOTS:
             try:
                 batch.prepared = prepare(batch)
             except Exception:  # the write stages again and reports the failure as that object's write failure
@@ -206,6 +205,8 @@ def _fetch_and_stage(plan, api, workers, spool_root, log, cancel, stream, prepar
 
 def discard(batch: Batch) -> None:
     """Remove a batch's spooled files (after its write, or when it will never be written)."""
+    if batch.streamed is not None:
+        batch.streamed.close()
     spool_disk.remove(batch.spool_dir)
     if batch.changes_dir:
         spool_disk.remove(batch.changes_dir)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
@@ -47,6 +48,9 @@ DEFAULT_MEMORY_LIMIT_MB = 96
 # above: 8,192 charges (~11 MB) leave room, so nothing is evicted. 1M charges staged in 8.6 s of CPU
 # instead of 10.0 s with 16,384 rows (and 5.8 s instead of 6.3 s to insert them); 32,768 spill (4x the CPU).
 PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)"
+# Staging runs DuckDB under the cap above; two at a time in a process (the machine's cores) bounds memory
+# however many objects or accounts a run fetches and stages at once (`stream.py` stages piece by piece).
+SLOTS = threading.BoundedSemaphore(2)
 
 
 def key_columns(merge_key: Union[str, Sequence[str]]) -> tuple[str, ...]:
@@ -88,15 +92,20 @@ def sql_type(json_types: Iterable[str]) -> Optional[str]:
 
 @dataclass(frozen=True)
 class StagedBatch:
-    """One staged Parquet file (None when the batch is empty) and the batch's own column types."""
+    """Staged Parquet files of one schema (none when the batch is empty) and the batch's own column types.
+    One file when staged at once; one per spooled piece when staged while the fetch ran (`stream.py`)."""
 
-    path: Optional[str]
+    paths: tuple[str, ...]
     types: dict[str, Optional[str]]  # object field -> SQL type (None: only nulls seen)
     rows: int  # after de-duplication by key
 
     @property
+    def empty(self) -> bool:
+        return not self.paths
+
+    @property
     def relation(self) -> str:
-        return f"read_parquet('{self.path}')"
+        return f"read_parquet({sql_strings(self.paths)})"
 
 
 def stage(
@@ -114,7 +123,7 @@ def stage(
     event's state wins for change capture; any one of identical list reads otherwise)."""
     files = [f for f in files if f]
     if not files:
-        return StagedBatch(None, {}, 0)
+        return StagedBatch((), {}, 0)
     con = duckdb.connect()
     try:
         spill = tempfile.mkdtemp(prefix=f"{name}-spill-", dir=directory)
@@ -136,18 +145,29 @@ def stage(
 def _read(con, files, fields, kinds, declared: Mapping[str, Column]) -> dict[str, Optional[str]]:
     """View `_raw` over the files with the batch's column types; returns them (incl. event/hash fields)."""
     if kinds is not None:
-        names = list(fields) if fields is not None else list(kinds)
-        names += [k for k in kinds if k not in set(names)]
-        types = {f: _declared_or(declared.get(f), kinds.get(f, ())) for f in names}
-        read_as = {f: (declared[f].read_as if _is_declared(types[f], declared.get(f)) else t or "JSON")
-                   for f, t in types.items()}
-        _view(con, files, read_as, "_json_typed")
-        # Stripe sends epoch seconds as integers: read as BIGINT, stored as timestamps.
-        epochs = [f for f, t in types.items() if t == "TIMESTAMPTZ"]
-        replace = f" REPLACE ({', '.join(f'to_timestamp({quote(f)}) AS {quote(f)}' for f in epochs)})" if epochs else ""
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _raw AS SELECT *{replace} FROM _json_typed")
+        types = column_types(fields, kinds, declared)
+        read_typed(con, files, types, declared)
         return types
     return _probe(con, files, fields, declared)
+
+
+def column_types(fields: Optional[Sequence[str]], kinds: Mapping[str, Iterable[str]],
+                 declared: Mapping[str, Column]) -> dict[str, Optional[str]]:
+    """Each field's SQL type from the JSON kinds the spool recorded (declared where the values fit), in the
+    order of `fields` (first seen first), then fields only `kinds` names."""
+    names = list(fields) if fields is not None else list(kinds)
+    names += [k for k in kinds if k not in set(names)]
+    return {f: _declared_or(declared.get(f), kinds.get(f, ())) for f in names}
+
+
+def read_typed(con, files: Sequence[str], types: Mapping[str, Optional[str]], declared: Mapping[str, Column]) -> None:
+    """View `_raw` over the files, each field read straight into `types` (None: JSON, all nulls)."""
+    read_as = {f: (declared[f].read_as if _is_declared(t, declared.get(f)) else t or "JSON") for f, t in types.items()}
+    _view(con, files, read_as, "_json_typed")
+    # Stripe sends epoch seconds as integers: read as BIGINT, stored as timestamps.
+    epochs = [f for f, t in types.items() if t == "TIMESTAMPTZ"]
+    replace = f" REPLACE ({', '.join(f'to_timestamp({quote(f)}) AS {quote(f)}' for f in epochs)})" if epochs else ""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _raw AS SELECT *{replace} FROM _json_typed")
 
 
 def _declared_or(column: Optional[Column], kinds: Iterable[str]) -> Optional[str]:
@@ -217,8 +237,38 @@ def json_to_varchar(col: str) -> str:
 
 
 def _write(con, types, directory, name, merge_key, state_at, from_events) -> StagedBatch:
-    content = {c: t for c, t in types.items()
-               if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT, EVENT_SEQ)}
+    content, order = typed_view(con, types, merge_key, state_at, from_events)
+    key = ", ".join(quote(c) for c in key_columns(merge_key))
+    path = os.path.join(directory, f"{name}.parquet")
+    copy = PARQUET_OPTIONS
+    rows = con.execute(f"COPY (SELECT * FROM _typed) TO '{path}' {copy}").fetchone()[0]
+    # A key twice in one batch (a server repeating an object, or several events of one object) keeps one
+    # row. Finding repeated keys reads one narrow column; only their rows go through the window.
+    first = f"read_parquet('{path}')"
+    repeated = f"(SELECT {key} FROM {first} GROUP BY {key} HAVING count(*) > 1)"
+    if con.execute(f"SELECT count(*) FROM {repeated}").fetchone()[0]:
+        con.execute(f"CREATE TEMP TABLE _repeated AS {repeated}")
+        unique = os.path.join(directory, f"{name}-unique.parquet")
+        rows = con.execute(
+            f"COPY (SELECT * FROM {first} ANTI JOIN _repeated USING ({key}) UNION ALL "
+            f"SELECT * FROM (SELECT * FROM {first} SEMI JOIN _repeated USING ({key})) "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} {order}) = 1) TO '{unique}' {copy}"
+        ).fetchone()[0]
+        os.replace(unique, path)
+    return StagedBatch((path,), content, int(rows))
+
+
+def content_types(types: Mapping[str, Optional[str]]) -> dict[str, Optional[str]]:
+    """The object's own columns among the staged fields (not the hash, not the event's bookkeeping)."""
+    return {c: t for c, t in types.items()
+            if c not in EVENT_FIELDS and c not in (CONTENT_HASH, EVENT_PRESENT, EVENT_SEQ)}
+
+
+def typed_view(con, types, merge_key, state_at, from_events) -> tuple[dict[str, Optional[str]], str]:
+    """View `_typed` over `_raw`: the object's columns, the content hash and the bookkeeping columns, as
+    staged. Returns the object's columns with their types, and the window order that picks the row a
+    repeated key keeps (the newest event's state; any one of identical list reads)."""
+    content = content_types(types)
     missing = [c for c in key_columns(merge_key) if c not in content]
     if missing:
         raise ValueError(f"objects have no {missing[0]!r} field to merge on")
@@ -250,21 +300,4 @@ def _write(con, types, directory, name, merge_key, state_at, from_events) -> Sta
         f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {', '.join(columns)}, {content_hash} AS {quote(CONTENT_HASH)}, "
         f"{bookkeeping} FROM _raw"
     )
-    key = ", ".join(quote(c) for c in key_columns(merge_key))
-    path = os.path.join(directory, f"{name}.parquet")
-    copy = PARQUET_OPTIONS
-    rows = con.execute(f"COPY (SELECT * FROM _typed) TO '{path}' {copy}").fetchone()[0]
-    # A key twice in one batch (a server repeating an object, or several events of one object) keeps one
-    # row. Finding repeated keys reads one narrow column; only their rows go through the window.
-    first = f"read_parquet('{path}')"
-    repeated = f"(SELECT {key} FROM {first} GROUP BY {key} HAVING count(*) > 1)"
-    if con.execute(f"SELECT count(*) FROM {repeated}").fetchone()[0]:
-        con.execute(f"CREATE TEMP TABLE _repeated AS {repeated}")
-        unique = os.path.join(directory, f"{name}-unique.parquet")
-        rows = con.execute(
-            f"COPY (SELECT * FROM {first} ANTI JOIN _repeated USING ({key}) UNION ALL "
-            f"SELECT * FROM (SELECT * FROM {first} SEMI JOIN _repeated USING ({key})) "
-            f"QUALIFY row_number() OVER (PARTITION BY {key} {order}) = 1) TO '{unique}' {copy}"
-        ).fetchone()[0]
-        os.replace(unique, path)
-    return StagedBatch(path, content, int(rows))
+    return content, order

@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 from ..staging.columns import Column
 from .sinks import Sink, as_sink, literal
 from ..staging.spool import CONTENT_HASH
+from ..staging.stream import StreamedStaging
 from ..staging.parquet import EVENT_PRESENT, STAGED_BOOKKEEPING, StagedBatch, key_columns, quote, stage
 
 DEFAULT_SCHEMA = "stripe"
@@ -242,14 +243,19 @@ def prepare(
     kinds: Optional[Mapping[str, Iterable[str]]] = None,
     directory: Optional[str] = None,
     declared: Optional[Mapping[str, Column]] = None,
+    streamed: Optional[StreamedStaging] = None,
 ) -> PreparedWrite:
     """Stage the spooled objects (and change-capture states) into Parquet in a new folder under
     `directory`, without touching the warehouse. The caller removes the folder (`cleanup`).
-    `declared`: the object's columns as Stripe declares them (`columns.declared_columns`)."""
+    `declared`: the object's columns as Stripe declares them (`columns.declared_columns`). `streamed`: the
+    same objects' pieces staged while they were fetched (made with the same key, `state_at` and `declared`),
+    finished here instead of staging the files again; if they cannot be used, the files are staged."""
     declared = dict(declared or {})
-    folder = tempfile.mkdtemp(prefix="stage-", dir=directory)
+    folder = streamed.folder if streamed is not None else tempfile.mkdtemp(prefix="stage-", dir=directory)
     try:
-        rows = stage(files, folder, merge_key, state_at, fields=fields, kinds=kinds, name="rows", declared=declared)
+        rows = streamed.finish(fields, kinds) if streamed is not None else None
+        if rows is None:
+            rows = stage(files, folder, merge_key, state_at, fields=fields, kinds=kinds, name="rows", declared=declared)
         staged_changes = None
         if changes is not None and any(changes.files):
             staged_changes = stage(
@@ -326,9 +332,9 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
         if changes is not None:
             columns = _evolve(con, table, changes.types, result, prepared.declared, merge_key)
         result.received = rows.rows
-        if rows.path is not None or (strategy == "replace"):
+        if not rows.empty or (strategy == "replace"):
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
-        if changes is not None and changes.path is not None:
+        if changes is not None and not changes.empty:
             _apply_changes(con, table, changes, columns, merge_key, result)
         if change_set is not None and change_set.cursor is not None:
             set_cursor(con, table.schema, change_set.state_key, change_set.cursor)
@@ -352,7 +358,7 @@ def _apply_rows(con: Sink, table, rows: StagedBatch, columns, strategy, merge_ke
     keys = key_columns(merge_key)
     scope = scope if strategy == "replace" else None
     where_scope = f" WHERE {scope.condition()}" if scope else ""
-    if rows.path is None:  # an empty snapshot: replace empties the table (or the slice)
+    if rows.empty:  # an empty snapshot: replace empties the table (or the slice)
         if strategy == "replace":
             result.deleted = con.changed(f"DELETE FROM {table.sql}{where_scope}")
         return

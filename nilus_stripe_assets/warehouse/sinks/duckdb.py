@@ -81,7 +81,7 @@ class DuckDBSink:
 
     def load(self, staged: StagedBatch, name: str, columns=None, only=None) -> str:
         # Read in place: DuckDB reads only the columns a statement names, and joins filter the rows.
-        return f"read_parquet({literal(staged.path)})"
+        return staged.relation
 
     def temp_table(self, name: str, select: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select}")

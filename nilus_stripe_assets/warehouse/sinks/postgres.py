@@ -107,7 +107,7 @@ class PostgresSink:
 
         source = duckdb.connect()
         try:
-            parquet = f"read_parquet({literal(staged.path)})"
+            parquet = staged.relation
             described = source.execute(f"DESCRIBE SELECT * FROM {parquet}").fetchall()
             types = {row[0]: row[1] for row in described if columns is None or row[0] in columns}
             # Lists (the change-capture's field names) travel as JSON arrays; everything else as DuckDB prints it.
@@ -115,7 +115,7 @@ class PostgresSink:
             rows = f"{parquet} s"
             if only is not None:
                 rows += self._keys_in(source, *only)
-            fd, csv_path = tempfile.mkstemp(suffix=".csv", dir=os.path.dirname(staged.path))
+            fd, csv_path = tempfile.mkstemp(suffix=".csv", dir=os.path.dirname(staged.paths[0]))
             os.close(fd)
             source.execute(f"COPY (SELECT {select} FROM {rows}) TO {literal(csv_path)} (FORMAT csv, HEADER false)")
         finally:
@@ -205,7 +205,7 @@ class PostgresSink:
                 self.con.execute(f"DROP TABLE IF EXISTS {table.sql}")
                 ddl = ", ".join(f"{quote(c)} {self.type_sql(t)}" for c, t in types.items())
                 self.con.execute(f"CREATE TABLE {table.sql} ({ddl})")
-                staged = self.load(Staged(path, dict(types), len(frame)), "_frame")
+                staged = self.load(Staged((path,), dict(types), len(frame)), "_frame")
                 self.con.execute(f"INSERT INTO {table.sql} SELECT * FROM {staged}")
 
     def close(self) -> None:
