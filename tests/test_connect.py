@@ -13,7 +13,7 @@ from nilus_stripe_assets.source.catalog import CATALOG
 from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
-from nilus_stripe_assets.dagster_adapter.connect import account_partitions, build_accounts_sensor
+from nilus_stripe_assets.dagster_adapter.connect import account_partitions, build_accounts_asset, build_accounts_sensor
 from nilus_stripe_assets.dagster_adapter.factory import StripeTranslator, StripeTranslatorData, build_stripe_assets
 
 from .conftest import make_resources, mode_config, query
@@ -313,3 +313,31 @@ def test_translator_sees_the_account_column_and_partitions():
     assert spec.metadata["merge_key"] == "stripe_account, id" and spec.metadata["stripe/account_column"] == "stripe_account"
     single = build_stripe_assets(["charge"], translator=Recording())
     assert seen["charge"] == (None, None) and single[0].specs_by_key[dg.AssetKey(["stripe", "charge"])].metadata["merge_key"] == "id"
+
+
+def test_accounts_asset_adds_the_accounts_as_partitions(platform, warehouse_path):
+    """`stripe_accounts` (the command line's way, without a sensor tick): the sensor's rule, added through
+    the run's instance, each account once; a refused key fails with one line."""
+    accounts = account_partitions()
+    asset = build_accounts_asset(accounts)
+    instance = dg.DagsterInstance.ephemeral()
+    stripe = make_resources(platform, warehouse_path)["stripe"]
+    result = dg.materialize([asset], resources={"stripe": stripe}, instance=instance)
+    expected = [ACCOUNT_ID, *reversed(platform.account_ids)]
+    assert instance.get_dynamic_partitions(accounts.name) == expected
+    assert result.asset_materializations_for_node("stripe_accounts")[0].metadata["added"].value == 3
+    again = dg.materialize([asset], resources={"stripe": stripe}, instance=instance)
+    assert again.asset_materializations_for_node("stripe_accounts")[0].metadata["added"].value == 0
+    assert instance.get_dynamic_partitions(accounts.name) == expected
+
+    listed = make_resources(platform, warehouse_path, connected_accounts=[platform.account_ids[1]])["stripe"]
+    other = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([asset], resources={"stripe": listed}, instance=other).success
+    assert other.get_dynamic_partitions(accounts.name) == [platform.account_ids[1]]
+
+    wrong = make_resources(platform, warehouse_path, api_key="sk_test_" + "x" * 24)["stripe"]
+    failed = dg.materialize([asset], resources={"stripe": wrong}, instance=dg.DagsterInstance.ephemeral(),
+                            raise_on_error=False)
+    message = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE) \
+        .step_failure_data.user_failure_data.description
+    assert "\n" not in message and "x" * 24 not in message

@@ -1,8 +1,9 @@
 """Connect platforms in Dagster: one partition per account, the account x day partitions, the accounts sensor.
 
 The accounts dimension is a `DynamicPartitionsDefinition`: its keys are account ids (`acct_…`), the
-platform's own id included, so a backfill, a re-run or a failure concerns one account. The sensor adds
-accounts as partitions (`SensorResult(dynamic_partitions_requests=...)`): those listed in
+platform's own id included, so a backfill, a re-run or a failure concerns one account. The sensor
+(`SensorResult(dynamic_partitions_requests=...)`) and the `stripe_accounts` asset (from the command line:
+`context.instance.add_dynamic_partitions`) add accounts as partitions with one rule: those listed in
 `StripeResource.connected_accounts`, else every account `GET /v1/accounts` lists plus the platform
 (`GET /v1/account`). Accounts that disappear keep their partition and their rows.
 """
@@ -80,6 +81,57 @@ def wanted_accounts(stripe: StripeResource) -> list[str]:
     return [stripe.platform_account_id(), *connected_account_ids(stripe.get_api(stripe_account=None))]
 
 
+def new_accounts(stripe: StripeResource, instance: dg.DagsterInstance, accounts: dg.DynamicPartitionsDefinition
+                 ) -> tuple[list[str], list[str]]:
+    """(every account wanted, those not yet a partition), in the order they will be added: the platform
+    first, then the connected accounts as `GET /v1/accounts` lists them (newest first)."""
+    from ..source.errors import explain  # with stripe-python: imported by a tick or a run, not to load definitions
+
+    try:
+        wanted = wanted_accounts(stripe)
+    except Exception as exc:  # one line (key masked), not a traceback
+        raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
+    known = set(instance.get_dynamic_partitions(accounts.name))
+    return wanted, [a for a in wanted if a not in known]
+
+
+def build_accounts_asset(accounts: dg.DynamicPartitionsDefinition, key: str = ACCOUNTS_PARTITIONS) -> dg.AssetsDefinition:
+    """An asset whose materialization adds the platform's accounts as partitions, with the sensor's rule.
+
+    The command-line way to register accounts (`dg launch --assets stripe_accounts -m …connect`), for a
+    fresh instance where no sensor has ticked yet. Its key is one part, outside `stripe/`, so that
+    `key:"stripe/*"` still selects only the account-partitioned assets (a selection that mixed in an
+    unpartitioned asset could not take `--partition`).
+    """
+
+    @dg.asset(
+        key=key,
+        group_name="stripe",
+        kinds={"stripe"},
+        description=f"The Stripe Connect accounts, added as partitions of `{accounts.name}`: those in "
+        "StripeResource.connected_accounts (NILUS_STRIPE_ACCOUNTS), else the platform and every account "
+        "GET /v1/accounts lists. Materialize it once before loading accounts from the command line.",
+    )
+    def _accounts_asset(context, stripe: StripeResource):  # no hint on context: this module defers annotations
+        wanted, new = new_accounts(stripe, context.instance, accounts)
+        if new:
+            context.instance.add_dynamic_partitions(accounts.name, new)
+            context.log.info(f"Added {len(new)} Stripe account(s) as partitions of {accounts.name}: {', '.join(new)}")
+        else:
+            context.log.info(f"No new Stripe accounts: all {len(wanted)} are partitions of {accounts.name} already.")
+        known = context.instance.get_dynamic_partitions(accounts.name)
+        return dg.MaterializeResult(metadata={
+            "accounts": dg.MetadataValue.int(len(wanted)),
+            "added": dg.MetadataValue.int(len(new)),
+            "added_accounts": ", ".join(new),
+            "partitions": dg.MetadataValue.int(len(known)),
+            # In partition order, the order `--partition-range first...last` follows.
+            "partition_keys": ", ".join(known),
+        })
+
+    return _accounts_asset
+
+
 def build_accounts_sensor(
     accounts: dg.DynamicPartitionsDefinition,
     job: Optional[dg.UnresolvedAssetJobDefinition] = None,
@@ -97,16 +149,9 @@ def build_accounts_sensor(
         "platform) as partitions" + (", and loads each new one." if job else "."),
     )
     def _accounts_sensor(context: dg.SensorEvaluationContext, stripe: StripeResource):
-        from ..source.errors import explain  # with stripe-python: imported by a tick, not to load definitions
-
-        try:
-            wanted = wanted_accounts(stripe)
-        except Exception as exc:  # one line (key masked), not a traceback, in the sensor's tick
-            raise dg.Failure(description=str(explain(exc, "account", stripe.key_for_masking))) from None
-        known = set(context.instance.get_dynamic_partitions(accounts.name))
-        new = [a for a in wanted if a not in known]
+        wanted, new = new_accounts(stripe, context.instance, accounts)
         if not new:
-            return dg.SkipReason(f"No new Stripe accounts ({len(known)} known).")
+            return dg.SkipReason(f"No new Stripe accounts (all {len(wanted)} are partitions already).")
         context.log.info(f"Adding {len(new)} Stripe account(s) as partitions: {', '.join(new)}")
         return dg.SensorResult(
             dynamic_partitions_requests=[accounts.build_add_request(new)],

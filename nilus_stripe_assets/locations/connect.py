@@ -1,12 +1,13 @@
 """The Connect code location: a platform key loads each connected account as its own partition.
 
-    dagster asset materialize -m nilus_stripe_assets.connect --select 'stripe/*' --partition acct_1…
+    dg launch --assets stripe_accounts -m nilus_stripe_assets.connect     # add the accounts as partitions
+    dg launch --assets 'key:"stripe/*"' -m nilus_stripe_assets.connect --partition acct_1…
 
 Every catalog object, partitioned by account (a `DynamicPartitionsDefinition` named `stripe_accounts`), into
 the same `stripe.<object>` tables for every account; each row carries `stripe_account` and is merged on
-`(stripe_account, id)`. `stripe_accounts_sensor` adds accounts as partitions (those in
-`NILUS_STRIPE_ACCOUNTS=acct_a,acct_b`, else every account `GET /v1/accounts` lists plus the platform) and
-starts a first load of each new one; `stripe_connect_incremental_hourly` runs `sync:incremental` for every
+`(stripe_account, id)`. The asset `stripe_accounts` adds accounts as partitions when materialized (those in
+`NILUS_STRIPE_ACCOUNTS=acct_a,acct_b`, else every account `GET /v1/accounts` lists plus the platform);
+`stripe_accounts_sensor` does the same every 5 minutes and starts a first load of each new one; `stripe_connect_incremental_hourly` runs `sync:incremental` for every
 known account. `nilus_stripe_assets.connect_daily` partitions by account x day instead.
 
 Same asset keys as the single-account locations: load one location per workspace.
@@ -18,7 +19,7 @@ from typing import Optional
 import dagster as dg
 
 from ..dagster_adapter.automation import build_incremental_job
-from ..dagster_adapter.connect import account_partitions, build_accounts_sensor
+from ..dagster_adapter.connect import account_partitions, build_accounts_asset, build_accounts_sensor
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
 from ..dagster_adapter.finance import build_finance_assets
@@ -48,7 +49,7 @@ def build_accounts_schedule(job, accounts: dg.DynamicPartitionsDefinition, name:
     def _every_account(context: dg.ScheduleEvaluationContext):
         keys = context.instance.get_dynamic_partitions(accounts.name)
         if not keys:
-            return dg.SkipReason("No Stripe accounts yet: turn on stripe_accounts_sensor.")
+            return dg.SkipReason("No Stripe accounts yet: materialize stripe_accounts or turn on stripe_accounts_sensor.")
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
         return [dg.RunRequest(partition_key=k, run_key=f"{k}:{tick}") for k in keys]
 
@@ -68,7 +69,7 @@ stripe_connect_load = dg.define_asset_job(
 incremental = build_incremental_job(stripe_assets)
 
 defs = dg.Definitions(
-    assets=[*stripe_assets, *finance_assets],
+    assets=[build_accounts_asset(accounts), *stripe_assets, *finance_assets],
     jobs=[stripe_connect_load, incremental],
     schedules=[build_accounts_schedule(incremental, accounts, "stripe_connect_incremental_hourly", "0 * * * *")],
     sensors=[build_accounts_sensor(accounts, stripe_connect_load)],

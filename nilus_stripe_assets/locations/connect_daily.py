@@ -6,7 +6,8 @@
 The objects Stripe filters by `created` are partitioned by a `MultiPartitionsDefinition` of the
 accounts (dynamic, dimension `account`) and the UTC days (dimension `day`, from `NILUS_PARTITIONS_START`);
 the others by account only. A partition key is `<account>|<day>` (Dagster orders dimensions by name). The
-accounts sensor adds accounts as partitions without starting loads: backfill the days you want.
+asset `stripe_accounts` (materialized once: `dg launch --assets stripe_accounts -m …connect_daily`) and the
+accounts sensor add accounts as partitions without starting loads: backfill the days you want.
 """
 
 import dagster as dg
@@ -14,7 +15,7 @@ import dagster as dg
 from .connect import connect_resources
 from .daily import daily_partitions
 from ..dagster_adapter.automation import build_incremental_job
-from ..dagster_adapter.connect import account_partitions, build_accounts_sensor
+from ..dagster_adapter.connect import account_partitions, build_accounts_asset, build_accounts_sensor
 from ..dagster_adapter.defaults import default_executor
 from ..dagster_adapter.factory import build_stripe_assets
 from ..dagster_adapter.finance import build_finance_assets
@@ -33,7 +34,7 @@ stripe_connect_daily = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*stripe_assets, *finance_assets],
+    assets=[build_accounts_asset(accounts), *stripe_assets, *finance_assets],
     jobs=[stripe_connect_daily, build_incremental_job([a for a in stripe_assets if a not in by_day])],
     sensors=[build_accounts_sensor(accounts)],
     resources=connect_resources(),
