@@ -7,7 +7,9 @@ process, container or pod, all pacing on one request budget in PostgreSQL.
 `NILUS_STEP_EXECUTOR` picks where steps run: `multiprocess` (default: one process per step on this machine),
 `docker` (dagster-docker's `docker_executor`: one container per step) or `k8s` (dagster-k8s's
 `k8s_job_executor`: one Kubernetes job per step). The step environments receive the variables in
-`STEP_ENV`, so every step finds the key, the budget database and the warehouse.
+`STEP_ENV`, so every step finds the key, the budget database and the warehouse. `pip install -e '.[production]'`
+installs both container executors (pinned to this Dagster release); loading the location needs neither a
+cluster nor a Docker daemon.
 """
 
 import os
@@ -34,7 +36,16 @@ def step_executor() -> dg.ExecutorDefinition:
         return docker_executor.configured({"env_vars": STEP_ENV}, name="stripe_docker")
     if kind != "multiprocess":
         raise ValueError(f"NILUS_STEP_EXECUTOR={kind!r}: use multiprocess, docker or k8s")
-    return dg.multiprocess_executor
+    return dg.multiprocess_executor.configured(_forked_from_a_loaded_server, name="stripe_multiprocess")
+
+
+def _forked_from_a_loaded_server(config: dict) -> dict:
+    """The multiprocess executor's run config (any it takes, e.g. `max_concurrent`), with step processes
+    forked from a server that has Dagster and this package loaded: a step starts without importing them again,
+    and Dagster's notice that the instance's logging handler (dagster.yaml's `python_logs`) is beta, which a
+    freshly started step prints before it loads any code, stays quiet (the package's defaults filter it)."""
+    preload = {"forkserver": {"preload_modules": ["dagster", "nilus_stripe_assets.dagster_adapter.defaults"]}}
+    return {"start_method": preload, **(config or {})}
 
 
 defs = dg.Definitions(
