@@ -119,7 +119,38 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in counts:
         print(f"  {name:<{width}}  {rows:>8,}")
     print(f"  {'total':<{width}}  {sum(r for _, r in counts):>8,}")
+    print(finance_summary(database))
     return 0
+
+
+def finance_summary(database: str, months: int = 6) -> str:
+    """A few figures of the finance models (empty when they were not built): the MRR report with its
+    movements, the last 30 days of the daily overview, and how many payouts reconcile."""
+    with duckdb.connect(database, read_only=True) as con:
+        built = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'finance'").fetchall()}
+        if not {"mrr_by_month", "daily_overview", "payouts"} <= built:
+            return ""
+        lines = ["", f"MRR by month (finance.mrr_by_month, last {months} months, major units):",
+                 f"  {'month':<8} {'cur':<4} {'MRR':>11} {'new':>10} {'expansion':>10} {'contraction':>11} "
+                 f"{'churned':>10} {'reactivated':>11} {'customers':>9}"]
+        for month, cur, *figures, customers in con.execute(
+            "SELECT strftime(month, '%Y-%m'), currency, mrr_major, new_mrr_major, expansion_mrr_major, "
+            "contraction_mrr_major, churned_mrr_major, reactivation_mrr_major, customers FROM finance.mrr_by_month "
+            f"WHERE month >= date_trunc('month', current_date) - INTERVAL '{months - 1} months' ORDER BY currency, month"
+        ).fetchall():
+            mrr, new, expansion, contraction, churned, reactivated = (f"{f:,.2f}" for f in figures)
+            lines.append(f"  {month:<8} {cur:<4} {mrr:>11} {new:>10} {expansion:>10} {contraction:>11} {churned:>10} "
+                         f"{reactivated:>11} {customers:>9}")
+        for cur, sales, refunds, fees, net, payouts in con.execute(
+            "SELECT currency, sum(sales_major), sum(refunds_major), sum(fees_major), sum(net_volume_major), "
+            "sum(payouts_major) FROM finance.daily_overview WHERE day > current_date - 30 GROUP BY currency ORDER BY 1"
+        ).fetchall():
+            lines.append(f"Last 30 days ({cur}, finance.daily_overview): sales {sales:,.2f}, refunds {refunds:,.2f}, "
+                         f"fees {fees:,.2f}, net volume {net:,.2f}, payouts {payouts:,.2f}")
+        status = dict(con.execute("SELECT reconciliation, count(*) FROM finance.payouts GROUP BY 1").fetchall())
+        lines.append("Payouts (finance.payouts): " + ", ".join(f"{n} {k}" for k, n in sorted(status.items())))
+        return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -215,7 +215,11 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
             dicts[name] = objs
         out[name] = recs
     for child, top in SHARED_WITH.items():
-        if PARENT[child][0] == "payout" and not isinstance(out.get(top), LazySource) and not isinstance(out["payout"], LazySource):
+        if PARENT[child][0] != "payout":
+            continue
+        if isinstance(out.get(top), LazySource) or isinstance(out["payout"], LazySource):
+            out[child] = []  # lazily generated transactions are never swept into a payout
+        else:
             out["payout"], out[top], out[child] = itemize_payouts(out["payout"], out[top])
     out["event"] = seed_events(out, now, rngs["event"], n_of.get("event"))
     return out
