@@ -632,3 +632,22 @@ def test_events_of_one_second_are_listed_newest_first_in_the_order_they_happened
     assert len({e["created"] for e in events}) == 1
     assert [e["data"]["object"].get("name") for e in events[1:]] == [f"n{i}" for i in range(29, 0, -1)] + ["zero"]
     assert events[0]["type"] == "customer.deleted" and events[-1]["type"] == "customer.created"
+
+
+def test_events_of_an_account_on_an_older_api_version_carry_the_fields_where_that_version_had_them(fresh):
+    client = sdk(fresh)
+    invoice = next(i for i in walk(client, "/v1/invoices", 100) if i["parent"] and i["lines"]["data"])
+    subscription = invoice["parent"]["subscription_details"]["subscription"]
+    assert EmulatorClient(fresh.url).set_api_version("2024-12-18.acacia") == "2024-12-18.acacia"
+    fresh.update("invoice", invoice["id"], description="changed")
+    event = client.raw_request("get", "/v1/events", limit=1).data["data"][0]
+    assert event["api_version"] == "2024-12-18.acacia"
+    old = event["data"]["object"]
+    assert "parent" not in old and old["subscription"] == subscription and old["paid"] == (old["status"] == "paid")
+    assert "pricing" not in old["lines"]["data"][0] and "price" in old["lines"]["data"][0]
+    # What a client reads stays in the version it pins (stripe-python's), as Stripe answers it.
+    assert client.raw_request("get", f"/v1/invoices/{invoice['id']}").data["parent"] == invoice["parent"]
+    assert fresh.set_api_version(None) == stripe.api_version
+    fresh.update("invoice", invoice["id"], description="changed again")
+    assert client.raw_request("get", "/v1/events", limit=1).data["data"][0]["data"]["object"]["parent"] == invoice["parent"]
+    assert set(fresh.stats()["stripe_versions"]) == {stripe.api_version}  # the SDK sends its pinned version

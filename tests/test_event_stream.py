@@ -8,6 +8,7 @@ import time
 import dagster as dg
 import duckdb
 import orjson
+import stripe
 
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.warehouse.strategies import get_cursor, set_cursor
@@ -136,24 +137,32 @@ def test_payment_methods_and_items_come_from_events_without_listing_parents(emul
     assert count(warehouse_path, "stripe.subscription_item") == emulator.counts()["subscription_item"]
 
 
-def test_a_payload_in_an_older_api_version_never_nulls_a_missing_field(emulator, warehouse_path):
+def test_a_payload_in_another_api_version_is_never_applied_but_read_again(emulator, warehouse_path):
     assets = build_stripe_assets(["customer"])
     resources = make_resources(emulator, warehouse_path)
     assert materialize(assets, resources).success
-    old, new = [r[0] for r in query(
-        warehouse_path, "SELECT id FROM stripe.customer WHERE email IS NOT NULL AND name IS NOT NULL ORDER BY id LIMIT 2"
+    old, new, gone = [r[0] for r in query(
+        warehouse_path, "SELECT id FROM stripe.customer WHERE email IS NOT NULL AND name IS NOT NULL ORDER BY id LIMIT 3"
     )]
-    email = query(warehouse_path, "SELECT email FROM stripe.customer WHERE id = ?", [old])[0][0]
-    # Rendered in an API version without `email` and `name` (its payload lacks them)...
-    state = {k: v for k, v in _stored(emulator, "customer", old).items() if k not in ("email", "name")}
-    emulator.emit_event("customer.updated", {**state, "description": "from an old version"}, api_version="2017-06-05")
-    # ...in the same batch as a current one that has them (so the staged changes have both columns).
-    emulator.update("customer", new, email="new@example.com", name=None)
+    stored = _stored(emulator, "customer", old)
+    # Rendered in an API version without `email` and `name`, and claiming a change Stripe's object does not
+    # have (the payload's version is not the one its fields are read in): the object is read again instead.
+    state = {k: v for k, v in stored.items() if k not in ("email", "name")}
+    emulator.emit_event("customer.updated", {**state, "description": "as an old version put it"}, api_version="2017-06-05")
+    emulator.update("customer", new, email="new@example.com", name=None)  # the pinned version: applied as is
+    emulator.emit_event("customer.deleted", _stored(emulator, "customer", gone), api_version="2017-06-05")
+    emulator.reset_stats()
 
-    assert materialize(assets, resources, mode_config(assets, "sync:incremental")).success
-    row = "SELECT email, name IS NOT NULL, description FROM stripe.customer WHERE id = ?"
-    assert query(warehouse_path, row, [old]) == [(email, True, "from an old version")]
-    assert query(warehouse_path, row, [new])[0][:2] == ("new@example.com", False)  # a real null still applies
+    result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
+    assert result.success
+    row = "SELECT email, name, description, is_deleted FROM stripe.customer WHERE id = ?"
+    assert query(warehouse_path, row, [old]) == [(stored["email"], stored["name"], stored["description"], False)]
+    assert query(warehouse_path, row, [new])[0][:2] == ("new@example.com", None)  # a real null still applies
+    assert query(warehouse_path, row, [gone])[0][3] is True  # a deletion applies in any version
+    meta = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
+    assert meta["reread_other_version"] == 1 and meta["stripe_api_version"] == stripe.api_version
+    endpoints = emulator.stats()["endpoints"]
+    assert endpoints["GET /v1/customers/:id"]["requests"] == 1 and endpoints[EVENTS]["requests"] == 1
 
 
 def test_objects_with_different_cursors_share_one_read_from_the_oldest(warehouse_path):

@@ -12,6 +12,7 @@ def test_snapshot_equals_the_installed_sdk():
     committed = json.loads(sdk_shapes.SNAPSHOT.read_text(encoding="utf-8"))
     live = sdk_shapes.build_snapshot()
     assert committed["stripe_version"] == stripe.VERSION == shapes.stripe_version()
+    assert committed["api_version"] == stripe.api_version == shapes.api_version() == "2026-10-28.endive"
     assert committed == live, "stripe_shapes.json is stale: run .venv/bin/python -m nilus_stripe_assets.source.sdk_shapes"
 
 
@@ -36,6 +37,14 @@ def test_catalog_names_only_declared_fields():
             assert obj.created_field is not None, f"{name}: a created[...] filter needs the field it filters on"
     assert CATALOG["invoice_item"].created_field == "date"
     assert "created" not in shapes.field_names("invoice_item")
+
+
+def test_lists_batched_by_ids_are_those_whose_list_params_declare_ids():
+    import stripe.params
+
+    for name, obj in CATALOG.items():
+        params = getattr(stripe.params, f"{obj.sdk_class}ListParams")
+        assert obj.list_by_ids == ("ids" in params.__annotations__ and obj.parent is None), name
 
 
 def test_type_descriptors():

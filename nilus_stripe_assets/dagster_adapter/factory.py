@@ -304,7 +304,7 @@ def _metadata(outcomes: list, by_account: bool) -> dict:
     if not by_account:
         return metadata
     for name in ("objects_fetched", "rows_inserted", "rows_updated", "rows_deleted", "rows_unchanged", "requests",
-                 "rate_limited_429", "server_errors_5xx", "retries", "account_rows"):
+                 "rate_limited_429", "server_errors_5xx", "retries", "account_rows", "reread_other_version"):
         if name in metadata:
             metadata[name] = sum(int(o.written.get(name, 0)) for o in outcomes)
     metadata["stripe_accounts"] = ", ".join(str(o.plan.account) for o in outcomes)

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ..staging import disk as spool_disk
+from ..source.shapes import api_version
 from ..staging.columns import declared_columns, descriptions
 from ..reading.accounts import ACCOUNT_COLUMN
 from ..engine.load import Batch
@@ -183,7 +184,11 @@ def _write_metadata(batch: Batch, result: WriteResult) -> dict:
         "fetch_started": dg.MetadataValue.timestamp(float(batch.started_at)),
         "fetch_seconds": dg.MetadataValue.float(round(batch.seconds, 3)),
         "objects_per_second": dg.MetadataValue.float(round(batch.objects_per_second, 1)),
+        # The version every request sent (stripe-python's pin), so every row read is in it.
+        "stripe_api_version": api_version(),
     }
+    if batch.reread_other_version is not None:
+        metadata["reread_other_version"] = batch.reread_other_version
     if batch.spool.min_created is not None:
         metadata["created_min"] = dg.MetadataValue.timestamp(float(batch.spool.min_created))
         metadata["created_max"] = dg.MetadataValue.timestamp(float(batch.spool.max_created))

@@ -153,9 +153,19 @@ def _event_filter(store: Store, params: dict) -> Filter:
     return (lambda oid: attr[oid] in exact or (bool(prefixes) and attr[oid].startswith(prefixes))), since
 
 
+def _ids_filter(store: Store, params: dict) -> Filter:
+    """`ids[]`: only the objects with those ids (`ProductListParams.ids`)."""
+    if "ids" not in params:
+        return None, None
+    wanted = params["ids"]
+    wanted = frozenset(wanted if isinstance(wanted, list) else [wanted])
+    return (lambda oid: oid in wanted), None
+
+
 LIST_FILTERS: dict[str, Callable[[Store, dict], Filter]] = {
     "subscription": _subscription_filter,
     "event": _event_filter,
+    **{name: _ids_filter for name, o in CATALOG.items() if o.list_by_ids},
 }
 
 

@@ -52,6 +52,10 @@ class EmulatorClient:
             "type": type, "object": object, "api_version": api_version, "previous_attributes": previous_attributes,
         })
 
+    def set_api_version(self, version: Optional[str] = None, stripe_account: Optional[str] = None) -> str:
+        """See `StripeEmulator.set_api_version`."""
+        return self._call("POST", f"/api_version{_in(stripe_account)}", {"version": version})["api_version"]
+
     def freeze_clock(self, at: Optional[int] = None) -> None:
         """See `StripeEmulator.freeze_clock`."""
         self._call("POST", "/clock", {"frozen_at": at})

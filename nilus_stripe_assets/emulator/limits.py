@@ -114,7 +114,8 @@ STAT_FIELDS = ("requests", "200", "400", "401", "403", "404", "429", "500", "obj
 
 
 class Stats:
-    """Per-endpoint and total request counts by status, objects served, Stripe-Account values seen."""
+    """Per-endpoint and total request counts by status, objects served, Stripe-Account and Stripe-Version
+    values seen (a request without the header counts under "none")."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -124,8 +125,10 @@ class Stats:
         with self.lock:
             self.endpoints: dict[str, dict[str, int]] = {}
             self.accounts: dict[str, int] = {}
+            self.versions: dict[str, int] = {}
 
-    def record(self, endpoint: str, status: int, objects: int, account: Optional[str]) -> None:
+    def record(self, endpoint: str, status: int, objects: int, account: Optional[str],
+               version: Optional[str] = None) -> None:
         with self.lock:
             row = self.endpoints.get(endpoint)
             if row is None:
@@ -136,6 +139,8 @@ class Stats:
             row["objects"] += objects
             if account:
                 self.accounts[account] = self.accounts.get(account, 0) + 1
+            version = version or "none"
+            self.versions[version] = self.versions.get(version, 0) + 1
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -144,4 +149,4 @@ class Stats:
                 for k, v in row.items():
                     total[k] = total.get(k, 0) + v
             return {"total": total, "endpoints": {k: dict(v) for k, v in self.endpoints.items()},
-                    "accounts": dict(self.accounts)}
+                    "accounts": dict(self.accounts), "stripe_versions": dict(self.versions)}

@@ -11,7 +11,9 @@ from typing import Optional
 from ..source import shapes
 from ..source.catalog import CATALOG
 
-API_VERSION = "2025-03-31.basil"
+# The version stripe-python pins (and the package sends): objects are rendered in its shapes. Events of an
+# account whose default version is older are rendered in that one (`Store.api_version`, `versions.py`).
+API_VERSION = shapes.api_version()
 ACCOUNT_ID = "acct_1Emulator"
 EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists events of the last 30 days only
 

@@ -188,6 +188,14 @@ class StripeEmulator:
         """Append an event of any `type` carrying `object` as `data.object` (see `Store.emit`)."""
         return self.accounts.store(stripe_account).emit(type, object, api_version, previous_attributes)
 
+    def set_api_version(self, version: Optional[str] = None, stripe_account: Optional[str] = None) -> str:
+        """Set the account's default API version (None: the pinned `API_VERSION`). Its events from now on are
+        rendered in it, with the fields older versions had elsewhere (`versions.py`), as Stripe renders events
+        in the version the account had when they happened; lists and retrieves stay in the pinned version."""
+        store = self.accounts.store(stripe_account)
+        store.api_version = version or API_VERSION
+        return store.api_version
+
     def freeze_clock(self, at: Optional[int] = None) -> None:
         """Stamp every change and event from now on with second `at` (None: the real clock again), so that a
         test can make several events of one object share a second, as they do on Stripe."""
@@ -272,7 +280,7 @@ class StripeEmulator:
             status, body, headers = e.status, e.body, e.headers
         finally:
             limiter.leave()
-        self._stats.record(endpoint, status, objects, h.headers.get("Stripe-Account"))
+        self._stats.record(endpoint, status, objects, h.headers.get("Stripe-Account"), h.headers.get("Stripe-Version"))
         h.respond(status, body, request_id, headers)
 
     def _check_set_up(self, name: str, path: str) -> None:
@@ -302,6 +310,8 @@ class StripeEmulator:
                 return 200, {"ok": True}
             if method == "POST" and parts == ["config"]:
                 return 200, self.configure(**fields)
+            if method == "POST" and parts == ["api_version"]:
+                return 200, {"api_version": self.set_api_version(fields.get("version"), stripe_account=account)}
             if method == "POST" and parts == ["clock"]:
                 self.freeze_clock(fields.get("frozen_at"))
                 return 200, {"frozen_at": self._frozen_at}

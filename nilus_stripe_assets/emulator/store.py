@@ -20,6 +20,7 @@ import orjson
 from ..source.catalog import CATALOG
 from .builders import ALNUM, RandomContext, build, coupon_ids, declared, new_ids, settled_amount
 from .data import Record, event_bytes
+from . import versions
 from .lazy import LazySource, LazyTable
 from .model import API_VERSION, ATTR_FIELD, EMBEDDED, EMBEDDED_PAGE, NAMES, OBJECT_TYPE, PARENT, SHARED_WITH, VIA_PARENT
 from .model import event_type, natural_ids
@@ -138,14 +139,18 @@ def page_oldest_first(keys: list[Key], limit: int, lo: int, hi: int, cursor_at: 
 class _LazyEvent:
     """An update event of a lazily generated object: its bytes are rendered when it is read."""
 
-    __slots__ = ("table", "oid", "changed", "eid", "etype", "created", "extra")
+    __slots__ = ("table", "oid", "changed", "eid", "etype", "created", "extra", "version")
 
-    def __init__(self, table: LazyTable, oid: str, changed: dict, eid: str, etype: str, created: int, extra: bytes):
+    def __init__(self, table: LazyTable, oid: str, changed: dict, eid: str, etype: str, created: int, extra: bytes,
+                 version: str = API_VERSION):
         self.table, self.oid, self.changed = table, oid, changed
-        self.eid, self.etype, self.created, self.extra = eid, etype, created, extra
+        self.eid, self.etype, self.created, self.extra, self.version = eid, etype, created, extra, version
 
     def __call__(self) -> bytes:
-        return event_bytes(self.eid, self.etype, self.created, self.table.render(self.oid, self.changed), self.extra)
+        body = self.table.render(self.oid, self.changed)
+        if self.version != API_VERSION:
+            body = _dumps(versions.render(orjson.loads(body), self.version))
+        return event_bytes(self.eid, self.etype, self.created, body, self.extra, self.version)
 
 
 def _bytes(body) -> bytes:
@@ -189,6 +194,9 @@ class Store:
         self.clock = clock
         self.ctx = StoreContext(self, random.Random(f"{seed}:runtime"))
         self._events_made = 0
+        # The account's default API version, in which its events are rendered (objects read are in the
+        # pinned one, as a client pinning it gets them).
+        self.api_version = API_VERSION
 
     # ---- reads -------------------------------------------------------------------------------
     def list(self, name: str, limit: int, *, starting_after: Optional[str] = None,
@@ -419,8 +427,9 @@ class Store:
         eid = self._new_id("event")
         created = int(self.clock())
         extra = b',"previous_attributes":' + orjson.dumps(previous) if previous is not None else b""
+        version = self.api_version
         if lazy:  # 100k updates of 10M lazy charges would otherwise hold ~300 MB of event bytes
-            body = _LazyEvent(lazy[0], obj["id"], lazy[1], eid, etype, created, extra)
+            body = _LazyEvent(lazy[0], obj["id"], lazy[1], eid, etype, created, extra, version)
         else:
-            body = event_bytes(eid, etype, created, _dumps(obj), extra)
+            body = event_bytes(eid, etype, created, _dumps(versions.render(obj, version)), extra, version)
         events.add(eid, created, body, etype)

@@ -50,6 +50,8 @@ class Batch:
     prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
     # The spooled files staged while they were fetched (`staging.stream`), finished by `warehouse.prepare`.
     streamed: Optional[StreamedStaging] = None
+    # Change capture: objects whose newest event was rendered in another API version, read again in the pinned one.
+    reread_other_version: Optional[int] = None
 
     @property
     def merge_key(self):

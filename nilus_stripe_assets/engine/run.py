@@ -163,6 +163,15 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
             # The events cursor is committed in the same transaction as the rows it describes.
             if capture is not None:
                 stream.wait()
+                # In this object's thread, on its own handle: a failed re-read is this object's failure.
+                stream.stream.complete(capture, api)
+                batch.requests = api.stats.as_dict()
+                batch.reread_other_version = capture.reread_other_version
+                if capture.reread_other_version:
+                    notes.append(
+                        f"{capture.reread_other_version} {obj.name} object(s) whose newest event was rendered in "
+                        f"another API version were read again in {stream.stream.version}"
+                    )
                 batch.changes = ChangeSet(
                     files=capture.files, state_key=plan.state_key, cursor=capture.cursor, fields=capture.fields,
                     kinds=capture.kinds,

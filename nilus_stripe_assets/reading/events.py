@@ -9,8 +9,9 @@ cursor any of them needs, and routes each event by the type of the object it car
 discounts and tax ids. Each object gets a spool of states tagged with the event's `created`, `type`, its
 rank in the list (`ListOrder`: `created` has whole seconds, so within a second the list's order decides) and
 the fields the payload carries; `warehouse.write(..., changes=ChangeSet(...))` applies the newest state
-per object in the same transaction as the load (a deletion wins its second), keeps `*.deleted` as a flag,
-and never nulls a field that a payload rendered in an older API version does not have. Children follow their parent's events where
+per object in the same transaction as the load (a deletion wins its second) and keeps `*.deleted` as a
+flag. A state rendered in another API version than the pinned one is never applied as current (`versions.py`):
+`complete` reads such objects again, in the pinned version, once the read is done. Children follow their parent's events where
 Stripe embeds them (a subscription's `items`; the rest from `/v1/subscription_items` when `has_more`).
 The `event` table, when loaded incrementally, is filled from the same read.
 
@@ -30,6 +31,8 @@ from ..staging import disk as spool_disk
 from .fetch import Window, iter_pages, iter_pages_created
 from ..staging.spool import Spool, SpoolSummary
 from ..staging.parquet import EVENT_CREATED, EVENT_PRESENT, EVENT_SEQ, EVENT_TYPE
+from ..source.shapes import api_version
+from .versions import REREAD_RANK, Newest, Rereads, source_of
 
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
     from ..source.client import StripeApi
@@ -68,6 +71,9 @@ class Capture:
     objects: int = 0  # object states spooled
     cursor: Optional[int] = None  # where the next run resumes (committed with the rows)
     expired: bool = False  # the cursor is older than Stripe's 30-day event retention
+    # Objects whose newest event was rendered in another API version, read again in the pinned one
+    # (`versions.py`; None until `EventStream.complete`).
+    reread_other_version: Optional[int] = None
 
 
 class ListOrder:
@@ -101,6 +107,14 @@ class _Subscriber:
     obj: StripeObject
     capture: Capture
     spool: Spool
+    newest: Newest = field(default_factory=Newest)
+    finished: bool = False
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            summary = self.spool.finish()
+            self.capture.files, self.capture.fields, self.capture.kinds = summary.files, summary.fields, summary.kinds
 
 
 class EventStream:
@@ -111,6 +125,8 @@ class EventStream:
 
     def __init__(self, api: StripeApi, now: int, spool_root: Optional[str] = None, account: Optional[str] = None):
         self.api, self.now, self.spool_root, self.account = api, now, spool_root, account
+        self.version = api_version()  # what the package reads in; events of other versions are not applied
+        self._rereads = Rereads()
         self._subscribers: list[_Subscriber] = []
         self._event_rows: Optional[Spool] = None
         self._event_rows_since: Optional[int] = None
@@ -153,7 +169,8 @@ class EventStream:
         return params
 
     def read(self) -> None:
-        """Read and route every event; raises Stripe's errors unchanged."""
+        """Read and route every event; raises Stripe's errors unchanged. Each subscriber's states are ready
+        once `complete` has run for its capture."""
         routes: dict[str, list[_Subscriber]] = {}
         for sub in self._subscribers:
             routes.setdefault(carried_type(sub.obj), []).append(sub)
@@ -176,7 +193,7 @@ class EventStream:
                     carried = (event.get("data") or {}).get("object") or {}
                     for sub in routes.get(carried.get("object") or "", ()):
                         if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
-                            states = self._states(sub.obj, event, carried, rank)
+                            states = self._route(sub, event, carried, rank)
                             if self.account:  # part of the state (and its content hash), as on listed rows
                                 stamp_account([state for state, _ in states], self.account)
                             sub.capture.events += 1
@@ -186,9 +203,6 @@ class EventStream:
                             )
                 newest = max(newest or 0, max(int(e["created"]) for e in page))
         finally:
-            for sub in self._subscribers:
-                summary = sub.spool.finish()
-                sub.capture.files, sub.capture.fields, sub.capture.kinds = summary.files, summary.fields, summary.kinds
             if self._event_rows is not None:
                 self.event_rows = self._event_rows.finish()
             self.seconds = time.perf_counter() - started
@@ -197,9 +211,46 @@ class EventStream:
             # so a quiet object's cursor moves on too instead of expiring after 30 days.
             sub.capture.cursor = max(sub.capture.since, newest or 0, self.started_at - EVENTS_LOOKBACK_SECONDS)
 
-    def _states(self, obj: StripeObject, event: dict, carried: dict, rank: int) -> list[tuple[dict, dict]]:
+    def _route(self, sub: _Subscriber, event: dict, carried: dict, rank: int) -> list[tuple[dict, dict]]:
+        """The states of one event to apply for `sub`: all it carries when rendered in the pinned version; from
+        another version, only a deletion, reduced to the object's key (the rest waits for `complete`)."""
+        obj, embedded = sub.obj, sub.obj.parent is not None and bool(sub.obj.parent.embedded_field)
+        current = event.get("api_version") == self.version
+        deletion = str(event.get("type", "")).endswith(".deleted")
+        if carried.get("id"):
+            sub.newest.see(str(carried["id"]), int(event["created"]), deletion, rank, current)
+        if current:
+            return self._states(obj, event, carried, rank)
+        if deletion and not embedded and carried.get("id"):
+            return self._states(obj, event, {"id": carried["id"], "object": carried.get("object")}, rank)
+        return []
+
+    def complete(self, capture: Capture, api: Optional[StripeApi] = None) -> None:
+        """Finish one object's share after `read`: read again, in the pinned version, the objects whose newest
+        event was rendered in another one (through `api`, the object's own handle, so its requests and
+        failures are its own), then close its spool. Raises Stripe's errors unchanged."""
+        sub = next(s for s in self._subscribers if s.capture is capture)
+        try:
+            ids = sub.newest.to_reread()
+            capture.reread_other_version = len(ids)
+            if ids:
+                at = int(time.time())  # the states read below are at least this new
+                source = source_of(sub.obj)
+                found = self._rereads.current(api or self.api, source, ids)
+                states = [state for current in found
+                          for state in self._states(sub.obj, {"created": at, "type": f"{current.get('object')}.reread"},
+                                                    current, REREAD_RANK, api)]
+                if self.account:
+                    stamp_account([state for state, _ in states], self.account)
+                capture.objects += sub.spool.write([state for state, _ in states], tags=[tag for _, tag in states])
+        finally:
+            sub.finish()
+
+    def _states(self, obj: StripeObject, event: dict, carried: dict, rank: int,
+                api: Optional[StripeApi] = None) -> list[tuple[dict, dict]]:
         """The object states one event carries for `obj`, each with its tag: the event's `created`, `type`
-        and `rank` in the list (see `ListOrder`), and the fields the payload has."""
+        and `rank` in the list (see `ListOrder`), and the fields the payload has. `api` reads the children
+        beyond an embedded page (default: the stream's)."""
         created = int(event["created"])
         embedded = obj.parent.embedded_field if obj.parent else None
         if embedded:
@@ -208,7 +259,7 @@ class EventStream:
             # Not every child class declares its parent's id (stripe.CreditNoteLineItem has no `credit_note`):
             # set it, as the fetch engine does for children it lists.
             parent = {obj.parent.id_column: carried.get("id")}
-            items = [{**item, **parent} for item in self._embedded_items(obj, carried, embedded)]
+            items = [{**item, **parent} for item in self._embedded_items(obj, carried, embedded, api or self.api)]
             return [(item, {EVENT_CREATED: created, EVENT_TYPE: "item.updated", EVENT_SEQ: rank,
                             EVENT_PRESENT: list(item)})
                     for item in items]
@@ -217,7 +268,7 @@ class EventStream:
         tag = {EVENT_CREATED: created, EVENT_TYPE: event.get("type", ""), EVENT_SEQ: rank, EVENT_PRESENT: list(carried)}
         return [(carried, tag)]
 
-    def _embedded_items(self, obj: StripeObject, carried: dict, embedded: str) -> list[dict]:
+    def _embedded_items(self, obj: StripeObject, carried: dict, embedded: str, api: StripeApi) -> list[dict]:
         listed = carried.get(embedded) or {}
         items = list(listed.get("data") or [])
         relation = obj.parent
@@ -228,12 +279,13 @@ class EventStream:
             else:
                 path, params = relation.path_template.format(id=carried["id"]), {}
             after = items[-1]["id"] if items else None
-            for page in iter_pages(self.api, path, params, after):
+            for page in iter_pages(api, path, params, after):
                 items.extend(page)
         return items
 
     def cleanup(self) -> None:
         for sub in self._subscribers:
+            sub.finish()  # closes its files, if `complete` never ran (the object failed before)
             spool_disk.remove(str(sub.spool.path))
         if self._event_rows is not None:
             spool_disk.remove(str(self._event_rows.path))

@@ -55,6 +55,9 @@ class StripeObject:
     merge_key: str = "id"
     parent: Optional[Parent] = None
     list_params: Mapping[str, str] = field(default_factory=dict)  # always sent, e.g. status=all
+    # The list takes `ids` (stripe-python's `*ListParams` declares it: products only), so objects to read
+    # again come 100 per request instead of one each.
+    list_by_ids: bool = False
     event_prefix: Optional[str] = None  # event type prefix, e.g. "invoiceitem" for invoiceitem.updated
     extra: bool = False  # not one of the spec's 21 objects (the child tables issue 11 added)
 
@@ -126,7 +129,7 @@ CATALOG: dict[str, StripeObject] = {
             "Scheduled subscription updates.",
             "SubscriptionSchedule",
         ),
-        _o("product", "/v1/products", "prod_", "merge", "Product catalog.", "Product"),
+        _o("product", "/v1/products", "prod_", "merge", "Product catalog.", "Product", list_by_ids=True),
         _o("price", "/v1/prices", "price_", "merge", "Product prices.", "Price"),
         _o("coupon", "/v1/coupons", "", "replace", "Coupons.", "Coupon"),
         _o("promotion_code", "/v1/promotion_codes", "promo_", "merge", "Promotion codes.", "PromotionCode"),

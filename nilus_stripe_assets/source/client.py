@@ -26,6 +26,7 @@ import stripe
 
 from ..reading.budget import RequestBudget
 from .config import DEFAULT_API_BASE
+from .shapes import api_version
 
 
 
@@ -182,11 +183,20 @@ class StripeApi:
         self._transport = _MeteredRequestsClient(budget, self.stats, retry.timeout_seconds, retry.max_retry_seconds)
         self._client = stripe.StripeClient(
             api_key,
+            # Stated, not left to the SDK's default: the version the SDK's classes (and so our columns)
+            # describe, sent as `Stripe-Version` on every request, so every list comes back in it.
+            stripe_version=api_version(),
             stripe_account=stripe_account,
             base_addresses={"api": self.api_base},
             max_network_retries=retry.max_network_retries,
             http_client=self._transport,
         )
+
+    def retrieve(self, path: str) -> dict:
+        """GET one object, e.g. `/v1/invoices/in_…`, in the pinned API version (retries as `list_page`)."""
+        found = self.list_page(path, {})
+        self.stats.add(objects=1)
+        return found
 
     def list_page(self, path: str, params: Mapping[str, Any]) -> dict:
         """GET one list page. Raises stripe.StripeError once retries are spent."""

@@ -151,7 +151,10 @@ def build_snapshot() -> dict:
     # Plus the classes of lists that objects embed (invoice.lines, credit_note.lines), and Connect's accounts
     # (`/v1/account`, `/v1/accounts`), which the emulator renders.
     classes = sorted({o.sdk_class for o in CATALOG.values()} | {"InvoiceLineItem", "CreditNoteLineItem", "Account"})
-    return {"stripe_version": _sdk().VERSION, "classes": {name: class_fields(name) for name in classes}}
+    sdk = _sdk()
+    # The API version the SDK pins: the version its classes describe, and the one every request sends.
+    return {"stripe_version": sdk.VERSION, "api_version": sdk.api_version,
+            "classes": {name: class_fields(name) for name in classes}}
 
 
 def render(snapshot: dict) -> str:

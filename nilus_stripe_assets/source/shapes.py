@@ -69,6 +69,12 @@ def stripe_version() -> str:
     return _snapshot()["stripe_version"]
 
 
+def api_version() -> str:
+    """The Stripe API version stripe-python pins (`stripe.api_version`), which its classes describe: every
+    request sends it as `Stripe-Version`, so lists come back in it (events keep their own, see reading/events)."""
+    return _snapshot()["api_version"]
+
+
 @cache
 def class_fields(sdk_class: str) -> tuple[Field, ...]:
     """Declared fields of `stripe.<sdk_class>`, in the SDK's order."""
@@ -106,4 +112,4 @@ def object_type(name: str) -> str:
     return values[0]
 
 
-__all__ = ["Field", "FieldType", "class_fields", "field", "field_names", "fields", "object_type", "stripe_version"]
+__all__ = ["Field", "FieldType", "api_version", "class_fields", "field", "field_names", "fields", "object_type", "stripe_version"]
