@@ -75,3 +75,25 @@ def test_an_invoice_changed_under_an_older_api_version_ends_correct(warehouse):
         assert stats["endpoints"]["GET /v1/invoices/:id"]["requests"] == 2
         assert stats["total"]["requests"] <= 5, stats["endpoints"]
         assert stats["stripe_versions"] == {stripe.api_version: stats["total"]["requests"]}
+
+
+def test_products_of_other_version_events_are_read_again_100_per_request(warehouse_path):
+    from .conftest import make_resources, query
+
+    with StripeEmulator(scale=0.05, counts={"product": 150}, seed=9) as emu:
+        assets = build_stripe_assets(["product"])
+        resources = make_resources(emu, warehouse_path)
+        assert materialize(assets, resources).success
+        ids = [r[0] for r in query(warehouse_path, "SELECT id FROM stripe.product ORDER BY id LIMIT 120")]
+        emu.set_api_version(ACACIA)
+        for oid in ids:
+            emu.update("product", oid, description="changed under acacia")
+        emu.reset_stats()
+        result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
+        assert result.success
+        assert _meta(result, "product")["reread_other_version"] == 120
+        assert query(warehouse_path, "SELECT count(*) FROM stripe.product WHERE description = 'changed under acacia'") == [(120,)]
+        endpoints = emu.stats()["endpoints"]
+        assert "GET /v1/products/:id" not in endpoints
+        # The incremental list of new products, then the 120 changed ones in two requests of `ids`.
+        assert endpoints["GET /v1/products"]["requests"] == 3

@@ -87,11 +87,19 @@ class Rereads:
 
 
 def _read(api: StripeApi, source: StripeObject, ids: Sequence[str]) -> dict[str, dict]:
-    if source.list_by_ids:
+    if source.list_by_ids and len(ids) > 1:
+        import stripe
+
         chunks = [list(ids[i:i + IDS_PER_LIST]) for i in range(0, len(ids), IDS_PER_LIST)]
-        pages = _each(lambda chunk: api.list_page(
-            source.path, {**source.list_params, "ids": chunk, "limit": IDS_PER_LIST})["data"], chunks)
-        return {o["id"]: o for page in pages for o in page if o.get("id") in set(ids)}
+        try:
+            pages = _each(lambda chunk: api.list_page(
+                source.path, {**source.list_params, "ids": chunk, "limit": IDS_PER_LIST})["data"], chunks)
+            wanted = set(ids)
+            return {o["id"]: o for page in pages for o in page if o.get("id") in wanted}
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status != 400:
+                raise
+            # A Stripe-compatible server without the `ids` parameter (localstripe): one request per object.
     return {o["id"]: o for o in _each(lambda oid: _retrieve(api, source, oid), ids) if o and not o.get("deleted")}
 
 
