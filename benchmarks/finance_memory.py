@@ -67,6 +67,9 @@ def cli(workdir: Path, emulator: bench.Emulator, label: str, select: str, timeou
         finally:
             memory.stop()
             spill.stop()
+    if returncode != 0:  # the failure's own lines, not a traceback of ours
+        tail = (workdir / f"dagster-{label}.log").read_text(errors="replace").strip().splitlines()[-5:]
+        print("\n".join(f"{'':>10} {label} failed: {line}" for line in tail), flush=True)
     return {"label": label, "green": returncode == 0, "wall_seconds": round(time.monotonic() - started, 1),
             "peak_rss_mb": round(memory.peak_rss / MB), "peak_spill_mb": round(spill.peak / MB),
             "loadavg_1m": round(os.getloadavg()[0], 1)}
@@ -79,7 +82,9 @@ def rows_of(database: Path) -> dict[str, int]:
         names = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'finance' ORDER BY 1").fetchall()]
         out = {f"finance.{n}": con.execute(f'SELECT count(*) FROM finance."{n}"').fetchone()[0] for n in names}
-        out["stripe.balance_transaction"] = con.execute("SELECT count(*) FROM stripe.balance_transaction").fetchone()[0]
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'stripe' "
+                       "AND table_name = 'balance_transaction'").fetchone()[0]:
+            out["stripe.balance_transaction"] = con.execute("SELECT count(*) FROM stripe.balance_transaction").fetchone()[0]
         return out
 
 

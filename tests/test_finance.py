@@ -342,3 +342,20 @@ def test_models_run_in_sql_without_pandas_in_the_step(tmp_path):
     code = ("import duckdb, sys; from nilus_stripe_assets.warehouse.models import build_all; "
             f"build_all(duckdb.connect({str(tmp_path / 'w.duckdb')!r})); print('pandas' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.skipif(not {"dispute", "invoice_payment"} <= set(CATALOG), reason="the catalog has no dispute / invoice_payment table yet")
+def test_disputes_and_invoice_payments_link_transactions_when_loaded(known, warehouse):
+    """With the dispute and invoice_payment tables loaded, a dispute's transaction finds its charge and customer,
+    and a charge finds the invoice it paid and that invoice's subscription."""
+    known.create("dispute", id="dp_known", charge="ch_daily", payment_intent=None, amount=1000, currency="usd",
+                 created=ts(2025, 1, 16, 10))
+    known.create("invoice_payment", id="inpay_known", invoice="in_back", currency="usd", status="paid",
+                 payment={"type": "charge", "charge": "ch_upgrader", "payment_intent": None}, created=ts(2025, 6, 1))
+    assets = build_stripe_assets(UPSTREAM + ["dispute", "invoice_payment"]) + build_finance_assets()
+    assert materialize(assets, warehouse.resources(known)).success
+    linked = {r[0]: r[1:] for r in rows(warehouse, "SELECT balance_transaction_id, dispute_id, charge_id, customer_id, "
+                                                   "invoice_id, subscription_id FROM finance.balance_transactions")}
+    assert linked["txn_dispute"] == ("dp_known", "ch_daily", "cus_daily", None, None)
+    assert linked["txn_sale"] == (None, "ch_upgrader", "cus_upgrader", "in_back", "sub_back")
+    assert linked["txn_refund"][3:] == ("in_back", "sub_back"), "a refund of that charge belongs to the same invoice"

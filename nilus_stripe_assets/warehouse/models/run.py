@@ -17,7 +17,6 @@ from .dialect import Dialect, source_relation
 from .model import Model
 
 _SOURCE = re.compile(r"\bsrc_(\w+)\b")
-_DDL_LOCK = 7_225_022  # PostgreSQL advisory lock: concurrent CREATE SCHEMA/TABLE can collide in its catalog
 
 
 def select_sql(model: Model, d: Dialect, stripe_schema: str = "stripe", finance_schema: str = "finance") -> str:
@@ -44,10 +43,9 @@ def build(con, model: Model, *, stripe_schema: str = "stripe", finance_schema: s
     table = TableRef(finance_schema, model.name)
 
     def apply() -> int:
+        sink.create_schema(finance_schema)
         with sink.transaction():
-            if sink.kind == "postgresql":
-                sink.execute(f"SELECT pg_advisory_xact_lock({_DDL_LOCK})")
-            sink.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(finance_schema)}")
+            sink.lock_ddl(str(table))  # PostgreSQL: concurrent DDL on one name collides in its catalog
             select = select_sql(model, d, stripe_schema, finance_schema)
             sink.execute(f"DROP TABLE IF EXISTS {table.sql}")
             sink.execute(f"CREATE TABLE {table.sql} AS {select}")
