@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -41,9 +42,16 @@ def _dg() -> str:
     beside = Path(sys.executable).with_name("dg")
     return str(beside) if beside.exists() else "dg"
 
-# The instance's console settings, as in the repository's dagster.yaml (see wiring/console.py).
+# The instance's settings, as in the repository's dagster.yaml: its SQLite storage created under a file lock
+# (dagster_adapter/instance_storage.py) and the console settings (dagster_adapter/console.py).
 INSTANCE_SETTINGS = """telemetry:
   enabled: false
+storage:
+  custom:
+    module: nilus_stripe_assets.dagster_adapter.instance_storage
+    class: SqliteStorageCreatedOnce
+    config:
+      base_dir: {storage}
 python_logs:
   python_log_level: INFO
   dagster_handler_config:
@@ -59,7 +67,7 @@ def dagster_home() -> str:
         return str(Path.cwd())
     home = Path(".dagster_home").resolve()
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text(INSTANCE_SETTINGS)
+    (home / "dagster.yaml").write_text(INSTANCE_SETTINGS.format(storage=json.dumps(str(home / "storage"))))
     return str(home)
 
 
