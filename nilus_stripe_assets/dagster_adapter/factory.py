@@ -307,6 +307,9 @@ def _metadata(outcomes: list, by_account: bool) -> dict:
                  "rate_limited_429", "server_errors_5xx", "retries", "account_rows", "reread_other_version"):
         if name in metadata:
             metadata[name] = sum(int(o.written.get(name, 0)) for o in outcomes)
+    adopted = sum(int(o.written.get("rows_adopted", 0)) for o in outcomes)  # by whichever account wrote first
+    if adopted:
+        metadata["rows_adopted"] = adopted
     metadata["stripe_accounts"] = ", ".join(str(o.plan.account) for o in outcomes)
     return metadata
 

@@ -23,7 +23,7 @@ from ..source.shapes import api_version
 from ..staging.columns import declared_columns, descriptions
 from ..reading.accounts import ACCOUNT_COLUMN
 from ..engine.load import Batch
-from ..warehouse.strategies import TableRef, WriteResult, apply, prepare, quote, table_columns
+from ..warehouse.strategies import Adoption, TableRef, WriteResult, apply, prepare, quote, table_columns
 from ..warehouse.sinks.base import literal
 from .duckdb_resource import open_sink
 
@@ -95,7 +95,10 @@ def write_batch(duckdb: DuckDBResource, batch: Batch) -> dict:
         prepared = batch.prepared or prepare_batch(batch)
         with open_sink(duckdb) as sink:
             locked = time.perf_counter()
-            result = apply(sink, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope)
+            # Connect: rows loaded before it (no account) are the platform's, adopted in this transaction.
+            adopt = Adoption(ACCOUNT_COLUMN, batch.platform) if batch.account and batch.platform else None
+            result = apply(sink, batch.table, prepared, batch.strategy, batch.merge_key, scope=batch.scope,
+                           adopt=adopt)
             metadata = _table_metadata(sink, batch.table, batch.object.created_field, descriptions(batch.object.name))
             if batch.account:  # Connect: the table holds every account; this account's share of it
                 metadata["account_rows"] = _account_rows(sink, batch.table, batch.account)
@@ -123,12 +126,16 @@ def describe(batch: Batch, metadata: dict) -> str:
     run's timeline), so each says when it was done, how long it took and what it changed."""
     requests = int(batch.requests.get("requests", 0))
     value = lambda name: getattr(metadata.get(name), "value", metadata.get(name)) or 0  # noqa: E731
-    return (
+    line = (
         f"{batch.object.name}: {batch.spool.objects:,} objects in {batch.seconds:.1f}s "
         f"({batch.objects_per_second:,.0f}/s, {requests:,} requests, mode {batch.mode}), written to "
         f"{batch.table} in {value('write_seconds'):.1f}s ({value('rows_inserted'):,} inserted, "
         f"{value('rows_updated'):,} updated)"
     )
+    if value("rows_adopted"):  # the first Connect write into a table loaded for one account: said once
+        line += (f"; {value('rows_adopted'):,} rows loaded before Connect (no {ACCOUNT_COLUMN}) adopted as the "
+                 f"platform's ({batch.platform})")
+    return line
 
 
 def _table_metadata(sink, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006
@@ -176,6 +183,7 @@ def _write_metadata(batch: Batch, result: WriteResult) -> dict:
         "rows_updated": result.updated,
         "rows_deleted": result.deleted,
         "rows_unchanged": result.unchanged,
+        **({"rows_adopted": result.adopted} if result.adopted else {}),
         "requests": int(req.get("requests", 0)),
         "rate_limited_429": int(req.get("rate_limited", 0)),
         "server_errors_5xx": int(req.get("server_errors", 0)),

@@ -47,6 +47,7 @@ class Batch:
     changes_dir: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     account: Optional[str] = None  # Connect: every row carries it in `stripe_account`, part of the merge key
+    platform: Optional[str] = None  # Connect: the platform's id, given to rows stored without an account
     prepared: Any = None  # the write's staged form, when the engine staged it in the fetch's thread
     # The spooled files staged while they were fetched (`staging.stream`), finished by `warehouse.prepare`.
     streamed: Optional[StreamedStaging] = None

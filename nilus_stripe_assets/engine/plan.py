@@ -50,6 +50,9 @@ class ObjectPlan:
     capture_changes: bool = True
     notes: list[str] = field(default_factory=list)
     account: Optional[str] = None  # Connect: the account whose rows this plan loads (stripe_account)
+    # Connect: the platform's id. Rows the table holds without an account (loaded before Connect, by the
+    # single-account location with the platform's key) are the platform's: the write adopts them.
+    platform: Optional[str] = None
 
     @property
     def state_key(self) -> str:
@@ -68,6 +71,7 @@ def plan_object(
     partition: Optional[Window],
     connect: Callable[[], Any],
     account: Optional[str] = None,
+    platform: Optional[str] = None,
 ) -> ObjectPlan:
     """Plan one object. `strategy` is the pipeline's override (None: the spec's default); `partition` is
     the partition's `created` window when the object is loaded by partition; `account` the Connect account
@@ -76,7 +80,8 @@ def plan_object(
     mode = default_mode if requested is None else run_mode(obj, requested)
     partitioned = partition is not None
     resolved = resolve_strategy(obj, mode, strategy, partitioned=partitioned)
-    plan = ObjectPlan(key, obj, table, mode, resolved, capture_changes=options.capture_changes, account=account)
+    plan = ObjectPlan(key, obj, table, mode, resolved, capture_changes=options.capture_changes, account=account,
+                      platform=platform)
     own_rows = Slice(None, equals=((ACCOUNT_COLUMN, account),)) if account else None
     # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
     # slice of history, and snapshots (replace) and the event stream itself have no changes to capture.

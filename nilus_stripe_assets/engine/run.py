@@ -200,6 +200,7 @@ def _failure(plan: ObjectPlan, exc: BaseException, api_key: Optional[str]) -> st
 
 def _fetch_and_stage(plan, api, workers, spool_root, log, cancel, stream, prepare) -> Batch:
     batch = fetch(plan, api, workers, spool_root, log, cancel, stream)
+    batch.platform = plan.platform
     if prepare is not None and not cancel.is_set():
         if batch.streamed is not None:
             # Its last pieces take staging slots of their own: never wait for them while holding one.

@@ -158,7 +158,7 @@ def plan_run(
                 plan = plan_object(
                     (target.key, account), target.object, target.table, default_mode=target.mode,
                     strategy=target.strategy, options=options, partition=window if target.partitioned else None,
-                    connect=connect, account=account,
+                    connect=connect, account=account, platform=platform,
                 )
                 plans.append(plan)
                 apis[plan.key] = handle()  # one handle each, so each object's request counters are its own

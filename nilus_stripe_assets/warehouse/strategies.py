@@ -115,8 +115,22 @@ class WriteResult:
     deleted: int = 0  # rows removed by a replace
     unchanged: int = 0  # rows already stored exactly as received (merge/replace), ids already present (append)
     rows: int = 0  # rows in the table after the write
+    adopted: int = 0  # rows stored without an account that the write gave one (see `Adoption`)
     added_columns: list[str] = field(default_factory=list)
     widened_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """Rows stored with a null `column` take `value`, in the write's transaction, before the batch is compared.
+
+    Connect: a table the single-account location loaded has rows without `stripe_account`. That location reads
+    the key's own account, so they are the platform's rows: stamped with the platform's id, the platform's load
+    matches them by `(stripe_account, id)` instead of adding a second copy, and no check meets a null account.
+    """
+
+    column: str
+    value: str
 
 
 def _widen(current: str, incoming: Optional[str]) -> str:
@@ -311,14 +325,17 @@ def apply(
     strategy: str,
     merge_key: MergeKey = "id",
     scope: Optional[Slice] = None,
+    adopt: Optional[Adoption] = None,
 ) -> WriteResult:
-    """Apply a prepared batch in one transaction: only new and changed rows are written."""
+    """Apply a prepared batch in one transaction: only new and changed rows are written. `adopt`: rows
+    without an account are given one first (`Adoption`), in the same transaction."""
     _check_strategy(strategy)
     sink = as_sink(con)
-    return sink.guarded(lambda: _apply_once(sink, table, prepared, strategy, merge_key, scope))
+    return sink.guarded(lambda: _apply_once(sink, table, prepared, strategy, merge_key, scope, adopt))
 
 
-def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope) -> WriteResult:
+def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, merge_key, scope,
+                adopt: Optional[Adoption] = None) -> WriteResult:
     result = WriteResult(table=str(table), strategy=strategy)
     # Created before the write's transaction, each committed at once, so that first loads of several objects
     # into one new schema do not wait for each other's writes (only the table itself is created in it).
@@ -331,6 +348,8 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
         columns = _evolve(con, table, rows.types, result, prepared.declared, merge_key)
         if changes is not None:
             columns = _evolve(con, table, changes.types, result, prepared.declared, merge_key)
+        if adopt is not None and adopt.column in columns:
+            result.adopted = _adopt(con, table, adopt, merge_key)
         result.received = rows.rows
         if not rows.empty or (strategy == "replace"):
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
@@ -342,6 +361,15 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
         for temp in ("_diff", "_changes"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
     return result
+
+
+def _adopt(con: Sink, table: TableRef, adopt: Adoption, merge_key: MergeKey) -> int:
+    """Give rows without an account the adopting one; index the table on its merge key (a table made for
+    one account is indexed on `id` alone, where two accounts may hold one id: coupon SUMMER25)."""
+    column = quote(adopt.column)
+    adopted = con.changed(f"UPDATE {table.sql} SET {column} = {literal(adopt.value)} WHERE {column} IS NULL")
+    con.index_key(table, key_columns(merge_key))
+    return adopted
 
 
 def _select(con: Sink, staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -> tuple[list[str], list[str]]:

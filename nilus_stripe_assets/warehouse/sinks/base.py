@@ -60,6 +60,10 @@ class Sink(Protocol):
     def create_table(self, table: "TableRef", columns: Mapping[str, str], key: Sequence[str]) -> None:
         """Create `table` with these columns (DuckDB-spelled types), indexed on the merge key if it helps."""
 
+    def index_key(self, table: "TableRef", key: Sequence[str]) -> None:
+        """Within the current transaction, make `key` the table's unique key where `create_table` indexes one
+        (a table made with another merge key: one account's `id`, now Connect's `(stripe_account, id)`)."""
+
     def retype(self, column: str, current: str, target: str) -> str:
         """The `ALTER COLUMN … TYPE` clause (after TYPE) changing a column from `current` to `target`."""
 

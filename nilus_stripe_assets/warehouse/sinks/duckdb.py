@@ -74,6 +74,9 @@ class DuckDBSink:
         ddl = ", ".join(f"{quote(c)} {t}" for c, t in columns.items())
         self.con.execute(f"CREATE TABLE {table.sql} ({ddl})")
 
+    def index_key(self, table, key: Sequence[str]) -> None:
+        pass  # no key index (see create_table)
+
     def retype(self, column: str, current: str, target: str) -> str:
         if target == "TIMESTAMPTZ" and current == "BIGINT":  # epoch seconds kept by an older version
             return f"TIMESTAMPTZ USING to_timestamp({quote(column)})"

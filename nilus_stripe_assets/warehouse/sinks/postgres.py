@@ -35,6 +35,10 @@ _FROM_PG = {"character varying": "VARCHAR", "text": "VARCHAR", "bigint": "BIGINT
 _COPY_CHUNK = 1 << 20
 
 
+def _key_index_name(table, key: Sequence[str]) -> str:
+    return f"{table.name}__{'_'.join(key)}__key"[:63]
+
+
 class PostgresSink:
     kind = "postgresql"
     rowid = "ctid"
@@ -84,8 +88,30 @@ class PostgresSink:
     def create_table(self, table, columns: Mapping[str, str], key: Sequence[str]) -> None:
         ddl = ", ".join(f"{quote(c)} {self.type_sql(t)}" for c, t in columns.items())
         self.con.execute(f"CREATE TABLE {table.sql} ({ddl})")
-        index = quote(f"{table.name}__{'_'.join(key)}__key"[:63])
+        self._create_key_index(table, key)
+
+    def _create_key_index(self, table, key: Sequence[str]) -> None:
+        index = quote(_key_index_name(table, key))
         self.con.execute(f"CREATE UNIQUE INDEX {index} ON {table.sql} ({', '.join(quote(c) for c in key)})")
+
+    def _key_indexes(self, table) -> set[str]:
+        """The table's unique indexes on a merge key (named by `_key_index_name`)."""
+        names = self.con.execute(
+            f"SELECT indexname FROM pg_indexes WHERE schemaname = {literal(table.schema)} "
+            f"AND tablename = {literal(table.name)}"
+        ).fetchall()
+        return {n for (n,) in names if n.startswith(f"{table.name}__"[:63]) and n.endswith("__key")}
+
+    def index_key(self, table, key: Sequence[str]) -> None:
+        wanted = _key_index_name(table, key)
+        if self._key_indexes(table) == {wanted}:
+            return  # every write but the first after a change of key: one catalog read, no lock
+        self.lock_ddl(str(table))  # another writer may be re-indexing this table: wait, then look again
+        found = self._key_indexes(table)
+        if wanted not in found:
+            self._create_key_index(table, key)
+        for other in found - {wanted}:  # e.g. `id` alone, where two accounts may hold one id
+            self.con.execute(f"DROP INDEX {quote(table.schema)}.{quote(other)}")
 
     def retype(self, column: str, current: str, target: str) -> str:
         col = quote(column)
