@@ -318,3 +318,31 @@ def test_incremental_mode_on_a_partition_reads_only_its_day(shared_emulator, tmp
     assert meta["objects_fetched"] == expected
     assert meta["requests"] == expected // 100 + 1  # list pages only: no /v1/events reads
     assert "change capture" not in meta.get("notes", "")
+
+
+def test_incremental_run_relists_the_recent_payouts_transactions(emulator, warehouse_path):
+    """No event carries a payout's balance transactions: an incremental run lists those of the payouts created
+    in the last 30 days (one request each, plus the payouts page), so a new payout's transactions arrive."""
+    import time
+
+    assets = build_stripe_assets(["payout_balance_transaction"])
+    resources = make_resources(emulator, warehouse_path)
+    assert materialize(assets, resources).success
+    first = count(warehouse_path, "stripe.payout_balance_transaction")
+    assert first == emulator.counts()["payout_balance_transaction"] > 0
+    now = int(time.time())
+    payout = emulator.create("payout", automatic=True, status="paid", amount=1200, created=now - 60)
+    for net in (1000, 200):
+        emulator.create("payout_balance_transaction", payout=payout["id"], amount=net, fee=0, net=net, type="charge",
+                        created=now - 3600)
+    recent = sum(1 for p in emulator.store.tables["payout"].data
+                 if emulator.store.tables["payout"].created[p] >= now - 30 * 86400)
+    emulator.reset_stats()
+    result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
+    assert result.success
+    assert count(warehouse_path, "stripe.payout_balance_transaction") == first + 2
+    assert query(warehouse_path, "SELECT sum(net) FROM stripe.payout_balance_transaction WHERE payout = ?",
+                 [payout["id"]]) == [(1200,)]
+    payouts_pages = 1
+    assert emulator.stats()["total"]["requests"] <= payouts_pages + recent + 2, "only the recent payouts' lists"
+    assert "last 30 days" in _meta(result, "payout_balance_transaction")["notes"]

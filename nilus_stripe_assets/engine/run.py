@@ -145,7 +145,14 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
         )
         log.warning(notes[-1])
         window, mode, capture = Window(), "async", None
-    if capture is not None and obj.parent is not None:
+    if capture is not None and obj.parent is not None and obj.parent.relist_days:
+        # No event carries these children (a payout's balance transactions): the recent parents' lists again.
+        window = Window(gte=int(time.time()) - obj.parent.relist_days * 86400)
+        notes.append(f"{obj.name}: the lists of the {obj.parent.object}s created in the last "
+                     f"{obj.parent.relist_days} days (no event carries them)")
+        batch = extract(api, obj, mode, plan.strategy, table, window=window, scope=plan.scope, workers=workers,
+                        spool_root=spool_root, cancel=cancel, account=plan.account)
+    elif capture is not None and obj.parent is not None:
         # Children without a `created` filter (payment methods, subscription items) would need one request
         # per parent to list; their changes all arrive as events, so a request count independent of the
         # number of parents.

@@ -271,8 +271,10 @@ def fetch_split(
         pool.shutdown(wait=True)
 
 
-def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, workers: int) -> None:
-    """Fan out over the parent list: each parent's children, concurrently unless mode is sync."""
+def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, workers: int,
+                   parents_window: Window = Window()) -> None:
+    """Fan out over the parent list (parents created in `parents_window` where the parent's list filters on
+    `created`): each parent's children, concurrently unless mode is sync."""
     relation = obj.parent
     assert relation is not None
     parent = CATALOG[relation.object]
@@ -306,6 +308,8 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
             sink_children(data)
 
     parent_params = dict(parent.list_params)
+    if parent.supports_created:
+        parent_params.update(parents_window.params())
     if mode == "sync" or workers <= 1:
         fetch_sequential(api, parent.path, parent_params, lambda parents: [children_of(p) for p in parents])
         return
@@ -347,7 +351,7 @@ def fetch_object(
     Anything worth a warning is appended to `notes`."""
     notes = [] if notes is None else notes
     if obj.parent is not None:
-        fetch_children(api, obj, mode, sink, workers)
+        fetch_children(api, obj, mode, sink, workers, parents_window=window)
         return
     params = dict(obj.list_params)
     if not obj.supports_created:

@@ -31,6 +31,9 @@ class Parent:
     # Only parents whose fields hold these values have the child list: Stripe itemizes automatic payouts
     # only, and answers a 400 for a manual one (e.g. (("automatic", True),)).
     only_if: tuple[tuple[str, object], ...] = ()
+    # Children no event carries (a payout's balance transactions): an incremental run re-lists those of the
+    # parents created in the last `relist_days` days instead of reading nothing.
+    relist_days: Optional[int] = None
 
     def lists_children_of(self, parent: Mapping) -> bool:
         return all(parent.get(field) == value for field, value in self.only_if)
@@ -180,7 +183,8 @@ CATALOG: dict[str, StripeObject] = {
         ),
         # Not in the spec: the balance transactions each automatic payout paid out (`GET /v1/balance_transactions
         # ?payout=po_…`), with the payout id: what payout reconciliation reads. Balance transactions have no
-        # events, so change capture brings none; a full load re-reads every automatic payout's list.
+        # events: an incremental run re-lists the payouts of the last 30 days (Stripe itemizes a payout once
+        # it is paid, within days), a full load every automatic payout.
         _o(
             "payout_balance_transaction",
             "/v1/balance_transactions",
@@ -190,7 +194,7 @@ CATALOG: dict[str, StripeObject] = {
             "BalanceTransaction",
             supports_created=False,
             parent=Parent(object="payout", path_template="/v1/balance_transactions", param="payout",
-                          only_if=(("automatic", True),)),
+                          only_if=(("automatic", True),), relist_days=30),
             extra=True,
         ),
     ]
