@@ -187,3 +187,19 @@ def test_an_integer_beyond_bigint_is_kept_as_a_float(sink, spool):
     result = write(sink, spool([obj(1, 1, n=2**63), obj(2, 2, n=3)]))
     assert result.inserted == 2 and sink.columns()["n"] == "float"
     assert ids_and(sink, "n") == [("th_1", float(2**63)), ("th_2", 3.0)]
+
+
+def test_a_table_keyed_by_id_alone_converts_to_parent_and_id_on_its_next_write(sink, spool):
+    # Line items were merged on `id` alone (PostgreSQL: a unique index on it); their key is now (invoice, id).
+    line = lambda number, invoice, **f: {**obj(number, 100, **f), "object": "line_item", "invoice": invoice}  # noqa: E731
+    write(sink, spool([line(1, "in_A", v=1), line(2, "in_B", v=2), line(3, "in_C", v=3)]), merge_key="id")
+    result = write(sink, spool([line(1, "in_A", v=10), line(1, "in_D", v=11), line(2, "in_E", v=12)]),
+                   merge_key=("invoice", "id"), state_at=2000)
+    assert (result.inserted, result.updated, result.rows) == (2, 1, 5)
+    assert sink.query("SELECT invoice, id, v FROM stripe.thing ORDER BY invoice, id") == [
+        ("in_A", "th_1", 10), ("in_B", "th_2", 2), ("in_C", "th_3", 3), ("in_D", "th_1", 11), ("in_E", "th_2", 12)]
+    if sink.name == "postgres":
+        indexes = sink.query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'stripe' AND tablename = 'thing' ORDER BY 1")
+        assert [i for (i,) in indexes if "UNIQUE" in i] == [
+            'CREATE UNIQUE INDEX thing__invoice_id__key ON stripe.thing USING btree (invoice, id)']

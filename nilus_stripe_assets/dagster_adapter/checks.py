@@ -5,13 +5,15 @@
 materializes (`--select '*'` includes them) and shows the results on the asset's Checks tab. None blocks
 downstream assets (`blocking=False`): a failed check flags the table, it does not stop the run.
 
-Checks per table (`<key>` is the asset's merge key, `id` for every catalog object):
-- `<key>_unique` (ERROR): no two rows share the key.
-- `<key>_not_null` (ERROR): every row has a key.
+Checks per table (named after `id`, the last column of every catalog object's merge key):
+- `id_unique` (ERROR): no two rows share the merge key: `id`, `(invoice, id)` and `(credit_note, id)` for
+  the line items, whose ids Stripe repeats across parents, and with `stripe_account` first in Connect.
+- `id_not_null` (ERROR): no row lacks a column of its merge key.
 - `no_stale_rows` (WARN, merge tables only): no row's state (`_state_at`, when the row's state was read)
   is older than the newest change Stripe recorded for that object in the events table: a `<prefix>.*`
   event other than `.created` whose `data.object.id` is the row's id (for subscription items, the ids in
-  `data.object.items.data`). Such a row missed an update; a `sync:incremental` run with change capture, or a
+  `data.object.items.data`; for line items, those in `data.object.lines.data` of the row's own parent).
+  Such a row missed an update; a `sync:incremental` run with change capture, or a
   full reload, fixes it.
 
 A check that cannot judge yields no result. Dagster then shows it as *Skipped* (its status for a check
@@ -45,16 +47,17 @@ EXAMPLES = 5  # example ids per failing check
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
 
-def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, str, Optional[str]]]:
-    """(object, table, strategy, merge key, Connect account column) of a Stripe asset spec, None for others."""
+def _spec_facts(spec: dg.AssetSpec) -> Optional[tuple[StripeObject, TableRef, str, tuple[str, ...], Optional[str]]]:
+    """(object, table, strategy, merge key columns, Connect account column) of a Stripe asset spec, None for others."""
     name = spec.metadata.get("stripe/object")
     if name not in CATALOG:
         return None
     obj = CATALOG[name]
     table = TableRef.parse(str(spec.metadata.get("dagster/table_name") or f"stripe.{obj.table}"))
     account_column = spec.metadata.get("stripe/account_column")
-    # "stripe_account, id" on Connect assets: the checks group by the account column themselves.
-    key = str(spec.metadata.get("merge_key", obj.merge_key)).split(",")[-1].strip()
+    # "stripe_account, invoice, id" on Connect assets: the checks group by the account column themselves.
+    listed = [c.strip() for c in str(spec.metadata.get("merge_key", ", ".join(obj.key_columns))).split(",")]
+    key = tuple(c for c in listed if c and c != account_column)
     return obj, table, str(spec.metadata.get("strategy", obj.strategy)), key, str(account_column) if account_column else None
 
 
@@ -72,12 +75,19 @@ def _missing(table: TableRef, check: str, severity) -> dg.AssetCheckResult:
     )
 
 
-def _unique(con, table: TableRef, key: str, account: Optional[str] = None, rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+def _key_text(columns: Sequence[str]) -> str:
+    return columns[0] if len(columns) == 1 else f"({', '.join(columns)})"
+
+
+def _unique(con, table: TableRef, keys: Sequence[str], account: Optional[str] = None,
+            rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    """No two rows share the merge key: `id`, or (parent id, id) for line items, whose ids repeat across parents."""
     source = rows_sql or table.sql
-    k = quote(key)
+    k = quote(keys[-1])
     # Per Connect account when rows carry one: the same id may exist in two accounts (coupon SUMMER25).
-    group = f"{quote(account)}, {k}" if account else k
-    shown = f"{quote(account)} || '/' || {k}" if account else k
+    columns = ([account] if account else []) + list(keys)
+    group = ", ".join(quote(c) for c in columns)
+    shown = " || '/' || ".join(quote(c) for c in columns)
     rows, duplicated_keys, extra_rows = con.execute(
         f"SELECT (SELECT count(*) FROM {source} AS s), count(*), coalesce(sum(n - 1), 0) FROM "
         f"(SELECT count(*) AS n FROM {source} AS s WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1) AS d"
@@ -86,9 +96,8 @@ def _unique(con, table: TableRef, key: str, account: Optional[str] = None, rows_
         f"SELECT {shown} FROM {source} AS s WHERE {k} IS NOT NULL GROUP BY {group} HAVING count(*) > 1 "
         f"ORDER BY count(*) DESC, 1 LIMIT {EXAMPLES}"
     ).fetchall() if duplicated_keys else []
-    name = f"{key}_unique"
-    if account:
-        key = f"({account}, {key})"
+    name = f"{keys[-1]}_unique"
+    key = _key_text(columns)
     return dg.AssetCheckResult(
         check_name=name,
         passed=duplicated_keys == 0,
@@ -107,19 +116,19 @@ def _unique(con, table: TableRef, key: str, account: Optional[str] = None, rows_
     )
 
 
-def _not_null(con, table: TableRef, key: str, columns: Mapping[str, str], account: Optional[str] = None,
+def _not_null(con, table: TableRef, keys: Sequence[str], columns: Mapping[str, str], account: Optional[str] = None,
               rows_sql: Optional[str] = None) -> dg.AssetCheckResult:
+    """No row lacks a column of its merge key (a row without one cannot be merged onto)."""
     source = rows_sql or table.sql
-    k = f"{quote(key)} IS NULL" + (f" OR {quote(account)} IS NULL" if account else "")
+    k = " OR ".join(f"{quote(c)} IS NULL" for c in [*keys, *([account] if account else [])])
     rows, nulls = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {k}) FROM {source} AS s").fetchone()
     loaded = []
     if nulls and "_loaded_at" in columns:
         loaded = con.execute(
             f"SELECT DISTINCT CAST(_loaded_at AS VARCHAR) FROM {source} AS s WHERE {k} LIMIT {EXAMPLES}"
         ).fetchall()
-    name = f"{key}_not_null"
-    if account:
-        key = f"{key} or {account}"
+    name = f"{keys[-1]}_not_null"
+    key = " or ".join([*keys, *([account] if account else [])])
     return dg.AssetCheckResult(
         check_name=name,
         passed=nulls == 0,
@@ -147,7 +156,7 @@ class NotJudged:
     reason: str
 
 
-def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, events: TableRef,
+def _stale(con: Sink, obj: StripeObject, table: TableRef, keys: Sequence[str], columns, events: TableRef,
            account: Optional[str] = None, rows_sql: Optional[str] = None) -> Union[dg.AssetCheckResult, NotJudged]:
     source_rows = rows_sql or table.sql
     # Events are matched by the object they carry, not by their type's prefix (`customer.*` events also
@@ -162,22 +171,27 @@ def _stale(con: Sink, obj: StripeObject, table: TableRef, key: str, columns, eve
             "no_stale_rows", f"the events table {events} is not loaded (materialize stripe/event to judge it)"
         )
     embedded = obj.parent.embedded_field if obj.parent else None
+    parent_id, same_parent = "NULL", ""
     if embedded:  # e.g. subscription items: their states travel inside their subscription's events
         source = f"{events.sql} e, {con.json_elements('e.data', ['object', embedded, 'data'], 'u')}"
         object_id = con.json_text("u.item", ["id"])
+        if obj.parent.id_column in keys:  # line ids repeat across parents: a line is matched within its parent
+            parent_id = con.json_text("e.data", ["object", "id"])
+            same_parent = f" AND l.pid = t.{quote(obj.parent.id_column)}"
     else:
         source = f"{events.sql} e"
         object_id = con.json_text("e.data", ["object", "id"])
-    k = quote(key)
+    k = quote(keys[-1])
     # Connect: an event speaks for the account it was read from, so rows and events are matched per account.
     acct, same_acct = ("e." + quote(account), f" AND l.acct = t.{quote(account)}") if account else ("NULL", "")
     if account and account not in event_columns:
         return NotJudged("no_stale_rows", f"the events table {events} has no {account} column (reload stripe/event)")
     con.temp_table(
         "_stale",
-        f"WITH latest AS (SELECT {acct} AS acct, {object_id} AS oid, max({_seconds(con, 'e.created', event_columns['created'])}) AS event_created FROM {source} "
-        f"WHERE {con.json_text('e.data', ['object', 'object'])} = {literal(carried)} AND e.type NOT LIKE '%.created' GROUP BY 1, 2) "
-        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {source_rows} t JOIN latest l ON l.oid = t.{k}{same_acct} "
+        f"WITH latest AS (SELECT {acct} AS acct, {parent_id} AS pid, {object_id} AS oid, max({_seconds(con, 'e.created', event_columns['created'])}) AS event_created FROM {source} "
+        f"WHERE {con.json_text('e.data', ['object', 'object'])} = {literal(carried)} AND e.type NOT LIKE '%.created' GROUP BY 1, 2, 3) "
+        f"SELECT t.{k} AS oid, t._state_at, l.event_created FROM {source_rows} t "
+        f"JOIN latest l ON l.oid = t.{k}{same_acct}{same_parent} "
         f"WHERE t._state_at < l.event_created",
     )
     rows = con.execute(f"SELECT count(*) FROM {source_rows} AS s").fetchone()[0]
@@ -215,20 +229,26 @@ class StripeTableChecks:
     object: StripeObject
     table: TableRef
     strategy: str
-    merge_key: str
+    merge_key: Union[str, Sequence[str]]  # the object's key columns (without the Connect account column)
     events: TableRef
     account_column: Optional[str] = None  # Connect: rows are unique per (account, key), events matched per account
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.merge_key,) if isinstance(self.merge_key, str) else tuple(self.merge_key)
+
     def specs(self) -> list[dg.AssetCheckSpec]:
-        table, key, obj = self.table, self.merge_key, self.object
+        # Named after the id (`id_unique`) whatever the key: a line item's key is (parent id, id).
+        table, key, obj = self.table, self.keys[-1], self.object
+        shown = _key_text(self.keys)
         specs = [
             dg.AssetCheckSpec(
                 f"{key}_unique", asset=self.key, blocking=False,
-                description=f"Every row of {table} has a distinct `{key}` (severity ERROR).",
+                description=f"Every row of {table} has a distinct `{shown}` (severity ERROR).",
             ),
             dg.AssetCheckSpec(
                 f"{key}_not_null", asset=self.key, blocking=False,
-                description=f"No row of {table} has a null `{key}` (severity ERROR).",
+                description=f"No row of {table} has a null `{' or '.join(self.keys)}` (severity ERROR).",
             ),
         ]
         if self.strategy == "merge" and obj.name != "event":
@@ -267,7 +287,7 @@ class StripeTableChecks:
     def _evaluate(self, con: Sink, selected, log, accounts) -> Iterator[dg.AssetCheckResult]:
         names = [s.name for s in self.specs()]
         chosen = set(names if selected is None else selected)
-        key, table = self.merge_key, self.table
+        keys, key, table = self.keys, self.keys[-1], self.table
         columns = table_columns(con, table)
         rows_sql, scope = self._scope(columns, accounts)
         for name in names:
@@ -276,11 +296,11 @@ class StripeTableChecks:
             if not columns:
                 result = _missing(table, name, ERROR if name.startswith(key + "_") else WARN)
             elif name == f"{key}_unique":
-                result = _unique(con, table, key, self.account_column, rows_sql)
+                result = _unique(con, table, keys, self.account_column, rows_sql)
             elif name == f"{key}_not_null":
-                result = _not_null(con, table, key, columns, self.account_column, rows_sql)
+                result = _not_null(con, table, keys, columns, self.account_column, rows_sql)
             else:
-                result = _stale(con, self.object, table, key, columns, self.events, self.account_column, rows_sql)
+                result = _stale(con, self.object, table, keys, columns, self.events, self.account_column, rows_sql)
             if isinstance(result, NotJudged):
                 if log is not None:
                     log(f"Check {result.check_name} on {self.key.to_user_string()} not judged: {result.reason}.")

@@ -80,7 +80,7 @@ class StripeTranslator:
                 "stripe/object": obj.name,
                 "stripe/endpoint": obj.parent.path_template if obj.parent else obj.path,
                 "strategy": data.strategy,
-                "merge_key": f"{data.account_column}, {obj.merge_key}" if data.account_column else obj.merge_key,
+                "merge_key": ", ".join(([data.account_column] if data.account_column else []) + list(obj.key_columns)),
                 **({"stripe/account_column": data.account_column} if data.account_column else {}),
                 "default_mode": data.mode,
                 "created_filter": obj.supports_created,
@@ -104,7 +104,7 @@ class StripeTranslator:
         )
         return (
             f"{obj.description} Stripe `{obj.name}` objects read {how}, written to DuckDB with the "
-            f"`{obj.strategy}` strategy on `{obj.merge_key}`."
+            f"`{obj.strategy}` strategy on `{', '.join(obj.key_columns)}`."
         )
 
     def get_kinds(self, obj: StripeObject) -> set[str]:

@@ -57,6 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="answer created[...] filters with a 400 or a 500 (unlike Stripe, like localstripe)")
     p.add_argument("--not-set-up", default="", metavar="PRODUCT[,PRODUCT]",
                    help="products the account has not set up (e.g. issuing,treasury): their lists answer Stripe's 400")
+    p.add_argument("--repeat-line-ids", action="store_true",
+                   help="serve the same line item ids under every invoice and credit note, as Stripe's fixtures do")
     p.add_argument("--ready-file", default=None, help="write the URL here once listening")
     return p.parse_args(argv)
 
@@ -69,7 +71,7 @@ def make(a: argparse.Namespace) -> StripeEmulator:
                          error_rate=a.error_rate, rate_limit_should_retry=a.rate_limit_should_retry,
                          accounts=a.accounts, account_counts=dict(a.account_count) or None, account_scale=a.account_scale,
                          lazy=None if a.lazy is None else True if a.lazy == "all" else a.lazy.split(","),
-                         not_set_up=a.not_set_up)
+                         not_set_up=a.not_set_up, repeat_line_ids=a.repeat_line_ids)
     emu.configure(stall=a.stall, oldest_first=a.oldest_first, ignore_created_filter=a.ignore_created_filter,
                   reject_created_filter=a.reject_created_filter)
     return emu

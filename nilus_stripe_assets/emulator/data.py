@@ -143,11 +143,21 @@ def lazy_names(n_of: Mapping[str, int], lazy: Union[None, bool, Collection[str]]
     return frozenset(lazy)
 
 
+# Children identified by (parent id, id) in the catalog: Stripe keeps their ids unique only within a parent.
+REPEATING = frozenset(name for name, o in CATALOG.items() if o.parent is not None and o.parent.id_column in o.key_columns)
+
+
+def repeated_id(name: str, position: int) -> str:
+    """The id the `position`-th line of every parent is served under with `repeat_line_ids`, as in Stripe's
+    fixtures (stripe-mock serves one line id for every invoice)."""
+    return f"{CATALOG[name].id_prefix}fixture{position:05d}"
+
+
 def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, seed: int = 42,
              now: Optional[int] = None, lazy: Union[None, bool, Collection[str]] = None,
-             connected: Sequence[str] = ()) -> dict[str, Union[list[Record], LazySource]]:
+             connected: Sequence[str] = (), repeat_line_ids: bool = False) -> dict[str, Union[list[Record], LazySource]]:
     """`connected`: the platform's connected accounts (the catalog's `account` objects and their children's
-    parents); a connected account's own data has none."""
+    parents); a connected account's own data has none. `repeat_line_ids`: see `repeated_id`."""
     now = default_now() if now is None else int(now)
     n_of = resolve_counts(counts, scale)
     if ACCOUNT:
@@ -197,10 +207,15 @@ def generate(counts: Optional[Mapping[str, int]] = None, scale: float = 1.0, see
         kids = {child: _group_children(child, ids, created, parents, dicts) for _, child in embeds}
         recs, objs = [], []
         dumps = orjson.dumps
+        repeats = repeat_line_ids and name in REPEATING
+        per_parent: dict[str, int] = {}
         for oid, c, parent in zip(ids[name], created[name], parents[name]):
             if embeds:  # the parent's amounts add up its (first list's) children: an invoice's total is its lines'
                 ctx.children = kids[embeds[0][1]].get(oid, [])
             obj = account_object(oid, c, len(recs)) if name == ACCOUNT else build(name, ctx, oid, c, parent)
+            if repeats:  # served under an id its parent's siblings share; the store keeps `oid` as its own key
+                obj["id"] = repeated_id(name, per_parent.setdefault(parent, 0))
+                per_parent[parent] += 1
             for field_name, child in embeds:
                 mine = kids[child].get(oid, [])
                 obj[field_name] = embedded_list(oid, child, mine[:EMBEDDED_PAGE], len(mine))

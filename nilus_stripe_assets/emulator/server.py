@@ -92,23 +92,28 @@ class StripeEmulator:
                  rate_limit_should_retry: Optional[bool] = None,
                  accounts: Union[None, int, Iterable[str]] = None,
                  account_counts: Optional[Mapping[str, int]] = None, account_scale: Optional[float] = None,
-                 lazy: Union[None, bool, Iterable[str]] = None, not_set_up: Iterable[str] = ()):
+                 lazy: Union[None, bool, Iterable[str]] = None, not_set_up: Iterable[str] = (),
+                 repeat_line_ids: bool = False):
         """`accounts`: connected accounts (a count, or `acct_…` ids), each with its own data: `account_counts`
         and `account_scale` (default: `counts` and `scale`), seeded from the account id. Request limits
         (`global_rate`, ...) stay one budget for the platform and its accounts together.
         `lazy`: objects generated from their index when read instead of held in memory (see `lazy.py`):
         None = those above `data.LAZY_ABOVE` objects, True = every object that can be, or a list of names.
         `not_set_up`: products (the catalog's `product`, e.g. "Issuing") the account has not set up: requests for
-        their objects get Stripe's 400 (see `configure`)."""
+        their objects get Stripe's 400 (see `configure`).
+        `repeat_line_ids`: line items get the same ids under every parent (the first line of each invoice is
+        `il_fixture00000`, ...), as Stripe's own fixtures (what stripe-mock serves) and older API versions have
+        them: a line is only unique within its parent."""
         lazy = lazy if lazy is None or isinstance(lazy, bool) else frozenset(lazy)
         self._frozen_at: Optional[int] = None  # see `freeze_clock`
         connected = parse_ids(accounts, seed)
-        self.store = Store(generate(counts, scale, seed, now, lazy, connected), seed, clock=self._clock)
+        self.store = Store(generate(counts, scale, seed, now, lazy, connected, repeat_line_ids), seed, clock=self._clock)
         a_counts = counts if account_counts is None else account_counts
         a_scale = scale if account_scale is None else account_scale
 
         def make_store(account: str) -> Store:
-            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy), f"{seed}:{account}",
+            return Store(generate(a_counts, a_scale, f"{seed}:{account}", now, lazy, repeat_line_ids=repeat_line_ids),
+                         f"{seed}:{account}",
                          clock=self._clock)
 
         self.accounts = Accounts(self.store, make_store, connected, now=default_now() if now is None else int(now))

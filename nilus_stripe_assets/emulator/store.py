@@ -72,6 +72,16 @@ class Table:
         return self.keys if parent is None else (self.children or {}).get(parent, [])
 
 
+def _key_of_served(table: "Table", keys: list[Key], served: str) -> str:
+    """The store's key of the child in `keys` (one parent's) served under id `served`: with repeated line ids
+    (`data.repeated_id`) a line's id is unique within its parent only, so the store keys it apart."""
+    needle = b'"id":"' + served.encode() + b'"'
+    for _, oid in keys:
+        if needle in _bytes(table.data[oid]):
+            return oid
+    return served
+
+
 def _discard(keys: list[Key], key: Key) -> None:
     i = bisect_left(keys, key)
     if i < len(keys) and keys[i] == key:
@@ -212,9 +222,11 @@ class Store:
             after = before = None
             cursor = starting_after or ending_before
             if cursor is not None:
+                if parent is not None and cursor not in table.created and cursor not in table.deleted:
+                    cursor = _key_of_served(table, keys, cursor)
                 created = table.created.get(cursor, table.deleted.get(cursor))
                 if created is None:
-                    raise CursorMissing(cursor)
+                    raise CursorMissing(starting_after or ending_before)
                 i = bisect_left(keys, (created, cursor))
                 if starting_after is not None:
                     after = i

@@ -27,7 +27,7 @@ ACCOUNT_COLUMN = "stripe_account"
 
 def merge_key(obj: StripeObject, account: Optional[str]) -> Union[str, tuple[str, ...]]:
     """The columns a row is identified by: the object's key, plus the account when loading per account."""
-    return (ACCOUNT_COLUMN, obj.merge_key) if account else obj.merge_key
+    return (ACCOUNT_COLUMN, *obj.key_columns) if account else obj.merge_key
 
 
 def tag(objects: list, account: str) -> list:

@@ -14,7 +14,7 @@ whose list endpoint still filters with `created[...]`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Optional
+from typing import Literal, Mapping, Optional, Union
 
 Strategy = Literal["merge", "replace", "append"]
 STRATEGIES: tuple[Strategy, ...] = ("merge", "replace", "append")
@@ -55,7 +55,9 @@ class StripeObject:
     sdk_class: str  # stripe-python class declaring the object's fields, e.g. "InvoiceItem" (stripe.InvoiceItem)
     created_field: Optional[str] = "created"  # field with the creation time (epoch s); None: the class has none
     supports_created: bool = True  # endpoint accepts created[gt|gte|lt|lte]
-    merge_key: str = "id"
+    # The columns a row is identified by: `id`, or (parent id, id) for line items, whose ids Stripe does not
+    # keep unique across parents (its fixtures and older API versions repeat them).
+    merge_key: Union[str, tuple[str, ...]] = "id"
     parent: Optional[Parent] = None
     list_params: Mapping[str, str] = field(default_factory=dict)  # always sent, e.g. status=all
     # The list takes `ids` (stripe-python's `*ListParams` declares it: products only), so objects to read
@@ -68,6 +70,10 @@ class StripeObject:
     def events_type(self) -> str:
         """Value for `GET /v1/events?type=` that selects this object's events."""
         return f"{self.event_prefix or self.name}.*"
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return (self.merge_key,) if isinstance(self.merge_key, str) else tuple(self.merge_key)
 
     @property
     def table(self) -> str:
@@ -165,6 +171,7 @@ CATALOG: dict[str, StripeObject] = {
             supports_created=False,
             created_field=None,
             parent=Parent(object="invoice", path_template="/v1/invoices/{id}/lines", embedded_field="lines"),
+            merge_key=("invoice", "id"),
             event_prefix="invoice",  # lines change through their invoice's events
             extra=True,
         ),
@@ -178,6 +185,7 @@ CATALOG: dict[str, StripeObject] = {
             supports_created=False,
             created_field=None,
             parent=Parent(object="credit_note", path_template="/v1/credit_notes/{id}/lines", embedded_field="lines"),
+            merge_key=("credit_note", "id"),
             event_prefix="credit_note",
             extra=True,
         ),

@@ -156,6 +156,10 @@ def _evolve(
     """Create or widen the table so every staged column fits; return the final column types."""
     existing = con.columns(table)
     create, alter, columns = _schema_changes(con, table, existing, staged, declared)
+    if existing:
+        # Written when the merge key was another (line items were keyed by `id` alone, a single account's table
+        # before Connect adopts it): PostgreSQL's unique index moves to this key, with the rows.
+        con.index_key(table, key_columns(merge_key))
     if create is None and not alter:
         return columns  # the common case: no DDL, no lock
     # Another writer of this table (a partition, an account, a second run) may be changing it right now: wait

@@ -104,8 +104,10 @@ class PostgresSink:
 
     def index_key(self, table, key: Sequence[str]) -> None:
         wanted = _key_index_name(table, key)
-        if self._key_indexes(table) == {wanted}:
-            return  # every write but the first after a change of key: one catalog read, no lock
+        if self._key_indexes(table) in ({wanted}, set()):
+            # Every write but the first after a change of key: one catalog read, no lock. A table without the
+            # package's index (dropped on purpose, or made elsewhere) is left as it is.
+            return
         self.lock_ddl(str(table))  # another writer may be re-indexing this table: wait, then look again
         found = self._key_indexes(table)
         if wanted not in found:
