@@ -54,7 +54,8 @@ def test_one_factory_builds_all_23_assets_with_metadata():
         obj = CATALOG[spec.key.path[-1]]
         assert spec.group_name == "stripe"
         assert spec.metadata["strategy"] == obj.strategy
-        assert spec.metadata["merge_key"] == "id"
+        # Line ids are unique within their invoice or credit note only.
+        assert spec.metadata["merge_key"] == {"invoice_line_item": "invoice, id", "credit_note_line_item": "credit_note, id"}.get(obj.name, "id")
         assert spec.metadata["dagster/table_name"] == f"stripe.{obj.name}"
         assert spec.description and obj.description in spec.description
         assert spec.kinds >= {"stripe", "duckdb"}

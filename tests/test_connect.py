@@ -284,7 +284,7 @@ def test_checks_and_row_counts_judge_the_runs_accounts(platform, warehouse_path)
 
     # The checks build_stripe_checks makes from the assets' metadata: the same scoping, per (account, id).
     checks = next(c for c in stripe_table_checks(assets) if c.key == dg.AssetKey(["stripe", "charge"]))
-    assert (checks.merge_key, checks.account_column, checks.events) == ("id", "stripe_account", TableRef("stripe", "event"))
+    assert (checks.keys, checks.account_column, checks.events) == (("id",), "stripe_account", TableRef("stripe", "event"))
     with duckdb.connect(warehouse_path) as con:
         for accounts in ([b], None):  # b's partition, and the whole table
             judged = {r.check_name: r for r in checks.evaluate(con, accounts=accounts)}
