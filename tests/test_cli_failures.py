@@ -17,6 +17,7 @@ import http.server
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -69,6 +70,8 @@ class Case:
     env: dict = field(default_factory=dict)  # extra environment; "{closed}" is a port where nothing listens
     location: list = field(default_factory=lambda: CODE_LOCATION)
     partition: str = ""  # with the Connect location: an account, added to the instance's partitions first
+    files: tuple = ()  # regular files to create in the case's folder first ("{work}" in env is that folder)
+    read_only: str = ""  # a folder under the case's folder, mounted as a read-only filesystem for the run
 
 
 CASES = {
@@ -292,6 +295,111 @@ CASES = {
         "Could not connect to the PostgreSQL warehouse at postgresql://nilus@127.0.0.1:{closed}/nilus (connection failed",
         env={"NILUS_WAREHOUSE_URL": "postgresql://nilus:NilusWarehousePassword99@127.0.0.1:{closed}/nilus"},
     ),
+    # Configuration errors: settings, checked when the run (or the location) starts, before any request.
+    **{
+        f"stripe-{field}": Case(
+            "StripeResource.<field> is <value>, but it must be …",
+            f"StripeResource.{field} is {shown}, but it must be {rule}",
+            stripe_config={field: value},
+        )
+        for field, value, shown, rule in [
+            ("max_requests_per_second", -5, "-5", "greater than 0"),
+            ("max_requests_per_second_per_endpoint", 0, "0", "greater than 0"),
+            ("max_in_flight", 0, "0", "at least 1"),
+            ("workers_per_object", 0, "0", "at least 1"),
+            ("max_network_retries", -1, "-1", "at least 0"),
+            ("max_rate_limit_retries", -1, "-1", "at least 0"),
+            ("max_retry_seconds", -1, "-1", "at least 0"),
+            ("request_timeout_seconds", 0, "0", "greater than 0"),
+        ]
+    },
+    "stripe-rate-zero": Case(
+        "StripeResource.<field> is <value>, but it must be …",
+        "StripeResource.max_requests_per_second is 0, but it must be greater than 0",
+        stripe_config={"max_requests_per_second": 0},
+    ),
+    "stripe-api-base": Case(
+        "StripeResource.api_base: api_base must be an http(s) URL …",
+        "StripeResource.api_base: api_base must be an http(s) URL",
+        stripe_config={"api_base": "not-a-url"},
+    ),
+    "api-base-env": Case(
+        "STRIPE_API_BASE must be an http(s) URL …",
+        "STRIPE_API_BASE must be an http(s) URL",
+        env={"STRIPE_API_BASE": "ftp://files.example.com"},
+    ),
+    "api-base-env-text": Case(
+        "STRIPE_API_BASE must be an http(s) URL …",
+        "STRIPE_API_BASE must be an http(s) URL",
+        env={"STRIPE_API_BASE": "not-a-url"},
+    ),
+    "lookback": Case(
+        "The run config's lookback_seconds is <value>, but it must be at least 0",
+        "The run config's lookback_seconds is -5, but it must be at least 0",
+        step_config={"lookback_seconds": -5},
+    ),
+    "modes-unknown": Case(
+        "The run config's modes: No such resource 'chargex'. Did you mean 'charge'? …",
+        "The run config's modes: No such resource 'chargex'. Did you mean 'charge'? Valid objects:",
+        step_config={"modes": {"chargex": "sync"}},
+    ),
+    "modes-mode": Case(
+        "The run config's modes: unknown loading mode 'x' for 'charge' …",
+        "The run config's modes: unknown loading mode 'incremental' for 'charge'; use one of:",
+        step_config={"modes": {"charge": "incremental"}},
+    ),
+    "duckdb-threads": Case(
+        "NILUS_DUCKDB_THREADS='abc' is not a whole number >= 1",
+        "NILUS_DUCKDB_THREADS='abc' is not a whole number >= 1",
+        env={"NILUS_DUCKDB_THREADS": "abc"},
+    ),
+    "duckdb-memory": Case(
+        "NILUS_DUCKDB_MEMORY_LIMIT='x' is not a memory size DuckDB accepts (…)",
+        "NILUS_DUCKDB_MEMORY_LIMIT='lots' is not a memory size DuckDB accepts (",
+        env={"NILUS_DUCKDB_MEMORY_LIMIT": "lots"},
+    ),
+    "lock-wait": Case(
+        "NILUS_DUCKDB_LOCK_WAIT_SECONDS='x' is not a number of seconds",
+        "NILUS_DUCKDB_LOCK_WAIT_SECONDS='soon' is not a number of seconds",
+        env={"NILUS_DUCKDB_LOCK_WAIT_SECONDS": "soon"},
+    ),
+    "spool-min-free": Case(
+        "NILUS_SPOOL_MIN_FREE_MB='x' is not a number of megabytes >= 0",
+        "NILUS_SPOOL_MIN_FREE_MB='-5' is not a number of megabytes >= 0",
+        env={"NILUS_SPOOL_MIN_FREE_MB": "-5"},
+    ),
+    "spool-dir": Case(
+        "The spool folder … (NILUS_SPOOL_DIR) does not exist",
+        "The spool folder {work}/no-such-folder (NILUS_SPOOL_DIR) does not exist",
+        env={"NILUS_SPOOL_DIR": "{work}/no-such-folder"},
+    ),
+    "warehouse-under-file": Case(
+        "The warehouse path … (NILUS_DUCKDB_PATH) is under …, which is a file, not a folder",
+        "The warehouse path {work}/notes.txt/warehouse.duckdb (NILUS_DUCKDB_PATH) is under {work}/notes.txt, "
+        "which is a file, not a folder",
+        env={"NILUS_DUCKDB_PATH": "{work}/notes.txt/warehouse.duckdb"}, files=("notes.txt",),
+    ),
+    "warehouse-folder": Case(
+        "The warehouse path … (NILUS_DUCKDB_PATH) is a folder, not a DuckDB file",
+        "The warehouse path {work} (NILUS_DUCKDB_PATH) is a folder, not a DuckDB file",
+        env={"NILUS_DUCKDB_PATH": "{work}"},
+    ),
+    "warehouse-read-only": Case(
+        "The warehouse path … (NILUS_DUCKDB_PATH) cannot be written (…)",
+        "The warehouse path {work}/frozen/warehouse.duckdb (NILUS_DUCKDB_PATH) cannot be written (",
+        env={"NILUS_DUCKDB_PATH": "{work}/frozen/warehouse.duckdb"}, read_only="frozen",
+    ),
+    "partitions-start": Case(
+        "NILUS_PARTITIONS_START='x' is not a date",
+        "NILUS_PARTITIONS_START='2024-13-01' is not a date; set NILUS_PARTITIONS_START to the first UTC day",
+        env={"NILUS_PARTITIONS_START": "2024-13-01"}, location=["-m", "nilus_stripe_assets.daily"],
+        select="stripe/webhook_endpoint",
+    ),
+    "stripe-accounts": Case(
+        "NILUS_STRIPE_ACCOUNTS: stripe_account 'x' is not a Stripe account id …",
+        "NILUS_STRIPE_ACCOUNTS: stripe_account 'acct-2' is not a Stripe account id",
+        env={"NILUS_STRIPE_ACCOUNTS": "acct_1Good,acct-2"}, location=CONNECT_LOCATION,
+    ),
 }
 
 # Canned answers of a server that speaks like Stripe for the cases the emulator has no switch for.
@@ -354,17 +462,38 @@ def _project(root: Path, case: Case) -> Path:
     return project / "definitions.py"
 
 
+def _read_only(folder: Path, command: list) -> list:
+    """`command` run with `folder` mounted as a read-only filesystem (a private mount namespace)."""
+    folder.mkdir()
+    mount = f"mount -t tmpfs -o ro tmpfs {shlex.quote(str(folder))} && exec \"$@\""
+    return ["unshare", "-m", "sh", "-c", mount, "sh", *command]
+
+
+def _can_mount() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True
+    ).returncode == 0
+
+
+CAN_MOUNT = _can_mount()
+
+
 def _run(name: str, case: Case, root: Path, urls: dict) -> str:
     work = root / name
     work.mkdir()
     home = work / "dagster_home"
     _instance(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "NILUS_", "DAGSTER_"))}
+    # A configuration error is found before any request: such a case talks to a server of its own path
+    # (`/<case>/v1/…`), whose requests the last test counts (there must be none).
+    base = urls["quiet"] + f"/{name}" if case.doc in CONFIGURATION_ERRORS else urls[case.server] + case.path
     env.update(DAGSTER_HOME=str(home), NILUS_DUCKDB_PATH=str(work / "warehouse.duckdb"), TMPDIR=str(work),
-               STRIPE_API_BASE=urls[case.server] + case.path)
+               STRIPE_API_BASE=base)
     if case.key is not None:
         env["STRIPE_API_KEY"] = case.key
-    env.update({k: v.replace("{closed}", urls["closed_port"]) for k, v in case.env.items()})
+    env.update({k: v.replace("{closed}", urls["closed_port"]).replace("{work}", str(work)) for k, v in case.env.items()})
+    for name_of_file in case.files:
+        (work / name_of_file).write_text("not a folder\n")
     if case.warehouse_sql:
         with duckdb.connect(str(work / "warehouse.duckdb")) as con:
             con.execute(case.warehouse_sql)
@@ -383,6 +512,10 @@ def _run(name: str, case: Case, root: Path, urls: dict) -> str:
         config["ops"] = {"stripe_objects": {"config": case.step_config}}
     if config:
         command += ["--config-json", json.dumps(config)]
+    if case.read_only:
+        if not CAN_MOUNT:
+            return NOT_RUN
+        command = _read_only(work / case.read_only, command)
     proc = subprocess.run(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=240)
     assert proc.returncode != 0, proc.stdout[-3000:]
@@ -401,6 +534,7 @@ def outputs(tmp_path_factory):
         "failing": dict(error_rate=1.0),
         "cut": dict(),
         "connect": dict(accounts=[REVOKED_ACCOUNT]),
+        "quiet": dict(),  # configuration errors: must receive no request at all
     }
     started = {
         name: StripeEmulator(scale=0.5, seed=3, restricted_keys={RESTRICTED: {"customer"}, CHARGES_ONLY: {"charge"}},
@@ -419,7 +553,10 @@ def outputs(tmp_path_factory):
         # Each case is a process that spends ~2 s importing Dagster: run a few at once.
         with ThreadPoolExecutor(max_workers=4) as pool:
             futures = {name: pool.submit(_run, name, case, root, urls) for name, case in CASES.items()}
-            yield {name: future.result() for name, future in futures.items()}
+            results = {name: future.result() for name, future in futures.items()}
+        results[QUIET_STATS] = started["quiet"].stats()["endpoints"]
+        results[ROOT] = root
+        yield results
     finally:
         for emu in started.values():
             emu.stop()
@@ -439,6 +576,8 @@ def _lines(output: str) -> list[str]:
 @pytest.mark.parametrize("name", list(CASES))
 def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
     output = outputs[name]
+    if output is NOT_RUN:
+        pytest.skip("mounting a read-only filesystem needs `unshare -m` (root, or mount rights)")
     lines = _lines(output)
     assert lines, output
     if name == "some-objects":
@@ -451,6 +590,7 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
     expected = CASES[name].expected
     if "{closed}" in expected:
         expected = expected.split("{closed}")[0]
+    expected = expected.replace("{work}", str(outputs[ROOT] / name))
     assert first.startswith(expected), output[-3000:]
     assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
     assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
@@ -459,10 +599,11 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
         assert secret[8:-4] not in output
 
 
-def _readme_messages() -> set[str]:
-    """The first backticked text of each message row in the Troubleshooting tables for errors."""
+def _readme_messages(start: str = "## Troubleshooting", end: str = "Other symptoms:") -> set[str]:
+    """The first backticked text of each message row in the Troubleshooting tables for errors (between
+    `start` and `end`)."""
     text = README.read_text()
-    section = text[text.index("## Troubleshooting"): text.index("Other symptoms:")]
+    section = text[text.index(start): text.index(end, text.index(start))]
     messages = set()
     for row in section.splitlines():
         if row.startswith("| `"):
@@ -471,8 +612,21 @@ def _readme_messages() -> set[str]:
     return messages
 
 
+CONFIGURATION_ERRORS = _readme_messages("Configuration errors, raised before any request", "Other symptoms:")
+QUIET_STATS, ROOT = "(requests to the quiet server)", "(root)"
+NOT_RUN = "(not run on this machine)"
+
+
 def test_the_cases_cover_every_documented_message():
     documented = _readme_messages()
     covered = {case.doc for case in CASES.values()}
     assert documented - covered == set(), "README rows without a CLI case"
     assert covered - documented == set(), "cases whose message the README does not document"
+
+
+def test_configuration_errors_send_no_request(outputs):
+    """Every documented configuration error (the README's second table) is found before the first request."""
+    configuration = [name for name, case in CASES.items() if case.doc in CONFIGURATION_ERRORS]
+    assert len(configuration) > 30, configuration
+    requested = {endpoint: row["requests"] for endpoint, row in outputs[QUIET_STATS].items()}
+    assert requested == {}, requested

@@ -209,9 +209,8 @@ def sink_path(address: Optional[str]) -> str:
             "an in-memory DuckDB database would start empty in every step; give a "
             f"file path such as {DEFAULT_DUCKDB_PATH}."
         )
-    path = Path(text).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
-    return str(path)
+    # Not created here: WarehouseResource checks the path (and creates its folder) when a run starts.
+    return str(Path(text).expanduser().resolve())
 
 
 class StripePipelineComponent(dg.Component, dg.Resolvable, dg.Model):

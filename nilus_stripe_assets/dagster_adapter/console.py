@@ -25,31 +25,41 @@ import logging
 import sys
 import warnings
 
+from dagster import Failure
+
 from ..source.config import ConfigError
 
 FAILURE_CLASS = "Failure"  # SerializableErrorInfo.cls_name of a raised dg.Failure
 _FAILURE_PREFIX = "dagster._core.definitions.events.Failure: "
 
 
-def _raised_failure(data) -> bool:
+def _raised_failure(data):
+    """The `dg.Failure` an event's error is or was caused by, else None. A setting refused while a
+    resource starts (`StripeResource.max_in_flight: 0`) reaches the event wrapped by Dagster as
+    `DagsterResourceFunctionError`, with the Failure as its cause."""
     error = getattr(data, "error", None)
-    return error is not None and error.cls_name == FAILURE_CLASS
+    for _ in range(10):  # a chain is a few links long; never loop on a malformed one
+        if error is None or error.cls_name == FAILURE_CLASS:
+            return error
+        error = error.cause or error.context
+    return None
 
 
 def failure_description(event) -> str | None:
     """The description of the `dg.Failure` a STEP_FAILURE or RUN_FAILURE event carries, else None."""
-    if event is None or not (event.is_step_failure or event.is_run_failure):
+    if event is None or not (event.is_step_failure or event.is_run_failure or event.is_resource_init_failure):
         return None
     data = event.event_specific_data
     step_failure = getattr(data, "first_step_failure_event", None)  # a run failure names the step's
     if step_failure is not None:
         return failure_description(step_failure)
-    if not _raised_failure(data):
+    error = _raised_failure(data)
+    if error is None:
         return None
     described = getattr(getattr(data, "user_failure_data", None), "description", None)
     if described:
         return described
-    message = data.error.message.strip()
+    message = error.message.strip()
     return message[len(_FAILURE_PREFIX):] if message.startswith(_FAILURE_PREFIX) else message
 
 
@@ -63,7 +73,8 @@ def quiet_known_warnings() -> None:
 
 
 def config_errors_in_one_line() -> None:
-    """Print a `ConfigError` that stops definitions from loading as its one line, without a traceback.
+    """Print a `ConfigError` (or a `dg.Failure`, e.g. `StripeResource(max_in_flight=0)` in a location's code)
+    that stops definitions from loading as its one line, without a traceback.
 
     Dagster's CLI (`dagster asset materialize -f examples/definitions.py`) lets an exception raised while
     loading definitions reach Python's top level, which prints the traceback of Dagster's loader (~150
@@ -77,11 +88,11 @@ def config_errors_in_one_line() -> None:
 
     def hook(exc_type, exc, tb):
         seen = exc
-        while seen is not None and not isinstance(seen, ConfigError):
+        while seen is not None and not isinstance(seen, (ConfigError, Failure)):
             seen = seen.__cause__ or seen.__context__
         if seen is None:
             return previous(exc_type, exc, tb)
-        print(str(seen), file=sys.stderr)
+        print(seen.description if isinstance(seen, Failure) else str(seen), file=sys.stderr)
 
     hook._nilus_config_errors = True
     sys.excepthook = hook
@@ -97,7 +108,7 @@ class FailuresInOneLine(logging.Handler):
         if description is None:
             return
         record.msg, record.args = description, ()
-        if event.is_step_failure:
+        if event.is_step_failure or event.is_resource_init_failure:
             # Said once, by the run's failure. A step's console output passes through Dagster's log
             # capture (a `tail -F` of a file, checked once a second), which can drop a step's last
             # lines when it ends quickly (dagster-io/dagster#23336); the run's failure is printed

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from .duckdb_resource import WarehouseResource
+from .duckdb_resource import DUCKDB_PATH_ENV, WarehouseResource
 
 from .console import config_errors_in_one_line, quiet_known_warnings
 from .io_manager import StripeDuckDBIOManager
@@ -16,15 +16,14 @@ from .resources import StripeResource
 quiet_known_warnings()
 config_errors_in_one_line()
 
-DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
 # Not `stripe.duckdb`: a file named like the `stripe` schema makes DuckDB references ambiguous.
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 
 
 def duckdb_path() -> str:
-    path = Path(os.environ.get(DUCKDB_PATH_ENV, DEFAULT_DUCKDB_PATH)).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
-    return str(path)
+    # Not created here: loading definitions has no side effects, and a path that cannot hold the file (under a
+    # regular file, a folder, a read-only disk) fails the run with one line when it starts (WarehouseResource).
+    return str(Path(os.environ.get(DUCKDB_PATH_ENV, DEFAULT_DUCKDB_PATH)).expanduser().resolve())
 
 
 @functools.cache

@@ -19,18 +19,21 @@ from typing import Iterator, Optional
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from ..source.config import ConfigError
 from ..warehouse.sinks import Sink, as_sink, is_postgres_url
-from ..warehouse.lock import LOCK_WAIT_ENV, WarehouseLocked, connect
+from ..warehouse.lock import LOCK_WAIT_ENV, WarehouseLocked, check_database_path, connect, lock_wait_seconds
+from .validation import one_line
 
 WAREHOUSE_URL_ENV = "NILUS_WAREHOUSE_URL"
+DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
 
 
 class WarehouseResource(DuckDBResource):
     lock_wait_seconds: Optional[float] = Field(
         default=None,
+        ge=0,
         description=f"How long to wait while another process writes to the file; default ${LOCK_WAIT_ENV}, else 1800.",
     )
     url: Optional[str] = Field(
@@ -38,6 +41,24 @@ class WarehouseResource(DuckDBResource):
         description=f"postgresql://user@host:5432/db: write to PostgreSQL instead of the DuckDB file (default: "
         f"${WAREHOUSE_URL_ENV}, else the file in `database`). Use EnvVar('{WAREHOUSE_URL_ENV}') if it holds a password.",
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refused_in_one_line(cls, data, handler):
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise one_line(cls, exc, "WarehouseResource.") from None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """The warehouse settings, checked when a run starts and before any request (one line each):
+        the address kind, the lock wait, and that the DuckDB file can be written."""
+        try:
+            if self.resolved_url is None:
+                lock_wait_seconds(self.lock_wait_seconds)
+                check_database_path(self.database, DUCKDB_PATH_ENV)
+        except ConfigError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
 
     @property
     def resolved_url(self) -> Optional[str]:
@@ -75,6 +96,8 @@ class WarehouseResource(DuckDBResource):
                 con = connect(self.database, config, self.lock_wait_seconds, on_wait=dg.get_dagster_logger().info)
             except WarehouseLocked as exc:
                 raise dg.Failure(description=str(exc)) from None
+            except ConfigError as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
         try:
             yield con
         finally:

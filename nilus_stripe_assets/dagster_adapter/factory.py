@@ -24,7 +24,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ..source.catalog import CATALOG, StripeObject
-from ..source.config import ConfigError, parse_source_table, resolve_strategy
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ..source.config import MODES, ConfigError, parse_source_table, resolve_strategy, unknown_object
 from ..reading.accounts import ACCOUNT_COLUMN
 from ..engine.plan import RunOptions, run_mode  # noqa: F401 (run_mode: public since the first version)
 from ..warehouse.strategies import TableRef
@@ -34,6 +36,7 @@ from .freshness import default_freshness_policy
 from .duckdb_resource import check_warehouse
 from .io_manager import describe, prepare_batch, write_batch
 from .resources import StripeResource
+from .validation import one_line
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
 IO_MANAGER_KEY = "stripe_io_manager"
@@ -141,13 +144,38 @@ class StripePipeline:
 
 
 class StripeLoadConfig(dg.Config):
-    """Per-run choices, editable in the Launchpad."""
+    """Per-run choices, editable in the Launchpad. Checked when the step starts, before any request."""
 
     mode: Optional[str] = None  # async | sync | sync:incremental; default: each asset's own
     # Per object, over `mode`, e.g. {"charge": "sync"}; only for the objects the run selects.
     modes: dict[str, str] = {}
-    lookback_seconds: int = DEFAULT_LOOKBACK_SECONDS  # sync:incremental re-reads this much before the cursor
+    lookback_seconds: int = Field(default=DEFAULT_LOOKBACK_SECONDS, ge=0)  # sync:incremental re-reads this much
     capture_changes: bool = True  # sync:incremental also applies updates/deletes from /v1/events
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refused_in_one_line(cls, data, handler):
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise one_line(cls, exc, "The run config's ") from None
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in MODES:
+            raise ConfigError(f"unknown loading mode '{value[:40]}'; use one of: {', '.join(MODES)}.")
+        return value
+
+    @field_validator("modes")
+    @classmethod
+    def _known_objects_and_modes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, mode in value.items():
+            if name not in CATALOG:  # a typo would otherwise be ignored and the object load in its default mode
+                raise unknown_object(name)
+            if mode not in MODES:
+                raise ConfigError(f"unknown loading mode '{str(mode)[:40]}' for '{name}'; use one of: {', '.join(MODES)}.")
+        return value
 
 
 @dataclass(frozen=True)

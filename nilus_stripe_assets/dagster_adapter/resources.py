@@ -5,10 +5,14 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..source.config import DEFAULT_API_BASE, ConfigError, StripeURI, default_global_rate, parse_stripe_uri, validate_api_key
+from ..source.config import (
+    DEFAULT_API_BASE, ConfigError, StripeURI, check_api_base, check_account, default_global_rate, parse_stripe_uri, validate_api_key,
+)
 from ..reading.budget import BudgetSettings, RequestBudget, account_fingerprint
+from .validation import one_line
+
 if TYPE_CHECKING:
     from ..source.client import StripeApi
 
@@ -42,23 +46,27 @@ class StripeResource(dg.ConfigurableResource):
     stripe_account: Optional[str] = Field(default=None, description="Connect account id (acct_…), sent as Stripe-Account.")
     max_requests_per_second: Optional[float] = Field(
         default=None,
+        gt=0,
         description="Account-wide request budget shared by all assets and processes; default from the key: 25/s test, 100/s live.",
     )
-    max_requests_per_second_per_endpoint: float = Field(default=25.0, description="Stripe's default per-endpoint limit.")
+    max_requests_per_second_per_endpoint: float = Field(default=25.0, gt=0, description="Stripe's default per-endpoint limit.")
     # One step loads many objects at once: 100 req/s at ~200-300 ms per list page needs 20-30 in flight.
-    max_in_flight: int = Field(default=32, description="Concurrent requests per process, all objects together.")
+    max_in_flight: int = Field(default=32, ge=1, description="Concurrent requests per process, all objects together.")
     workers_per_object: int = Field(
         default=8,
+        ge=1,
         description="Concurrent requests one object's async load or fan-out may make (Stripe allows 25/s per endpoint).",
     )
-    max_network_retries: int = Field(default=6, description="SDK retries for 5xx, 409 and connection errors.")
-    max_rate_limit_retries: int = Field(default=12, description="Retries after a 429 before the run fails.")
+    max_network_retries: int = Field(default=6, ge=0, description="SDK retries for 5xx, 409 and connection errors.")
+    max_rate_limit_retries: int = Field(default=12, ge=0, description="Retries after a 429 before the run fails.")
     request_timeout_seconds: float = Field(
         default=20.0,
+        gt=0,
         description="One HTTP attempt: seconds to connect, and to wait for the server's answer (stripe-python's default is 80).",
     )
     max_retry_seconds: float = Field(
         default=60.0,
+        ge=0,
         description="No retry of a page (after a timeout, connection error, 5xx or 429) starts later than this after its "
         "first attempt: a stalled upstream fails in about max_retry_seconds + request_timeout_seconds.",
     )
@@ -79,6 +87,53 @@ class StripeResource(dg.ConfigurableResource):
         description="Connect: 'platform' (requests sent with Stripe-Account draw on the platform's budget, the safe "
         "reading of Stripe's docs) or 'account' (each connected account has its own budget).",
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refused_in_one_line(cls, data, handler):
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise one_line(cls, exc, "StripeResource.") from None
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_api_base(value, "api_base", "fix it or leave it out")
+
+    @field_validator("stripe_account")
+    @classmethod
+    def _account_id(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_account(value, "fix it or leave it out")
+
+    @field_validator("connected_accounts")
+    @classmethod
+    def _account_ids(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        return None if value is None else [check_account(a, "list acct_… ids only") for a in value]
+
+    @field_validator("connect_budget")
+    @classmethod
+    def _known_budget_rule(cls, value: str) -> str:
+        if value not in CONNECT_BUDGETS:
+            raise ConfigError(f"'{value[:20]}' is not one of {', '.join(CONNECT_BUDGETS)}; use one of them.")
+        return value
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Settings read from the environment when a run starts, checked before any request (one line each)."""
+        try:
+            self.check_environment()
+        except ConfigError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+    def check_environment(self) -> None:
+        """STRIPE_API_BASE and NILUS_BUDGET_URL (or the fields that override them). Raises ConfigError."""
+        if not (self.api_base or self._from_uri().api_base) and os.environ.get(API_BASE_ENV, "").strip():
+            check_api_base(os.environ[API_BASE_ENV], API_BASE_ENV, f"fix it or unset it to read {DEFAULT_API_BASE}")
+        url = self.budget_url or os.environ.get(BUDGET_URL_ENV)
+        if url:
+            from ..reading.budget.postgres import check_budget_url  # psycopg: only for those who use it
+
+            check_budget_url(url.strip())
 
     _budgets: dict = PrivateAttr(default_factory=dict)
     _platform_id: Optional[str] = PrivateAttr(default=None)
@@ -103,7 +158,7 @@ class StripeResource(dg.ConfigurableResource):
 
     @property
     def resolved_api_base(self) -> str:
-        return (self.api_base or self._from_uri().api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
+        return (self.api_base or self._from_uri().api_base or os.environ.get(API_BASE_ENV, "").strip() or DEFAULT_API_BASE).rstrip("/")
 
     @property
     def resolved_stripe_account(self) -> Optional[str]:
@@ -130,8 +185,6 @@ class StripeResource(dg.ConfigurableResource):
 
         key = self.resolved_api_key
         account = self.resolved_stripe_account if stripe_account is _CONFIGURED else stripe_account
-        if account is not None and self.connect_budget not in CONNECT_BUDGETS:
-            raise ConfigError(f"connect_budget {self.connect_budget!r} is not one of {', '.join(CONNECT_BUDGETS)}")
         # Stripe's docs count limits "per Stripe account" without saying whose budget a request sent with
         # Stripe-Account draws on; by default assume the platform's (shared), see README "Connect platforms".
         budget_account = account if self.connect_budget == "account" else self.resolved_stripe_account

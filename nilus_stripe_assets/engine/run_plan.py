@@ -22,6 +22,7 @@ from ..reading.fetch import Window
 from ..source.catalog import StripeObject
 from ..warehouse.strategies import TableRef
 from .plan import ObjectPlan, RunOptions, plan_object
+from .settings import check_environment
 
 if TYPE_CHECKING:  # stripe-python loads when a run first makes a request
     from ..source.client import StripeApi
@@ -127,6 +128,7 @@ def plan_run(
     only if a plan needs one. Raises `RunRefused` (one line) or `ConfigError` before any object is read."""
     from ..reading.accounts import access_problem
 
+    check_environment()  # the engine's NILUS_* settings: a wrong one fails here, not after the whole fetch
     masked = source.key_for_masking
     platform = _explained(source.platform_account_id, masked) if by_account else None
     plans: list[ObjectPlan] = []

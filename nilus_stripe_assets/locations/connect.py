@@ -24,6 +24,7 @@ from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
 from ..dagster_adapter.finance import build_finance_assets
 from ..dagster_adapter.resources import StripeResource
+from ..source.config import ConfigError, check_account
 
 ACCOUNTS_ENV = "NILUS_STRIPE_ACCOUNTS"
 
@@ -31,7 +32,10 @@ ACCOUNTS_ENV = "NILUS_STRIPE_ACCOUNTS"
 def listed_accounts() -> Optional[list[str]]:
     """Accounts listed in `NILUS_STRIPE_ACCOUNTS` (comma-separated), or None to discover them."""
     listed = [a.strip() for a in os.environ.get(ACCOUNTS_ENV, "").split(",") if a.strip()]
-    return listed or None
+    try:
+        return [check_account(a) for a in listed] or None
+    except ConfigError as exc:
+        raise ConfigError(f"{ACCOUNTS_ENV}: {exc} Write it as acct_a,acct_b, or unset it to add every account.") from None
 
 
 def connect_resources() -> dict:

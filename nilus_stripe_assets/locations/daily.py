@@ -11,6 +11,7 @@ workspace, not both (see workspace.daily.yaml).
 """
 
 import os
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
@@ -18,11 +19,29 @@ from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
 from ..dagster_adapter.finance import build_finance_assets
+from ..source.config import ConfigError
 
 PARTITIONS_START_ENV = "NILUS_PARTITIONS_START"
-daily_partitions = dg.DailyPartitionsDefinition(
-    start_date=os.environ.get(PARTITIONS_START_ENV, "2024-01-01"), timezone="UTC", end_offset=0
-)
+DEFAULT_PARTITIONS_START = "2024-01-01"
+
+
+def partitions_start() -> str:
+    """$NILUS_PARTITIONS_START as YYYY-MM-DD (default 2024-01-01). Raises ConfigError (one line when the
+    location loads) for anything else, or for a day after today, which would leave no partition to run."""
+    text = os.environ.get(PARTITIONS_START_ENV, "").strip() or DEFAULT_PARTITIONS_START
+    fix = f"set {PARTITIONS_START_ENV} to the first UTC day to load as YYYY-MM-DD, e.g. {DEFAULT_PARTITIONS_START}"
+    try:
+        start = date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{PARTITIONS_START_ENV}={text[:30]!r} is not a date; {fix}.") from None
+    if len(text) != 10:
+        raise ConfigError(f"{PARTITIONS_START_ENV}={text[:30]!r} is not written as YYYY-MM-DD; {fix}.")
+    if start > datetime.now(timezone.utc).date():
+        raise ConfigError(f"{PARTITIONS_START_ENV}={text} is in the future, so there is no day to load; {fix}.")
+    return text
+
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC", end_offset=0)
 
 # One step for the 18 partitioned objects (op `stripe_objects`), one for the 5 others.
 stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)

@@ -30,10 +30,14 @@ __all__ = [
     "SourceTable",
     "parse_source_table",
     "suggest_object",
+    "unknown_object",
     "StripeURI",
     "URI_PARAMETERS",
     "parse_stripe_uri",
     "validate_api_key",
+    "check_api_base",
+    "check_account",
+    "literal_api_key",
     "mask_key",
     "key_mode",
     "default_global_rate",
@@ -163,7 +167,7 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _unknown_object(name: str) -> ConfigError:
+def unknown_object(name: str) -> ConfigError:
     guess = suggest_object(name)
     hint = f" Did you mean '{guess}'?" if guess else ""
     return ConfigError(f"No such resource '{_clip(name)}'.{hint} Valid objects: {_VALID_OBJECTS}.")
@@ -188,7 +192,7 @@ def parse_source_table(text: str) -> SourceTable:
         )
     obj = CATALOG.get(name)
     if obj is None:
-        raise _unknown_object(raw_name)
+        raise unknown_object(raw_name)
     if len(parts) == 1:
         return SourceTable(obj, "async")
     if suffix in ("sync", "sync:incremental"):
@@ -316,33 +320,61 @@ def parse_stripe_uri(uri: str, env: Mapping[str, str] = os.environ) -> StripeURI
 
     account = values.get("stripe_account")
     if account is not None:
-        account = account.strip()
-        if not _ACCOUNT_RE.match(account):
-            raise ConfigError(
-                f"stripe_account '{_clip(account)}' is not a Stripe account id; use the connected account's id, "
-                f"which starts with acct_ (e.g. acct_1A2b3C4d5E6f7G8h), or drop the parameter."
-            )
+        account = check_account(account, "or drop the parameter")
 
     api_base = values.get("api_base")
     if api_base is not None:
-        api_base = api_base.strip()
-        try:
-            b = urlsplit(api_base)
-            ok = b.scheme in ("http", "https") and bool(b.hostname) and not b.query and not b.fragment
-            _ = b.port  # raises ValueError on a bad port
-        except ValueError:
-            ok = False
-        if not ok or "@" in b.netloc:
-            raise ConfigError(
-                "api_base must be an http(s) URL with a host and no credentials or query, such as "
-                "http://127.0.0.1:12111 for an emulator or https://api.stripe.com; fix or drop the parameter."
-            )
-        api_base = api_base.rstrip("/")
+        api_base = check_api_base(api_base, "api_base", "fix or drop the parameter")
 
     if api_key is not None:
         validate_api_key(api_key, api_base or env.get("STRIPE_API_BASE"))
 
     return StripeURI(api_key=api_key, stripe_account=account, api_base=api_base)
+
+
+def check_account(value: str, fix: str = "") -> str:
+    """`value` stripped if it is a Stripe account id (`acct_…`), else a ConfigError."""
+    account = str(value).strip()
+    if not _ACCOUNT_RE.match(account):
+        raise ConfigError(
+            f"stripe_account '{_clip(account)}' is not a Stripe account id; use the connected account's id, "
+            f"which starts with acct_ (e.g. acct_1A2b3C4d5E6f7G8h){', ' + fix if fix else ''}."
+        )
+    return account
+
+
+def check_api_base(value: str, setting: str = "api_base", fix: str = "fix or drop it") -> str:
+    """`value` without a trailing slash if it is an http(s) URL with a host and no credentials, query or
+    fragment; else a ConfigError naming `setting` (the URI parameter, the resource field or STRIPE_API_BASE)."""
+    text = str(value).strip()
+    try:
+        b = urlsplit(text)
+        ok = b.scheme in ("http", "https") and bool(b.hostname) and not b.query and not b.fragment
+        _ = b.port  # raises ValueError on a bad port
+        ok = ok and "@" not in b.netloc
+    except ValueError:
+        ok = False
+    if not ok:
+        # The value is not echoed: a URL with credentials would show them.
+        raise ConfigError(
+            f"{setting} must be an http(s) URL with a host and no credentials or query, such as "
+            f"http://127.0.0.1:12111 for an emulator or https://api.stripe.com; {fix}."
+        )
+    return text.rstrip("/")
+
+
+def literal_api_key(address: str) -> Optional[str]:
+    """The api_key of a stripe:// address when it is written out instead of read from a {VARIABLE}."""
+    try:
+        query = urlsplit(str(address).strip()).query
+    except ValueError:
+        return None
+    for segment in query.split("&"):
+        name, _, value = segment.partition("=")
+        value = unquote(value).strip()
+        if unquote(name).strip().lower() == "api_key" and value and not _PLACEHOLDER_RE.search(value):
+            return value
+    return None
 
 
 def validate_api_key(key: str, api_base: Optional[str] = None) -> None:

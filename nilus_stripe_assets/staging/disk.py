@@ -18,8 +18,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ..source.config import ConfigError
+
 LOCK_NAME = ".owner.lock"
 MIN_FREE_ENV = "NILUS_SPOOL_MIN_FREE_MB"
+SPOOL_DIR_ENV = "NILUS_SPOOL_DIR"
 DEFAULT_MIN_FREE_MB = 256
 # Peak temporary disk per object, measured (benchmarks/scale.py): compressed spool, staged Parquet, spill.
 BYTES_PER_OBJECT = 400
@@ -35,11 +38,39 @@ class SpoolSpaceError(Exception):
 
 
 def min_free_bytes() -> int:
-    text = os.environ.get(MIN_FREE_ENV, "")
+    """$NILUS_SPOOL_MIN_FREE_MB in bytes (default 256 MB). Raises ConfigError unless it is a number >= 0."""
+    text = os.environ.get(MIN_FREE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MIN_FREE_MB * 1024 * 1024
     try:
-        return int(float(text) * 1024 * 1024) if text else DEFAULT_MIN_FREE_MB * 1024 * 1024
+        megabytes = float(text)
     except ValueError:
-        raise SpoolSpaceError(f"{MIN_FREE_ENV}={text!r} is not a number of megabytes; set e.g. {MIN_FREE_ENV}=256") from None
+        megabytes = -1.0
+    if not 0 <= megabytes < float("inf"):
+        raise ConfigError(
+            f"{MIN_FREE_ENV}={text[:20]!r} is not a number of megabytes >= 0; set e.g. {MIN_FREE_ENV}=256, or unset "
+            f"it for the default ({DEFAULT_MIN_FREE_MB})."
+        )
+    return int(megabytes * 1024 * 1024)
+
+
+def spool_root() -> Optional[str]:
+    """$NILUS_SPOOL_DIR (None: the system's temp folder). Raises ConfigError unless it is a writable folder."""
+    text = os.environ.get(SPOOL_DIR_ENV, "").strip()
+    if not text:
+        return None
+    folder = Path(text).expanduser()
+    fix = f"create it, or point {SPOOL_DIR_ENV} at an existing folder on a disk with room (or unset it for {tempfile.gettempdir()})"
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"The spool folder {folder} ({SPOOL_DIR_ENV}) {what}; {fix}.")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"The spool folder {folder} ({SPOOL_DIR_ENV}) cannot be written ({exc.strerror or type(exc).__name__}); {fix}."
+        ) from None
+    return str(folder)
 
 
 def check_free(root: str, expected_objects: Optional[int] = None) -> None:

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import duckdb
 
+from ..source.config import ConfigError
 from .columns import Column
 from .spool import CONTENT_HASH
 
@@ -66,10 +67,42 @@ def sql_strings(values: Sequence[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
+def duckdb_threads() -> int:
+    """$NILUS_DUCKDB_THREADS (default 1). Raises ConfigError unless it is a whole number >= 1."""
+    text = os.environ.get(THREADS_ENV, "").strip() or "1"
+    if not (text.isdigit() and int(text) >= 1):
+        raise ConfigError(f"{THREADS_ENV}={text[:20]!r} is not a whole number >= 1; set e.g. {THREADS_ENV}=2, or unset it (1).")
+    return int(text)
+
+
+def duckdb_memory_limit() -> str:
+    """$NILUS_DUCKDB_MEMORY_LIMIT (default 96MB), as DuckDB's `memory_limit` takes it. Raises ConfigError for a
+    value DuckDB refuses (DuckDB itself is asked, on a throwaway in-memory database)."""
+    limit = _memory_limit()
+    with duckdb.connect() as con:
+        try:
+            con.execute(f"SET memory_limit = {sql_literal(limit)}")
+        except duckdb.Error as exc:
+            reason = str(exc).split("Error: ", 1)[-1].splitlines()[0]
+            raise ConfigError(
+                f"{MEMORY_LIMIT_ENV}={limit[:20]!r} is not a memory size DuckDB accepts ({reason}); set e.g. "
+                f"{MEMORY_LIMIT_ENV}=512MB, or unset it ({DEFAULT_MEMORY_LIMIT_MB}MB)."
+            ) from None
+    return limit
+
+
+def _memory_limit() -> str:
+    return os.environ.get(MEMORY_LIMIT_ENV, "").strip() or f"{DEFAULT_MEMORY_LIMIT_MB}MB"
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def limit_resources(con, megabytes: Optional[int] = None, temp_directory: Optional[str] = None) -> None:
-    limit = f"{megabytes}MB" if megabytes else os.environ.get(MEMORY_LIMIT_ENV, f"{DEFAULT_MEMORY_LIMIT_MB}MB")
-    con.execute(f"SET memory_limit = '{limit}'")
-    con.execute(f"SET threads = {int(os.environ.get(THREADS_ENV, '1'))}")
+    limit = f"{megabytes}MB" if megabytes else _memory_limit()  # checked once, when the run started
+    con.execute(f"SET memory_limit = {sql_literal(limit)}")
+    con.execute(f"SET threads = {duckdb_threads()}")
     con.execute("SET preserve_insertion_order = false")  # tables have no order; keeping it costs memory
     if temp_directory:
         con.execute(f"SET temp_directory = '{temp_directory}'")

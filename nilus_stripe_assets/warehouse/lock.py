@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 import duckdb
+
+from ..source.config import ConfigError
 
 
 LOCK_WAIT_ENV = "NILUS_DUCKDB_LOCK_WAIT_SECONDS"
@@ -27,15 +31,46 @@ class WarehouseLocked(Exception):
 
 
 def lock_wait_seconds(configured: Optional[float] = None) -> float:
+    """The configured wait, else $NILUS_DUCKDB_LOCK_WAIT_SECONDS, else 1800. Raises ConfigError for a value
+    that is not a number of seconds >= 0."""
     if configured is not None:
         return float(configured)
-    text = os.environ.get(LOCK_WAIT_ENV)
+    text = os.environ.get(LOCK_WAIT_ENV, "").strip()
     if not text:
         return DEFAULT_LOCK_WAIT_SECONDS
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        raise WarehouseLocked(f"{LOCK_WAIT_ENV}={text!r} is not a number of seconds; set e.g. {LOCK_WAIT_ENV}=600") from None
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"{LOCK_WAIT_ENV}={text[:20]!r} is not a number of seconds; set e.g. {LOCK_WAIT_ENV}=600, or unset it "
+            f"to wait up to {DEFAULT_LOCK_WAIT_SECONDS:g} s."
+        )
+    return seconds
+
+
+def check_database_path(database: str, setting: str) -> None:
+    """Raise ConfigError unless the DuckDB file `database` can be created or written: not a folder, not under
+    a regular file, on a writable filesystem. Creates its missing folders (DuckDB creates only the file)."""
+    path = Path(database)
+    fix = f"set {setting} to a file path in a writable folder, e.g. data/warehouse.duckdb"
+    if path.is_dir():
+        raise ConfigError(f"The warehouse path {path} ({setting}) is a folder, not a DuckDB file; {fix}.")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"The warehouse path {path} ({setting}) is under {blocking}, which is a file, not a folder; {fix}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "ab"):  # opened for writing, nothing written: read-only files and filesystems fail here
+                pass
+        else:
+            probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".nilus-write-check-")
+            probe.close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"The warehouse path {path} ({setting}) cannot be written ({reason}); {fix}.") from None
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -73,6 +108,8 @@ def connect(
     """A read-write connection to `database`, waiting up to `wait_seconds` (default: $NILUS_DUCKDB_LOCK_WAIT_SECONDS,
     else 1800 s) while another process holds the file. `on_wait` hears once that the wait started."""
     bound = lock_wait_seconds(wait_seconds)
+    if database and not database.startswith(":memory:") and "://" not in database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)  # DuckDB creates the file, not its folder
     started = time.monotonic()
     pause = 0.05
     told = False

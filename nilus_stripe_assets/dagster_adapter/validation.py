@@ -1,0 +1,68 @@
+"""A setting Pydantic refuses, as the one line a user reads: the setting, what it must be, the fix.
+
+The resources and the run config declare their ranges as Pydantic constraints (`Field(ge=1)`), so they are
+checked wherever Dagster builds them: from run config when a run starts, or in a location's code. Pydantic's
+own report is several lines with the input echoed (which, for an address, may hold a password), and Dagster
+prints it with three stack traces. Each model's `model_validator(mode="wrap")` hands the error to
+`one_line`, which raises a `dg.Failure` instead: Pydantic lets exceptions other than `ValueError` through
+unchanged, Dagster records it as the cause of the run's failure, and `console.py` prints its one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, ValidationError
+
+from ..source.config import ConfigError
+
+# Pydantic's constraint error types -> what the value must be (ctx holds the bound).
+_RULES = {
+    "greater_than": "greater than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than": "less than {lt}",
+    "less_than_equal": "at most {le}",
+}
+_NUMBER_TYPES = {"int_parsing": "a whole number", "float_parsing": "a number", "int_from_float": "a whole number"}
+
+
+def _shown(value: Any) -> str:
+    """Numbers and booleans as given; anything else is not echoed (it may be an address with a password)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return format(value, "g")  # -5, 0.5: as written, whether the field is an int or a float
+    return "the value given"
+
+
+def describe(model: type[BaseModel], error: dict, where: str) -> str:
+    """One Pydantic error of `model` as a sentence naming the setting (`where` + its field) and the fix."""
+    field = ".".join(str(part) for part in error["loc"]) or "(the whole setting)"
+    setting = f"{where}{field}"
+    context = error.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, ConfigError):  # our own validators already say what to fix
+        return f"{setting}: {cause}"
+    info = model.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+    default = f" (the default is {info.default!r})" if info is not None and info.default is not None else ""
+    rule = _RULES.get(error["type"])
+    if rule:
+        bound = {name: _shown(value) for name, value in context.items()}
+        return (
+            f"{setting} is {_shown(error.get('input'))}, but it must be {rule.format(**bound)}; set it to such "
+            f"a value or leave it out{default}."
+        )
+    kind = _NUMBER_TYPES.get(error["type"])
+    if kind:
+        return f"{setting} is {_shown(error.get('input'))}, but it must be {kind}; fix it or leave it out{default}."
+    return f"{setting}: {error['msg']}; fix it or leave it out{default}."
+
+
+def one_line(model: type[BaseModel], exc: ValidationError, where: str) -> dg.Failure:
+    """`where` prefixes the field's name ("StripeResource.", "The run config's "). The `dg.Failure` (not retried: a retry cannot fix a setting) for a refused setting of `model`."""
+    errors = exc.errors()
+    text = describe(model, errors[0], where)
+    if len(errors) > 1:
+        text += f" ({len(errors) - 1} more setting{'s' if len(errors) > 2 else ''} refused too.)"
+    return dg.Failure(description=text, allow_retries=False)
