@@ -318,6 +318,21 @@ CASES = {
         "StripeResource.max_requests_per_second is 0, but it must be greater than 0",
         stripe_config={"max_requests_per_second": 0},
     ),
+    "stripe-uri-literal-key": Case(
+        "StripeResource.uri: the address contains the API key sk_test_…abcd itself …",
+        "StripeResource.uri: the address contains the API key sk_test_…9876 itself, which Dagster would store",
+        stripe_config={"uri": "stripe://?api_key=sk_test_LiteralKeyInYaml9876"},
+    ),
+    "budget-url": Case(
+        "The request budget address mysql://… is not a PostgreSQL URL",
+        "The request budget address mysql://… is not a PostgreSQL URL; set StripeResource.budget_url / NILUS_BUDGET_URL",
+        env={"NILUS_BUDGET_URL": "mysql://nilus:NilusBudgetPassword77@db.internal/nilus"},
+    ),
+    "budget-url-unparsable": Case(
+        "The request budget address … cannot be parsed (…)",
+        "The request budget address (an address that is not a PostgreSQL connection URL) cannot be parsed (",
+        env={"NILUS_BUDGET_URL": "postgresql://nilus:NilusBudgetPassword77@[bad/nilus"},
+    ),
     "stripe-api-base": Case(
         "StripeResource.api_base: api_base must be an http(s) URL …",
         "StripeResource.api_base: api_base must be an http(s) URL",
@@ -595,7 +610,8 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
     assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
     assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
     assert "Warning" not in "\n".join(lines), output[-3000:]
-    for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876", "NilusWarehousePassword99"):
+    for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876", "NilusWarehousePassword99",
+                   "NilusBudgetPassword77"):
         assert secret[8:-4] not in output
 
 

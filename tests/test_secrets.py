@@ -134,3 +134,93 @@ def test_no_key_in_run_config_snapshots_or_event_logs(cli_runs, monkeypatch):
         assert "api_key={STRIPE_API_KEY}" in snapshot_text
     finally:
         instance.dispose()
+
+
+# ---- Passwords in addresses, and a key written into run config (issue 20, item 5) ----------------------------
+BUDGET_PASSWORD = "NilusBudgetPw41xQ"
+WAREHOUSE_PASSWORD = "NilusWarehousePw52yR"
+UNREACHABLE_PASSWORD = "NilusUnreachablePw63zS"
+LITERAL_KEY = "sk_test_NilusLiteralRunConfig74wT"
+SECRETS = (BUDGET_PASSWORD, WAREHOUSE_PASSWORD, UNREACHABLE_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def secret_runs(tmp_path_factory):
+    """Failing CLI runs in a fresh DAGSTER_HOME with the repository's logging settings (one-line failures)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import yaml
+
+    root = tmp_path_factory.mktemp("url_secrets")
+    home = root / "dagster_home"
+    home.mkdir()
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}, "python_logs": settings["python_logs"]}))
+    dg.DagsterInstance.from_config(str(home)).dispose()  # created once: parallel first runs could race on its schema
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    runs = {
+        "budget-unparsable": ({"NILUS_BUDGET_URL": f"postgresql://nilus:{BUDGET_PASSWORD}@[bad/nilus"}, None),
+        "warehouse-unparsable": ({"NILUS_WAREHOUSE_URL": f"postgresql://nilus:{WAREHOUSE_PASSWORD}@[::1/nilus"}, None),
+        "budget-unreachable": ({"NILUS_BUDGET_URL": f"postgresql://nilus:{UNREACHABLE_PASSWORD}@127.0.0.1:{closed}/nilus"}, None),
+        "literal-key": ({}, {"resources": {"stripe": {"config": {"uri": f"stripe://?api_key={LITERAL_KEY}"}}}}),
+    }
+    with StripeEmulator(scale=SMALL, seed=13, api_keys=[GOOD_KEY]) as emu:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "NILUS_", "DAGSTER_"))}
+        base_env.update(STRIPE_API_BASE=emu.url, STRIPE_API_KEY=GOOD_KEY, NILUS_DUCKDB_PATH=str(root / "w.duckdb"),
+                        DAGSTER_HOME=str(home), TMPDIR=str(root))
+
+        def run(name):
+            env, config = runs[name]
+            command = [DAGSTER, "asset", "materialize", "-m", "nilus_stripe_assets.definitions", "--select", "stripe/charge"]
+            if config:
+                command += ["--config-json", json.dumps(config)]
+            return subprocess.run(command, env={**base_env, **env}, cwd=root, capture_output=True, text=True, timeout=240)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            outputs = dict(zip(runs, pool.map(run, runs)))
+        requests = emu.stats()["total"]["requests"]
+    return {"home": home, "outputs": outputs, "requests": requests}
+
+
+def test_each_run_fails_with_one_masked_line_and_sends_no_request(secret_runs):
+    expected = {
+        "budget-unparsable": "The request budget address (an address that is not a PostgreSQL connection URL) cannot be parsed",
+        "warehouse-unparsable": "The warehouse address in NILUS_WAREHOUSE_URL cannot be parsed",
+        "budget-unreachable": "The request budget database postgresql://nilus@127.0.0.1:",
+        "literal-key": "StripeResource.uri: the address contains the API key sk_test_…74wT itself",
+    }
+    for name, proc in secret_runs["outputs"].items():
+        assert proc.returncode != 0, name
+        output = proc.stdout + proc.stderr
+        assert expected[name] in output, (name, output[-2000:])
+        assert "Traceback" not in output and "Stack Trace" not in output, (name, output[-2000:])
+    assert secret_runs["requests"] == 0
+
+
+def test_no_password_or_written_key_in_the_output_or_anything_dagster_stored(secret_runs):
+    home = secret_runs["home"]
+    for name, proc in secret_runs["outputs"].items():
+        output = proc.stdout + proc.stderr
+        assert [s for s in (*SECRETS, LITERAL_KEY[8:-4]) if s in output] == [], name
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files) and any(p.suffix in (".err", ".out") for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert [s for s in SECRETS if s.encode() in data] == [], path
+        if path.name != "runs.db":  # see below
+            assert LITERAL_KEY[8:-4].encode() not in data, path
+    # Dagster records a run's config as the user gave it (runs.db) before any code of the package runs; what
+    # the package controls (every event, the failure, the logs) never holds the key.
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        runs = instance.get_runs()
+        assert len(runs) == 4
+        for run in runs:
+            for entry in instance.all_logs(run.run_id):
+                serialized = dg.serialize_value(entry)
+                assert [s for s in (*SECRETS, LITERAL_KEY[8:-4]) if s in serialized] == [], entry.dagster_event_type
+    finally:
+        instance.dispose()

@@ -68,6 +68,8 @@ def test_stripe_resource_defaults_and_edges_are_accepted():
     ({"stripe_account": "acc_1"}, "StripeResource.stripe_account: stripe_account 'acc_1' is not a Stripe account id"),
     ({"connected_accounts": ["acct_1", "x"]}, "StripeResource.connected_accounts: stripe_account 'x' is not"),
     ({"connect_budget": "shared"}, "StripeResource.connect_budget: 'shared' is not one of platform, account"),
+    ({"uri": "stripe://?api_key=sk_test_LiteralKeyInRunConfig42"},
+     "StripeResource.uri: the address contains the API key sk_test_…ig42 itself"),
 ])
 def test_stripe_resource_refuses_wrong_text_settings_without_echoing_them(fields, expected):
     text = _refused(lambda: StripeResource(**fields))

@@ -8,7 +8,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..source.config import (
-    DEFAULT_API_BASE, ConfigError, StripeURI, check_api_base, check_account, default_global_rate, parse_stripe_uri, validate_api_key,
+    DEFAULT_API_BASE, ConfigError, StripeURI, check_api_base, check_account, default_global_rate, literal_api_key,
+    mask_key, parse_stripe_uri, validate_api_key,
 )
 from ..reading.budget import BudgetSettings, RequestBudget, account_fingerprint
 from .validation import one_line
@@ -100,6 +101,18 @@ class StripeResource(dg.ConfigurableResource):
     @classmethod
     def _http_url(cls, value: Optional[str]) -> Optional[str]:
         return None if value is None else check_api_base(value, "api_base", "fix it or leave it out")
+
+    @field_validator("uri")
+    @classmethod
+    def _no_literal_key(cls, value: Optional[str]) -> Optional[str]:
+        key = literal_api_key(value) if value else None
+        if key:
+            # Dagster keeps a resource's config (and run config) and shows it in the UI: only a placeholder may be there.
+            raise ConfigError(
+                f"the address contains the API key {mask_key(key)} itself, which Dagster would store and show; "
+                "write api_key={STRIPE_API_KEY} and set STRIPE_API_KEY through your secrets."
+            )
+        return value
 
     @field_validator("stripe_account")
     @classmethod

@@ -39,6 +39,7 @@ __all__ = [
     "check_account",
     "literal_api_key",
     "mask_key",
+    "mask_url_passwords",
     "key_mode",
     "default_global_rate",
     "GLOBAL_RATE_LIMITS",
@@ -77,9 +78,19 @@ def mask_key(key: Optional[str]) -> str:
     return "***"
 
 
+# A URL's password: scheme://user:PASSWORD@ (up to the token's last '@', so a password holding an unescaped
+# '@' is masked whole). Parsing is not needed, so an address too broken to parse is masked too.
+_URL_PASSWORD_RE = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@\"'<>]*:)[^\s\"'<>]*@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """`postgresql://u:secret@[bad/db` -> `postgresql://u:***@[bad/db`, wherever a URL with a password appears."""
+    return _URL_PASSWORD_RE.sub(lambda m: m.group(1) + "***@", text)
+
+
 def _scrub_tokens(text: str) -> str:
-    """Replace every key-looking token in `text` with its masked form."""
-    return _TOKEN_RE.sub(lambda m: mask_key(m.group(0)), text)
+    """Replace every key-looking token in `text` with its masked form, and every URL's password with ***."""
+    return _TOKEN_RE.sub(lambda m: mask_key(m.group(0)), mask_url_passwords(text))
 
 
 def _one_line(text: str) -> str:

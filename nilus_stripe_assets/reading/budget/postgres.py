@@ -63,7 +63,7 @@ def check_budget_url(url: str) -> str:
     """`url` if it is a postgresql:// address, else a ConfigError naming the expected form."""
     if not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            f"The request budget address {describe_url(url) if '://' in url else repr(url[:40])} is not a "
+            f"The request budget address {url.split('://', 1)[0][:20] + '://…' if '://' in url else 'given'} is not a "
             "PostgreSQL URL; set StripeResource.budget_url / NILUS_BUDGET_URL to postgresql://user@host:5432/db, "
             "or unset it to keep the budget in files on this machine."
         )
@@ -71,7 +71,8 @@ def check_budget_url(url: str) -> str:
         conninfo_to_dict(url)
     except psycopg.Error as exc:
         raise ConfigError(
-            f"The request budget address {describe_url(url)} cannot be parsed ({str(exc).splitlines()[0]}); "
+            # libpq quotes the address, password included: it is cut out (and ConfigError masks any URL's password).
+            f"The request budget address {describe_url(url)} cannot be parsed ({str(exc).splitlines()[0].replace(url, '…')}); "
             "write it as postgresql://user@host:5432/db."
         ) from None
     return url
