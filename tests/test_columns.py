@@ -113,3 +113,38 @@ def test_declared_types_cover_every_catalog_object():
             assert columns[created].sql_type == "TIMESTAMPTZ", name
         assert {c.sql_type for c in columns.values()} <= {"TIMESTAMPTZ", "BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR", "JSON"}
     assert json.dumps({c: col.sql_type for c, col in declared_columns("charge").items()})  # plain data
+
+
+def test_timestamp_columns_are_not_described_as_epoch_seconds():
+    """The SDK says "Measured in seconds since the Unix epoch"; the column is a TIMESTAMPTZ, so the UI's text says so."""
+    from nilus_stripe_assets.source.catalog import CATALOG
+
+    timestamps = [(n, c) for n in CATALOG for c in declared_columns(n).values() if c.sql_type == "TIMESTAMPTZ"]
+    assert len(timestamps) > 40
+    for name, column in timestamps:
+        assert "seconds since the Unix epoch" not in column.description, (name, column.name)
+        assert "A timestamp with time zone" in column.description, (name, column.name)
+    created = declared_columns("charge")["created"].description
+    assert created == ("Time at which the object was created. A timestamp with time zone (Stripe sends Unix seconds; "
+                       "epoch(created) gives them back).")
+    assert declared_columns("charge")["amount"].description.startswith("Amount intended to be collected")
+
+
+def test_asset_specs_carry_the_column_schema_when_definitions_load():
+    """The UI shows each table's columns before its first load: the specs carry `dagster/column_schema`."""
+    from nilus_stripe_assets.connect import defs as connect_defs
+    from nilus_stripe_assets.definitions import defs
+
+    specs = {s.key.path[-1]: s for a in defs.assets if isinstance(a, dg.AssetsDefinition) for s in a.specs}
+    assert len([s for s in specs.values() if s.key.path[0] == "stripe"]) == 23
+    for name in ("charge", "invoice_item", "payment_method", "invoice_line_item", "credit_note_line_item"):
+        schema: dg.TableSchema = specs[name].metadata["dagster/column_schema"]
+        columns = {c.name: c for c in schema.columns}
+        assert set(declared_columns(name)) <= set(columns), name
+        assert {"_loaded_at", "_state_at", "is_deleted", "deleted_at", "_content_hash"} <= set(columns), name
+        assert all(c.description for c in schema.columns), name
+    charge = {c.name: c for c in specs["charge"].metadata["dagster/column_schema"].columns}
+    assert charge["created"].type == "TIMESTAMPTZ" and charge["application_fee_amount"].type == "BIGINT"
+    assert "credit_note" in {c.name for c in specs["credit_note_line_item"].metadata["dagster/column_schema"].columns}
+    connect_specs = {s.key.path[-1]: s for a in connect_defs.assets if isinstance(a, dg.AssetsDefinition) for s in a.specs}
+    assert "stripe_account" in {c.name for c in connect_specs["charge"].metadata["dagster/column_schema"].columns}

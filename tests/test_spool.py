@@ -83,3 +83,50 @@ def test_a_spool_folder_without_room_fails_before_the_load_with_one_line(tmp_pat
     monkeypatch.setenv(spool_disk.MIN_FREE_ENV, "1")
     with pytest.raises(spool_disk.SpoolSpaceError, match=r"10,000,000,000,000 objects"):
         spool_disk.check_free(str(tmp_path), expected_objects=10**13)  # the estimate, when the count is known
+
+
+FULL_DISK_LOAD = """
+import sys
+from nilus_stripe_assets.engine.load import extract
+from nilus_stripe_assets.reading.budget import BudgetSettings, RequestBudget
+from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.client import StripeApi
+from nilus_stripe_assets.source.errors import explain
+from nilus_stripe_assets.warehouse.strategies import TableRef
+
+budget = RequestBudget("full-disk-test", BudgetSettings(global_rate=1000, endpoint_rate=1000, max_in_flight=8,
+                                                          state_dir=sys.argv[3]))
+api = StripeApi("sk_test_emulator", budget, api_base=sys.argv[1])
+try:
+    extract(api, CATALOG["charge"], "async", "merge", TableRef.parse("stripe.charge"), spool_root=sys.argv[2])
+except Exception as exc:
+    print(explain(exc, "charge"))
+"""
+
+
+@pytest.mark.skipif(
+    subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0,
+    reason="mounting a small filesystem needs `unshare -m` (root, or mount rights)",
+)
+def test_a_disk_that_fills_during_the_load_is_named_and_the_partial_spool_removed(tmp_path):
+    """A 256 KB filesystem as the spool folder, 20,000 charges (~2.4 MB spooled): the read fails on the full
+    disk with one line naming the folder, and nothing of the spool is left on that disk."""
+    from nilus_stripe_assets.emulator import StripeEmulator
+
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    (tmp_path / "budget").mkdir()
+    with StripeEmulator(counts={"charge": 20_000}, seed=5) as emu:
+        script = (
+            f"mount -t tmpfs -o size=256k tmpfs {folder} && {sys.executable} -c \"$0\" {emu.url} {folder} "
+            f"{tmp_path / 'budget'}; echo LEFT:; ls -A {folder}"
+        )
+        env = {**os.environ, spool_disk.MIN_FREE_ENV: "0"}  # the room check at the start passes: the disk fills later
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", script, FULL_DISK_LOAD], env=env, capture_output=True,
+                              text=True, timeout=300)
+    output = proc.stdout.strip().splitlines()
+    assert output[0].startswith(
+        f"Loading 'charge' failed: The spool folder {folder} ran out of space while 'charge' was read"
+    ), proc.stdout + proc.stderr[-2000:]
+    assert "the partial spool was removed" in output[0] and "NILUS_SPOOL_DIR" in output[0]
+    assert output[1:] == ["LEFT:"], output  # nothing left on the full disk

@@ -185,6 +185,37 @@ def test_404_from_a_server_that_is_not_stripe(emu, tmp_path, not_stripe):
     )
 
 
+class _CustomersOnly(_NotStripe):
+    """Lists one customer like Stripe, and has nothing else (e.g. a Stripe-compatible server without the
+    customer's payment methods)."""
+
+    def do_GET(self):  # noqa: N802
+        if not self.path.startswith("/v1/customers?"):
+            return super().do_GET()
+        body = (b'{"object": "list", "url": "/v1/customers", "has_more": false, "data": [{"id": "cus_1", '
+                b'"object": "customer", "created": 1700000000}]}')
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_404_for_a_child_list_names_the_path_under_its_parent(emu, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CustomersOnly)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        line = failure_line(run(emu, tmp_path, "payment_method", api_base=f"http://127.0.0.1:{server.server_address[1]}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Not /v1/payment_methods, which without `customer` lists only Treasury payment methods and is not read.
+    assert line.startswith(
+        "No such resource for 'payment_method' (404 Not Found, and the answer is not a Stripe error): the server at "
+        "api_base does not serve /v1/customers/{id}/payment_methods: it is not the Stripe API"
+    ), line
+
+
 # --------------------------------------------------------------------------------------------------
 # Nothing already loaded is lost
 # --------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .checks import StripeTableChecks
 from .connect import account_day_partitions, accounts_dimension, run_slices
 from .freshness import default_freshness_policy
 from .duckdb_resource import check_warehouse
-from .io_manager import describe, prepare_batch, write_batch
+from .io_manager import declared_schema, describe, prepare_batch, write_batch
 from .resources import StripeResource
 from .validation import one_line
 
@@ -87,6 +87,8 @@ class StripeTranslator:
                 **({"stripe/account_column": data.account_column} if data.account_column else {}),
                 "default_mode": data.mode,
                 "created_filter": obj.supports_created,
+                # Known from stripe-python's classes: the UI's Columns tab is filled before a first load.
+                "dagster/column_schema": declared_schema(obj, data.account_column),
             },
             automation_condition=self.get_automation_condition(obj),
             freshness_policy=self.get_freshness_policy(obj),

@@ -23,7 +23,8 @@ from ..source.shapes import api_version
 from ..staging.columns import declared_columns, descriptions
 from ..reading.accounts import ACCOUNT_COLUMN
 from ..engine.load import Batch
-from ..warehouse.strategies import Adoption, TableRef, WriteResult, apply, prepare, quote, table_columns
+from ..source.catalog import StripeObject
+from ..warehouse.strategies import BOOKKEEPING, Adoption, TableRef, WriteResult, apply, prepare, quote, table_columns
 from ..warehouse.sinks.base import literal
 from .duckdb_resource import open_sink
 
@@ -136,6 +137,25 @@ def describe(batch: Batch, metadata: dict) -> str:
         line += (f"; {value('rows_adopted'):,} rows loaded before Connect (no {ACCOUNT_COLUMN}) adopted as the "
                  f"platform's ({batch.platform})")
     return line
+
+
+def declared_schema(obj: StripeObject, account_column: Optional[str] = None) -> dg.TableSchema:
+    """The table's columns as known when definitions load (stripe-python's fields for the object, the parent's
+    id for a child, the account, the bookkeeping columns), so the UI shows them before a first load. A load's
+    materialization then records the table's actual columns (fields the SDK does not declare included)."""
+    docs = descriptions(obj.name)
+    columns = [dg.TableColumn(name=c.name, type=c.sql_type, description=c.description)
+               for c in declared_columns(obj.name).values()]
+    names = {c.name for c in columns}
+    extra = {}
+    if obj.parent is not None and obj.parent.id_column not in names:
+        extra[obj.parent.id_column] = ("VARCHAR", f"Id of the {obj.parent.object} this {obj.name} was read through.")
+    if account_column:
+        extra[account_column] = ("VARCHAR", docs.get(account_column))
+    for name, sql_type in BOOKKEEPING.items():
+        extra.setdefault(name, (sql_type, docs.get(name)))
+    columns += [dg.TableColumn(name=n, type=t, description=d) for n, (t, d) in extra.items() if n not in names]
+    return dg.TableSchema(columns=columns)
 
 
 def _table_metadata(sink, table: TableRef, newest_first: Optional[str] = "created", docs: Mapping[str, str] = {}) -> dict:  # noqa: B006

@@ -6,6 +6,7 @@ The Dagster asset (Dagster adapter) calls `extract`, returns the `Batch` to the 
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,21 @@ from ..reading.accounts import merge_key, tag
 from ..source.catalog import StripeObject
 from ..reading.fetch import ListOrderError, Window, fetch_object
 from ..staging.columns import declared_columns
+from ..staging.disk import SPOOL_DIR_ENV, SpoolSpaceError
 from ..staging.spool import Spool, SpoolSummary
 from ..staging.stream import ROTATE_OBJECTS, StreamedStaging
 from ..warehouse.strategies import ChangeSet, Slice, TableRef
 
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
     from ..source.client import StripeApi
+
+
+def out_of_space(spool: Spool, obj: StripeObject, spooled: int) -> SpoolSpaceError:
+    """The one line for a spool that filled its disk: which folder, and that the partial spool is gone."""
+    return SpoolSpaceError(
+        f"The spool folder {spool.path.parent} ran out of space while '{obj.name}' was read ({spooled:,} objects "
+        f"spooled); the partial spool was removed. Free space there, or point {SPOOL_DIR_ENV} at a larger disk."
+    )
 
 
 class Cancelled(Exception):
@@ -95,7 +105,9 @@ def extract(
         def sink(objects):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(obj.name)
-            return spool.write(tag(objects, account) if account else objects)
+            written = spool.write(tag(objects, account) if account else objects)
+            api.stats.add(objects=written)  # what the progress line counts: this object's rows, not its parents
+            return written
 
         try:
             fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
@@ -110,12 +122,21 @@ def extract(
             spool.cleanup()
             spool, streamed = open_spool()
             fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
-    except BaseException:
+    except BaseException as exc:
         streamed.close()
-        spool.finish()
-        spool.cleanup()
+        spooled = spool.objects
+        spool.discard()
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise out_of_space(spool, obj, spooled) from None
         raise
-    summary = spool.finish()
+    try:
+        summary = spool.finish()
+    except OSError as exc:  # the last bytes did not fit either
+        streamed.close()
+        spool.discard()
+        if exc.errno == errno.ENOSPC:
+            raise out_of_space(spool, obj, spool.objects) from None
+        raise
     return Batch(
         object=obj,
         mode=mode,

@@ -138,6 +138,11 @@ def _stripe_message(exc: BaseException, api_key: Optional[str]) -> str:
     return _clip(scrub(msg, api_key))
 
 
+def _list_path(obj) -> str:
+    """The list an object is read from: a child's is under its parent (/v1/customers/{id}/payment_methods)."""
+    return obj.parent.path_template if obj.parent else obj.path
+
+
 def _sentence(text: str) -> str:
     text = text.strip()
     return text if not text or text[-1] in ".!?…" else text + "."
@@ -269,7 +274,7 @@ def explain(exc: BaseException, object_name: str, api_key: Optional[str] = None)
         elif not isinstance(exc, stripe.InvalidRequestError) and obj in CATALOG:
             message = (
                 f"No such resource for '{obj}' (404 Not Found, and the answer is not a Stripe error): the server at "
-                f"api_base does not serve {CATALOG[obj].path}: it is not the Stripe API, or a Stripe-compatible "
+                f"api_base does not serve {_list_path(CATALOG[obj])}: it is not the Stripe API, or a Stripe-compatible "
                 f"server without this list. Fix or drop api_base, or leave '{obj}' out of the selection{req}."
             )
         elif obj in CATALOG:
@@ -324,6 +329,8 @@ def explain(exc: BaseException, object_name: str, api_key: Optional[str] = None)
             f"sent parameters this account or API version does not accept; report it with the request id"
             f"{req}."
         )
+    elif getattr(exc, "says_what_to_do", False):  # the package's own one-line errors (a full spool disk): whole
+        message = f"Loading '{obj}' failed: {_one_line(scrub(str(exc), api_key))}"
     else:  # unexpected, non-Stripe
         message = f"Loading '{obj}' failed: {type(exc).__name__}: {stripe_msg or '(no message)'}"
 

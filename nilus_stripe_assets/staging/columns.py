@@ -24,6 +24,7 @@ are, and the table widens as before.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Iterable
@@ -89,17 +90,28 @@ def _undocumented(name: str, field_name: str, sql_type: str) -> str:
     return f"{what} `{field_name}` of `{name}`; stripe-python gives no description."
 
 
+_EPOCH_SENTENCE = re.compile(r"\s*Measured in seconds since the Unix epoch\.?")
+
+
+def _timestamp_description(text: str, field_name: str) -> str:
+    """Stripe's text for an epoch field, true for its TIMESTAMPTZ column: the SDK says "Measured in seconds
+    since the Unix epoch", which the column is not (it is a timestamp; `epoch(col)` gives the seconds)."""
+    text = _EPOCH_SENTENCE.sub("", text).strip()
+    return f"{text} A timestamp with time zone (Stripe sends Unix seconds; epoch({field_name}) gives them back)."
+
+
 @cache
 def declared_columns(name: str) -> dict[str, Column]:
     """The columns stripe-python declares for the catalog object `name`, in the SDK's order."""
     out = {}
     for f in fields(name):
         sql_type = _sql_type(f)
+        description = f.description or _undocumented(name, f.name, sql_type)
         out[f.name] = Column(
             name=f.name,
             sql_type=sql_type,
             read_as="BIGINT" if sql_type == "TIMESTAMPTZ" else sql_type,
-            description=f.description or _undocumented(name, f.name, sql_type),
+            description=_timestamp_description(description, f.name) if sql_type == "TIMESTAMPTZ" else description,
             nullable=f.nullable,
         )
     return out

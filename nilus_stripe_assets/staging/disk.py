@@ -36,6 +36,8 @@ _swept: set[str] = set()
 class SpoolSpaceError(Exception):
     """The spool folder's disk cannot hold the load."""
 
+    says_what_to_do = True  # names the folder and the fix: shown whole, however long the folder's path
+
 
 def min_free_bytes() -> int:
     """$NILUS_SPOOL_MIN_FREE_MB in bytes (default 256 MB). Raises ConfigError unless it is a number >= 0."""

@@ -189,3 +189,18 @@ class Spool:
 
     def cleanup(self) -> None:
         spool_disk.remove(str(self.path))
+
+    def discard(self) -> None:
+        """Close every file without caring whether its last bytes reach the disk, then remove the folder. For a
+        load that failed, e.g. on a full disk: closing may fail there too, and a file still open would keep
+        its blocks allocated after its folder is removed."""
+        with self._lock:
+            still_open = [part for part in self._parts if not part.closed]
+            for part in still_open:
+                part.closed = True
+        for part in still_open:
+            try:
+                part.handle.close()
+            except OSError:
+                pass
+        self.cleanup()
