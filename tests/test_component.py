@@ -236,7 +236,7 @@ def test_sink_address_forms(env, tmp_path, monkeypatch):
     assert default.resources["duckdb"].database == env  # $NILUS_DUCKDB_PATH
     explicit = _build(_pipeline_yaml(sink_address=f"duckdb://{tmp_path}/a/b.duckdb"))
     assert explicit.resources["duckdb"].database == str(tmp_path / "a" / "b.duckdb")
-    assert (tmp_path / "a").is_dir()
+    assert not (tmp_path / "a").exists()  # created when a run starts (WarehouseResource), not at load
     monkeypatch.setenv("WAREHOUSE_FILE", str(tmp_path / "c.duckdb"))
     for address in ("'{WAREHOUSE_FILE}'", "'{{ env.WAREHOUSE_FILE }}'"):
         assert _build(_pipeline_yaml(sink_address=address)).resources["duckdb"].database == str(tmp_path / "c.duckdb")

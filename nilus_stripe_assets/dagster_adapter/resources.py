@@ -140,7 +140,11 @@ class StripeResource(dg.ConfigurableResource):
 
     def check_environment(self) -> None:
         """STRIPE_API_BASE and NILUS_BUDGET_URL (or the fields that override them). Raises ConfigError."""
-        if not (self.api_base or self._from_uri().api_base) and os.environ.get(API_BASE_ENV, "").strip():
+        try:
+            uri_base = self._from_uri().api_base
+        except ConfigError:  # the address's own problems (a key variable not set) are the step's to report
+            uri_base = None
+        if not (self.api_base or uri_base) and os.environ.get(API_BASE_ENV, "").strip():
             check_api_base(os.environ[API_BASE_ENV], API_BASE_ENV, f"fix it or unset it to read {DEFAULT_API_BASE}")
         url = self.budget_url or os.environ.get(BUDGET_URL_ENV)
         if url:
