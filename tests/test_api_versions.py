@@ -97,3 +97,23 @@ def test_products_of_other_version_events_are_read_again_100_per_request(warehou
         assert "GET /v1/products/:id" not in endpoints
         # The incremental list of new products, then the 120 changed ones in two requests of `ids`.
         assert endpoints["GET /v1/products"]["requests"] == 3
+
+
+def test_a_parents_deletion_in_another_version_rereads_its_children(warehouse_path):
+    # `customer.subscription.deleted` cancels a subscription; its items stay, in the state a re-read gives.
+    from .conftest import make_resources, query
+
+    with StripeEmulator(scale=0.05, counts={"subscription": 10, "subscription_item": 20}, seed=10) as emu:
+        assets = build_stripe_assets(["subscription_item"])
+        resources = make_resources(emu, warehouse_path)
+        assert materialize(assets, resources).success
+        sub = query(warehouse_path, "SELECT subscription FROM stripe.subscription_item ORDER BY id LIMIT 1")[0][0]
+        item = emu.store.tables["subscription_item"].key_list(sub)[0][1]
+        emu.update("subscription_item", item, quantity=9)  # in the pinned version ...
+        state = emu.store.fields("subscription", sub)
+        emu.emit_event("customer.subscription.deleted", {**state, "status": "canceled"}, api_version=ACACIA)  # ... then not
+        result = materialize(assets, resources, mode_config(assets, "sync:incremental"))
+        assert result.success
+        assert _meta(result, "subscription_item")["reread_other_version"] == 1
+        assert query(warehouse_path, "SELECT quantity, is_deleted FROM stripe.subscription_item WHERE id = ?", [item]) \
+            == [(9, False)]

@@ -218,7 +218,8 @@ class EventStream:
         current = event.get("api_version") == self.version
         deletion = str(event.get("type", "")).endswith(".deleted")
         if carried.get("id"):
-            sub.newest.see(str(carried["id"]), int(event["created"]), deletion, rank, current)
+            # A parent's deletion is not its children's (a canceled subscription keeps its items): re-read it.
+            sub.newest.see(str(carried["id"]), int(event["created"]), deletion and not embedded, rank, current)
         if current:
             return self._states(obj, event, carried, rank)
         if deletion and not embedded and carried.get("id"):
