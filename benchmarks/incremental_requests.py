@@ -3,6 +3,8 @@
 
     python benchmarks/incremental_requests.py                       # 2,000 customers, 30 changes
     python benchmarks/incremental_requests.py --customers 2000 4000 # is the count independent of customers?
+    python benchmarks/incremental_requests.py --event-version 2024-12-18.acacia  # the account's events in an
+                                                                     # older API version: each changed object re-read
 
 For each customer count: the bundled emulator (in this process, over real HTTP) with that many customers
 (and 1.25 payment methods, 0.3 subscriptions each), a full load of every object into a fresh DuckDB file,
@@ -65,7 +67,7 @@ def _change(emu, rows):
     return expect
 
 
-def measure(customers: int) -> dict:
+def measure(customers: int, event_version=None) -> dict:
     counts = {"customer": customers, "payment_method": customers * 5 // 4, "subscription": customers * 3 // 10,
               "subscription_item": customers * 7 // 10}
     with tempfile.TemporaryDirectory(prefix="nilus-incr-") as tmp, StripeEmulator(counts=counts, seed=5) as emu:
@@ -83,6 +85,7 @@ def measure(customers: int) -> dict:
                 for t in ("customer", "payment_method", "subscription", "charge")
             ]
         time.sleep(1.1)  # the changes' events fall after the full load's second
+        emu.set_api_version(event_version)  # None: the pinned one
         expect = _change(emu, rows)
         emu.reset_stats()
         config = {"ops": {ONE_STEP_NAME: {"config": {"mode": "sync:incremental"}}}}
@@ -108,9 +111,10 @@ def measure(customers: int) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, nargs="+", default=[2000])
+    p.add_argument("--event-version", default=None, help="the account's API version, in which its events are rendered")
     a = p.parse_args(argv)
     for n in a.customers:
-        r = measure(n)
+        r = measure(n, a.event_version)
         print(
             f"{r['customers']:>6} customers: full load {r['full_requests']} requests ({r['full_seconds']} s); "
             f"incremental run after 30 changes: {r['incremental_requests']} requests ({r['incremental_seconds']} s); "
