@@ -156,11 +156,8 @@ def _evolve(
     """Create or widen the table so every staged column fits; return the final column types."""
     existing = con.columns(table)
     create, alter, columns = _schema_changes(con, table, existing, staged, declared)
-    if existing:
-        # Written when the merge key was another (line items were keyed by `id` alone, a single account's table
-        # before Connect adopts it): PostgreSQL's unique index moves to this key, with the rows.
-        con.index_key(table, key_columns(merge_key))
     if create is None and not alter:
+        _index_key(con, table, columns, merge_key)
         return columns  # the common case: no DDL, no lock
     # Another writer of this table (a partition, an account, a second run) may be changing it right now: wait
     # for it (its transaction's end), then plan again from what it left.
@@ -172,7 +169,18 @@ def _evolve(
         con.execute(statement)
         if change is not None:
             getattr(result, change).append(column)
+    if create is None:
+        _index_key(con, table, columns, merge_key)
     return columns
+
+
+def _index_key(con: Sink, table: TableRef, columns: Mapping[str, str], merge_key: MergeKey) -> None:
+    """A table written when its merge key was another (line items were keyed by `id` alone; a single
+    account's table before Connect adopts it): PostgreSQL's unique index moves to this key, with the rows.
+    After the ALTERs: a key column may have just been added (`stripe_account`)."""
+    keys = key_columns(merge_key)
+    if all(k in columns for k in keys):
+        con.index_key(table, keys)
 
 
 def _schema_changes(
@@ -353,7 +361,7 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
         if changes is not None:
             columns = _evolve(con, table, changes.types, result, prepared.declared, merge_key)
         if adopt is not None and adopt.column in columns:
-            result.adopted = _adopt(con, table, adopt, merge_key)
+            result.adopted = _adopt(con, table, adopt)
         result.received = rows.rows
         if not rows.empty or (strategy == "replace"):
             _apply_rows(con, table, rows, columns, strategy, merge_key, scope, prepared.state_at, result)
@@ -367,13 +375,11 @@ def _apply_once(con: Sink, table: TableRef, prepared: PreparedWrite, strategy, m
     return result
 
 
-def _adopt(con: Sink, table: TableRef, adopt: Adoption, merge_key: MergeKey) -> int:
-    """Give rows without an account the adopting one; index the table on its merge key (a table made for
-    one account is indexed on `id` alone, where two accounts may hold one id: coupon SUMMER25)."""
+def _adopt(con: Sink, table: TableRef, adopt: Adoption) -> int:
+    """Give rows without an account the adopting one; returns how many."""
     column = quote(adopt.column)
-    adopted = con.changed(f"UPDATE {table.sql} SET {column} = {literal(adopt.value)} WHERE {column} IS NULL")
-    con.index_key(table, key_columns(merge_key))
-    return adopted
+    # The unique index is on the merge key already (`_evolve`); NULLs never collide in it.
+    return con.changed(f"UPDATE {table.sql} SET {column} = {literal(adopt.value)} WHERE {column} IS NULL")
 
 
 def _select(con: Sink, staged: StagedBatch, columns: Mapping[str, str], alias: str = "s") -> tuple[list[str], list[str]]:
