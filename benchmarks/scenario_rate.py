@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness import *  # noqa: F401,F403 (the shared harness: Case, materialize, Emulator, ...)
-from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import DEFAULT_OBJECTS
 
 
 def scenario_async_rate(a) -> list[dict]:
@@ -75,7 +75,7 @@ def scenario_all_objects(a) -> list[dict]:
             mc, _, pl = spec.partition("p")
             max_concurrent = int(mc) if mc else None
             pool = int(pl) if pl else None
-        case = Case("all-objects", variant, emulator_args, "group:stripe", list(CATALOG),
+        case = Case("all-objects", variant, emulator_args, "group:stripe", list(DEFAULT_OBJECTS),
                     stripe_config={"max_requests_per_second": 100, **(a.stripe_config or {})},
                     executor_config=({"max_concurrent": max_concurrent} if max_concurrent else {})
                     if variant.startswith("mp") else None,

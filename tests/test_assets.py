@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.source.catalog import CATALOG, SPEC_OBJECTS
+from nilus_stripe_assets.source.catalog import CATALOG, DEFAULT_OBJECTS, SPEC_OBJECTS
 from nilus_stripe_assets.dagster_adapter.factory import build_stripe_assets
 
 from .conftest import count, make_resources, materialize, mode_config, query
@@ -23,14 +23,15 @@ def test_catalog_matches_the_spec_table_row_by_row():
     assert len(rows) == 21
     assert [r[0] for r in rows] == list(SPEC_OBJECTS), "catalog order follows the spec"
     # issue 11's extras, and the balance transactions of each automatic payout (payout reconciliation)
-    assert set(CATALOG) - set(SPEC_OBJECTS) == {"invoice_line_item", "credit_note_line_item", "payout_balance_transaction"}
+    assert set(DEFAULT_OBJECTS) - set(SPEC_OBJECTS) == {"invoice_line_item", "credit_note_line_item", "payout_balance_transaction"}
+    assert list(CATALOG)[:24] == list(DEFAULT_OBJECTS)  # the default load first; issue 19's lists follow
     for name, merge_key, strategy, description in rows:
         obj = CATALOG[name]
         assert (obj.merge_key, obj.strategy, obj.description) == (merge_key, strategy, description), name
 
 
 def test_catalog_reachability_follows_stripe():
-    no_created = {name for name, obj in CATALOG.items() if not obj.supports_created}
+    no_created = {name for name in DEFAULT_OBJECTS if not CATALOG[name].supports_created}
     assert no_created == {"payment_method", "subscription_item", "webhook_endpoint", "invoice_line_item",
                           "credit_note_line_item", "payout_balance_transaction"}
     payout_items = CATALOG["payout_balance_transaction"].parent
@@ -48,7 +49,7 @@ def test_catalog_reachability_follows_stripe():
 def test_one_factory_builds_all_23_assets_with_metadata():
     assets = build_stripe_assets()
     keys = {a.key.to_user_string() for a in assets}
-    assert keys == {f"stripe/{name}" for name in CATALOG}
+    assert keys == {f"stripe/{name}" for name in DEFAULT_OBJECTS}
     for asset in assets:
         spec = next(iter(asset.specs))
         obj = CATALOG[spec.key.path[-1]]
@@ -83,7 +84,7 @@ def test_every_object_loads_exactly_once(shared_emulator, warehouse_path, mode):
     result = materialize(assets, make_resources(shared_emulator, warehouse_path), mode_config(assets, mode))
     assert result.success
     expected = _expected_counts(shared_emulator)
-    for name in CATALOG:
+    for name in DEFAULT_OBJECTS:
         table = f"stripe.{name}"
         rows, distinct = query(warehouse_path, f"SELECT count(*), count(DISTINCT id) FROM {table}")[0]
         assert rows == distinct, f"{name}: duplicated rows"
@@ -195,7 +196,7 @@ def test_definitions_module_loads_all_assets():
     from nilus_stripe_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {f"stripe/{n}" for n in CATALOG}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {f"stripe/{n}" for n in DEFAULT_OBJECTS}
     assert isinstance(defs.resolve_job_def("stripe_full_load"), dg.JobDefinition)
 
 

@@ -34,7 +34,7 @@ import dagster as dg
 import pytest
 from playwright.sync_api import sync_playwright
 
-from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import DEFAULT_OBJECTS as CATALOG  # the default location's assets
 from nilus_stripe_assets.emulator import StripeEmulator
 
 from .conftest import query

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.source.catalog import CATALOG
+from nilus_stripe_assets.source.catalog import CATALOG, DEFAULT_OBJECTS
 from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
@@ -243,7 +243,7 @@ def test_connect_locations_load():
     assert connect.defs.resolve_schedule_def("stripe_connect_incremental_hourly")
     kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
     assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
-    assert len(connect.stripe_assets[0].keys) == len(CATALOG)
+    assert len(connect.stripe_assets[0].keys) == len(DEFAULT_OBJECTS)
     # The finance models per account: their tables carry stripe_account first.
     graph = connect.defs.resolve_asset_graph()
     schema = graph.get(dg.AssetKey(["finance", "mrr_by_month"])).metadata["dagster/column_schema"]

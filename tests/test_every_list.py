@@ -54,7 +54,7 @@ def list_path(name: str, parent_id: str | None = None) -> tuple[str, dict]:
     if not o.parent:
         return o.path, dict(o.list_params)
     if "{id}" in o.parent.path_template:
-        return o.parent.path_template.format(id=parent_id), {}
+        return o.parent.path_template.format(id=parent_id), dict(o.list_params)
     return o.parent.path_template, {o.parent.param: parent_id}
 
 

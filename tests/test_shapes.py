@@ -18,7 +18,7 @@ def test_snapshot_equals_the_installed_sdk():
 
 def test_field_sets_are_the_classes_declared_attributes():
     for name, obj in CATALOG.items():
-        cls = getattr(stripe, obj.sdk_class)
+        cls = sdk_shapes.sdk_class(obj.sdk_class)  # dotted for namespaced classes: checkout.Session
         declared = set()
         for klass in cls.__mro__:
             declared |= {k for k in vars(klass).get("__annotations__", {}) if not k.startswith("_")}
@@ -29,10 +29,12 @@ def test_field_sets_are_the_classes_declared_attributes():
 
 def test_catalog_names_only_declared_fields():
     for name, obj in CATALOG.items():
-        assert shapes.object_type(name) == STRIPE_OBJECT_TYPE[name] == getattr(stripe, obj.sdk_class).OBJECT_NAME
+        assert shapes.object_type(name) == STRIPE_OBJECT_TYPE[name] == sdk_shapes.sdk_class(obj.sdk_class).OBJECT_NAME
         if obj.created_field is not None:
             created = shapes.field(name, obj.created_field)
-            assert created.epoch and created.type.kind == "integer" and not created.nullable, name
+            # stripe.Account alone may lack it (null for accounts connected before Stripe recorded it): the
+            # async split then stops at its check and the account list is read with one cursor.
+            assert created.epoch and created.type.kind == "integer" and (not created.nullable or name == "account"), name
         if obj.supports_created:
             assert obj.created_field is not None, f"{name}: a created[...] filter needs the field it filters on"
     assert CATALOG["invoice_item"].created_field == "date"
@@ -81,7 +83,8 @@ def test_descriptions_are_stripes_docstrings():
     # The SDK documents every field except some nested-object ones (e.g. Charge.billing_details), whose
     # classes carry no docstring either, and two id fields; those stay empty rather than invented.
     undocumented = {(n, f.name) for n in CATALOG for f in shapes.fields(n) if not f.description and f.type.kind != "object"}
-    assert undocumented == {("payment_method", "customer_account"), ("invoice_line_item", "subscription")}
+    assert undocumented == {("payment_method", "customer_account"), ("invoice_line_item", "subscription"),
+                            ("apple_pay_domain", "domain_name"), ("treasury_financial_account", "is_default")}
     assert shapes.field("invoice_item", "date").description == (
         "Time at which the object was created. Measured in seconds since the Unix epoch."
     )

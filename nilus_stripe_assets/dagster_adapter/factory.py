@@ -23,7 +23,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ..source.catalog import CATALOG, StripeObject
+from ..source.catalog import CATALOG, DEFAULT_OBJECTS, StripeObject
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..source.config import MODES, ConfigError, parse_source_table, resolve_strategy, unknown_object
@@ -360,7 +360,7 @@ def _build(
     if partitioned and not all(t.partitioned for t in targets):
         raise ConfigError(
             "Objects that Stripe cannot filter by `created` ("
-            + ", ".join(name for name, o in CATALOG.items() if not o.supports_created)
+            + ", ".join(t.object.name for t in targets if not t.object.supports_created)
             + ") cannot share a partitioned step; build them separately."
         )
     one = len(targets) == 1
@@ -423,7 +423,7 @@ def build_stripe_assets(
     name: str = ONE_STEP_NAME,
     accounts: Optional[dg.DynamicPartitionsDefinition] = None,
 ) -> list[dg.AssetsDefinition]:
-    """The assets of the given catalog objects (all of the catalog by default).
+    """The assets of the given catalog objects (by default the 23 of the default load, `DEFAULT_OBJECTS`).
 
     `one_step=False`: one assets definition (one step) per object. `one_step=True`: one subsettable
     multi-asset named `name` for all of them; with `partitions_def`, the objects Stripe cannot filter by
@@ -433,7 +433,7 @@ def build_stripe_assets(
     objects filtered by `created` are partitioned by account x day. Rows carry `stripe_account`.
     """
     translator = translator or StripeTranslator()
-    names = list(objects) if objects is not None else list(CATALOG)
+    names = list(objects) if objects is not None else list(DEFAULT_OBJECTS)
     strategies, dest_tables = strategies or {}, dest_tables or {}
     pipelines = []
     for object_name in names:

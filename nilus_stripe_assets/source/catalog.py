@@ -1,11 +1,14 @@
-"""The catalog: one row of data per Stripe object the package loads.
+"""The catalog: one row of data per Stripe list the package loads (every v1 list a secret key can read).
 
 Everything else (the fetch engine, the warehouse writer, the Dagster factory, the emulator) reads this
-table; nothing special-cases an object by name outside it. Rows follow the spec's "Supported objects"
-table (`docs/stripe-source.md`) and Stripe's list API: which endpoints accept `created[...]`
-filters was checked against stripe-python's generated `*ListParams` types.
+table; nothing special-cases an object by name outside it. The rows are data, `stripe_lists.json`,
+written by `sdk_catalog.py` from stripe-python 16.1 itself (its list methods, `*ListParams`, classes and
+event types) plus one table of decisions the SDK cannot make (names, product areas, strategies); a test
+regenerates it and fails when the installed SDK disagrees. The spec's 21 objects (`docs/stripe-source.md`)
+keep their names, paths and strategies; with the invoice and credit-note lines they are the 23 tables of
+the default load (`DEFAULT_OBJECTS`), and the other lists are loaded when selected (see README, "Every list").
 
-Object shapes come from stripe-python 16.1's typed classes (`sdk_class`; see `source/shapes.py`). The engine reads
+Object shapes come from the same SDK's typed classes (`sdk_class`; see `source/shapes.py`). The engine reads
 no field by name that a class does not declare, except the ones named here: `id` (every class) and
 `created_field`, the field holding the creation time (`created`, but `date` for `stripe.InvoiceItem`,
 whose list endpoint still filters with `created[...]`).
@@ -13,7 +16,9 @@ whose list endpoint still filters with `created[...]`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Mapping, Optional, Union
 
 Strategy = Literal["merge", "replace", "append"]
@@ -64,7 +69,15 @@ class StripeObject:
     # again come 100 per request instead of one each.
     list_by_ids: bool = False
     event_prefix: Optional[str] = None  # event type prefix, e.g. "invoiceitem" for invoiceitem.updated
-    extra: bool = False  # not one of the spec's 21 objects (the child tables issue 11 added)
+    extra: bool = False  # not one of the spec's 21 objects
+    stripe_type: str = ""  # Stripe's `object` value: "checkout.session", "line_item" (events carry it)
+    group: str = "core"  # product area: payments, billing, connect, issuing, treasury, ...
+    product: Optional[str] = None  # the product a "Your account is not set up to use X" 400 names; None: core
+    deletable: bool = False  # Stripe deletes it (the SDK's delete method, or `*.deleted` events)
+    event_types: tuple[str, ...] = ()  # event types whose `data.object.object` is `stripe_type`
+    platform_level: bool = False  # Connect: the platform's own list, read once without Stripe-Account
+    connect_only: bool = False  # only in the Connect locations (children of connected accounts)
+    default_load: bool = False  # one of the tables of the default full load (group `stripe`)
 
     @property
     def events_type(self) -> str:
@@ -80,142 +93,40 @@ class StripeObject:
         return self.name
 
 
-def _o(name, path, prefix, strategy, description, sdk_class, **kw) -> StripeObject:
-    return StripeObject(name=name, path=path, id_prefix=prefix, strategy=strategy, description=description,
-                        sdk_class=sdk_class, **kw)
+DATA = Path(__file__).with_name("stripe_lists.json")
 
 
-CATALOG: dict[str, StripeObject] = {
-    o.name: o
-    for o in [
-        _o("charge", "/v1/charges", "ch_", "merge", "Payment charges.", "Charge"),
-        _o("payment_intent", "/v1/payment_intents", "pi_", "merge", "Payment intents.", "PaymentIntent"),
-        _o(
-            "payment_method",
-            "/v1/payment_methods",
-            "pm_",
-            "merge",
-            "Saved payment methods.",
-            "PaymentMethod",
-            supports_created=False,
-            # GET /v1/payment_methods without `customer` lists only Treasury payment methods.
-            parent=Parent(object="customer", path_template="/v1/customers/{id}/payment_methods"),
-        ),
-        _o("refund", "/v1/refunds", "re_", "merge", "Refunds.", "Refund"),
-        _o("payout", "/v1/payouts", "po_", "merge", "Payouts to bank accounts.", "Payout"),
-        _o("customer", "/v1/customers", "cus_", "merge", "Customer records.", "Customer"),
-        _o(
-            "subscription",
-            "/v1/subscriptions",
-            "sub_",
-            "merge",
-            "Customer subscriptions.",
-            "Subscription",
-            list_params={"status": "all"},  # otherwise canceled subscriptions are hidden
-            event_prefix="customer.subscription",
-        ),
-        _o(
-            "subscription_item",
-            "/v1/subscription_items",
-            "si_",
-            "merge",
-            "Individual subscription items.",
-            "SubscriptionItem",
-            supports_created=False,
-            parent=Parent(
-                object="subscription",
-                path_template="/v1/subscription_items",
-                param="subscription",
-                embedded_field="items",
-            ),
-            event_prefix="customer.subscription",  # items change through their subscription's events
-        ),
-        _o(
-            "subscription_schedule",
-            "/v1/subscription_schedules",
-            "sub_sched_",
-            "merge",
-            "Scheduled subscription updates.",
-            "SubscriptionSchedule",
-        ),
-        _o("product", "/v1/products", "prod_", "merge", "Product catalog.", "Product", list_by_ids=True),
-        _o("price", "/v1/prices", "price_", "merge", "Product prices.", "Price"),
-        _o("coupon", "/v1/coupons", "", "replace", "Coupons.", "Coupon"),
-        _o("promotion_code", "/v1/promotion_codes", "promo_", "merge", "Promotion codes.", "PromotionCode"),
-        _o("invoice", "/v1/invoices", "in_", "merge", "Customer invoices.", "Invoice"),
-        _o("invoice_item", "/v1/invoiceitems", "ii_", "merge", "Invoice line items.", "InvoiceItem",
-           created_field="date", event_prefix="invoiceitem"),
-        _o("credit_note", "/v1/credit_notes", "cn_", "merge", "Credit notes.", "CreditNote"),
-        _o("tax_rate", "/v1/tax_rates", "txr_", "replace", "Tax rates.", "TaxRate"),
-        _o("balance_transaction", "/v1/balance_transactions", "txn_", "merge", "Balance transaction history.", "BalanceTransaction"),
-        _o("event", "/v1/events", "evt_", "append", "Event stream (account-level events).", "Event"),
-        _o("setup_intent", "/v1/setup_intents", "seti_", "merge", "Setup intents for future payments.", "SetupIntent"),
-        _o(
-            "webhook_endpoint",
-            "/v1/webhook_endpoints",
-            "we_",
-            "replace",
-            "Configured webhook endpoints.",
-            "WebhookEndpoint",
-            supports_created=False,
-        ),
-        # Not in the spec: every line of invoices and credit notes. A list response embeds only their first 10
-        # lines (`has_more` beyond); the rest is at the endpoint. The classes have no creation time.
-        _o(
-            "invoice_line_item",
-            "/v1/invoices/{id}/lines",
-            "il_",
-            "merge",
-            "Every line of every invoice (an invoice embeds only its first 10), with the invoice id.",
-            "InvoiceLineItem",
-            supports_created=False,
-            created_field=None,
-            parent=Parent(object="invoice", path_template="/v1/invoices/{id}/lines", embedded_field="lines"),
-            merge_key=("invoice", "id"),
-            event_prefix="invoice",  # lines change through their invoice's events
-            extra=True,
-        ),
-        _o(
-            "credit_note_line_item",
-            "/v1/credit_notes/{id}/lines",
-            "cnli_",
-            "merge",
-            "Every line of every credit note (a credit note embeds only its first 10), with the credit note id.",
-            "CreditNoteLineItem",
-            supports_created=False,
-            created_field=None,
-            parent=Parent(object="credit_note", path_template="/v1/credit_notes/{id}/lines", embedded_field="lines"),
-            merge_key=("credit_note", "id"),
-            event_prefix="credit_note",
-            extra=True,
-        ),
-        # Not in the spec: the balance transactions each automatic payout paid out (`GET /v1/balance_transactions
-        # ?payout=po_…`), with the payout id: what payout reconciliation reads. Balance transactions have no
-        # events: an incremental run re-lists the payouts of the last 30 days (Stripe itemizes a payout once
-        # it is paid, within days), a full load every automatic payout.
-        _o(
-            "payout_balance_transaction",
-            "/v1/balance_transactions",
-            "txn_",
-            "merge",
-            "The balance transactions each automatic payout paid out, with the payout id (payout reconciliation).",
-            "BalanceTransaction",
-            supports_created=False,
-            parent=Parent(object="payout", path_template="/v1/balance_transactions", param="payout",
-                          only_if=(("automatic", True),), relist_days=30),
-            extra=True,
-        ),
-    ]
-}
+def _object(row: dict) -> StripeObject:
+    parent = row["parent"]
+    return StripeObject(
+        name=row["name"], path=row["path"], id_prefix=row["id_prefix"], strategy=row["strategy"],
+        description=row["description"], sdk_class=row["sdk_class"], created_field=row["created_field"],
+        supports_created=row["supports_created"],
+        parent=Parent(parent["object"], parent["path_template"], parent["param"], parent["embedded_field"],
+                      tuple((field, value) for field, value in parent["only_if"]), parent["relist_days"])
+        if parent else None,
+        merge_key=row["merge_key"] if isinstance(row["merge_key"], str) else tuple(row["merge_key"]),
+        list_params=dict(row["list_params"]), list_by_ids=row["list_by_ids"], event_prefix=row["event_prefix"],
+        extra=not row["spec"],
+        stripe_type=row["stripe_type"], group=row["group"], product=row["product"], deletable=row["deletable"],
+        event_types=tuple(row["event_types"]), platform_level=row["platform_level"],
+        connect_only=row["connect_only"], default_load=row["default_load"],
+    )
+
+
+_DATA = json.loads(DATA.read_text(encoding="utf-8"))
+# The spec's 21 first, in the spec's order, then the invoice and credit-note lines, then the rest by area.
+CATALOG: dict[str, StripeObject] = {row["name"]: _object(row) for row in _DATA["lists"]}
+# SDK lists the catalog does not load, each with its reason: {"sdk_method", "path", "reason"}.
+LEFT_OUT: tuple[dict, ...] = tuple(_DATA["left_out"])
 
 # The spec's 21 objects, in the spec's order (the catalog's extras follow them).
 SPEC_OBJECTS: tuple[str, ...] = tuple(name for name, o in CATALOG.items() if not o.extra)
+# The tables of the default full load: the spec's 21, the invoice / credit-note lines, a payout's transactions.
+DEFAULT_OBJECTS: tuple[str, ...] = tuple(name for name, o in CATALOG.items() if o.default_load)
 
 # Stripe's `object` field value for each catalog name (the emulator renders it; events carry it).
-STRIPE_OBJECT_TYPE: dict[str, str] = {
-    name: {"invoice_item": "invoiceitem", "invoice_line_item": "line_item",
-           "payout_balance_transaction": "balance_transaction"}.get(name, name) for name in CATALOG
-}
+STRIPE_OBJECT_TYPE: dict[str, str] = {name: o.stripe_type for name, o in CATALOG.items()}
 
 
 def get(name: str) -> StripeObject:

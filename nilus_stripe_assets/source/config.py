@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 from urllib.parse import unquote, urlsplit
 
-from .catalog import CATALOG, STRATEGIES, STRIPE_OBJECT_TYPE, StripeObject
+from .catalog import CATALOG, DEFAULT_OBJECTS, STRATEGIES, STRIPE_OBJECT_TYPE, StripeObject
 
 __all__ = [
     "ConfigError",
@@ -113,7 +113,9 @@ class ConfigError(ValueError):
 
 MODES: tuple[str, ...] = ("async", "sync", "sync:incremental")
 
-_VALID_OBJECTS = ", ".join(sorted(CATALOG))
+# The default load's 23 first (what most people mean), then every other list the catalog reads.
+_VALID_OBJECTS = (", ".join(sorted(DEFAULT_OBJECTS)) + "; and the other Stripe lists: "
+                  + ", ".join(sorted(set(CATALOG) - set(DEFAULT_OBJECTS))))
 
 
 @dataclass(frozen=True)

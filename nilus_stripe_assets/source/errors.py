@@ -60,6 +60,20 @@ PERMISSIONS: dict[str, str] = {
     "credit_note_line_item": "Credit notes read",
     "payout_balance_transaction": "Balance read",  # listed per payout: also needs Payouts read
 }
+
+
+def _resource_permission(path: str) -> str:
+    """A list's permission named after its resource, for the lists beyond the spec's (issue 19):
+    "/v1/issuing/cards" -> "Issuing Cards read"; Stripe's Dashboard groups some of them differently."""
+    words = [w for segment in path.split("/")[2:] if not segment.startswith("{") for w in segment.split("_")]
+    return " ".join(w.capitalize() for w in words) + " read"
+
+
+for _name, _obj in CATALOG.items():
+    if _name not in PERMISSIONS:
+        # A child is read through its parent's resource (a transfer's reversals: Transfers read).
+        _top = CATALOG[_obj.parent.object] if _obj.parent is not None and not _obj.parent.param else _obj
+        PERMISSIONS[_name] = PERMISSIONS.get(_top.name) or _resource_permission(_top.path)
 # Objects reached through a parent list also need the parent's permission.
 _EXTRA_PERMISSION: dict[str, str] = {
     name: PERMISSIONS[obj.parent.object]

@@ -5,8 +5,9 @@ followed by a docstring holding Stripe's description of the field. This module t
 of neutral field records (see `source/shapes.py`) and writes the committed snapshot `stripe_shapes.json`:
 
     .venv/bin/python -m nilus_stripe_assets.source.sdk_shapes        # regenerate after upgrading stripe
+    (`python -m nilus_stripe_assets.source.sdk_catalog` rewrites the catalog's data, then this snapshot)
 
-Introspecting the classes costs ~0.3 s (importing 23 SDK modules, parsing ~1.2 MB of their source for the
+Introspecting the classes costs ~1 s (importing ~100 SDK modules, parsing their source for the
 docstrings), too much for the import path of a code location, so the package reads the snapshot and a
 test checks that it equals what this module reads from the installed SDK.
 
@@ -120,9 +121,17 @@ def is_epoch(name: str, kind: str, description: str) -> bool:
     return kind == "integer" and bool(_EPOCH_WORDS.search(description) or _EPOCH_NAMES.match(name))
 
 
+def sdk_class(class_name: str) -> type:
+    """`stripe.<class_name>`; namespaced classes are dotted: "checkout.Session" is stripe.checkout.Session."""
+    target = _sdk()
+    for part in class_name.split("."):
+        target = getattr(target, part)
+    return target
+
+
 def class_fields(class_name: str) -> list[dict]:
     """The declared fields of `stripe.<class_name>`, in declaration order, as snapshot records."""
-    cls = getattr(_sdk(), class_name)
+    cls = sdk_class(class_name)
     annotations: dict = {}
     docs: dict[str, str] = {}
     encodings: dict[str, str] = {}
