@@ -93,7 +93,7 @@ def walk_object(emu, client, name: str, limit: int) -> list[dict]:
             if o.parent.lists_children_of(p):
                 out += walk(client, o.parent.path_template, limit, **{o.parent.param: p["id"]})
         else:
-            out += walk(client, o.parent.path_template.format(id=p["id"]), limit)
+            out += walk(client, o.parent.path_template.format(id=p["id"]), limit, **o.list_params)
     return out
 
 
@@ -518,7 +518,9 @@ def test_cli_serves_until_sigterm(tmp_path):
 
 def declared(sdk_class: str) -> set[str]:
     """The class's declared attributes, read from the SDK itself (minus its `_`-internals and OBJECT_NAME)."""
-    cls = getattr(stripe, sdk_class)
+    from nilus_stripe_assets.source.sdk_shapes import sdk_class as resolve  # dotted: "checkout.Session"
+
+    cls = resolve(sdk_class)
     names = set()
     for klass in cls.__mro__:
         names |= {k for k in vars(klass).get("__annotations__", {}) if not k.startswith("_")}
