@@ -26,7 +26,8 @@ NOW = 1_767_225_600  # fixed data reference time: 2026-01-01 00:00 UTC (events a
 
 @pytest.fixture(scope="module")
 def emu():
-    with StripeEmulator(seed=7) as e:
+    # Connected accounts: the catalog's `account` list and the parents of persons, capabilities, ...
+    with StripeEmulator(seed=7, accounts=3) as e:
         yield e
 
 
@@ -302,9 +303,10 @@ def test_stripe_shape(emu):
 
 
 def test_data_is_deterministic():
-    a = generate(seed=5, now=NOW)
-    b = generate(seed=5, now=NOW)
-    c = generate(seed=6, now=NOW)
+    connected = ["acct_1Connected0001", "acct_1Connected0002"]  # the catalog's accounts and their children's parents
+    a = generate(seed=5, now=NOW, connected=connected)
+    b = generate(seed=5, now=NOW, connected=connected)
+    c = generate(seed=6, now=NOW, connected=connected)
     assert a == b and a["charge"] != c["charge"]
     assert all(a[name] for name in CATALOG)
     assert all(NOW - 400 * 86400 <= r[0] < NOW for r in a["charge"])

@@ -27,7 +27,8 @@ CHILDREN = [name for name in CATALOG if name in PARENT]
 
 @pytest.fixture(scope="module")
 def emu():
-    with StripeEmulator(seed=19, now=NOW) as e:
+    # Three connected accounts: the catalog's `account` list and the parents of persons, capabilities, ...
+    with StripeEmulator(seed=19, now=NOW, accounts=3) as e:
         yield e
 
 

@@ -42,11 +42,15 @@ def test_catalog_names_only_declared_fields():
 
 
 def test_lists_batched_by_ids_are_those_whose_list_params_declare_ids():
-    import stripe.params
+    from nilus_stripe_assets.source.sdk_catalog import DATA, class_path, sdk_lists
 
+    # The *ListParams of each list's own SDK method (stripe.checkout.Session.list, Customer.list_tax_ids, ...).
+    params = {f"{class_path(item.owner)}.{item.method}": item.params for item in sdk_lists().values()}
+    rows = {row["name"]: row for row in json.loads(DATA.read_text(encoding="utf-8"))["lists"]}
     for name, obj in CATALOG.items():
-        params = getattr(stripe.params, f"{obj.sdk_class}ListParams")
-        assert obj.list_by_ids == ("ids" in params.__annotations__ and obj.parent is None), name
+        declared = "ids" in params[rows[name]["sdk_method"]]
+        assert obj.list_by_ids == (declared and obj.parent is None), name
+    assert [name for name, obj in CATALOG.items() if obj.list_by_ids] == ["product"]
 
 
 def test_type_descriptors():
