@@ -423,7 +423,7 @@ def build_stripe_assets(
     name: str = ONE_STEP_NAME,
     accounts: Optional[dg.DynamicPartitionsDefinition] = None,
 ) -> list[dg.AssetsDefinition]:
-    """The assets of the given catalog objects (by default the 23 of the default load, `DEFAULT_OBJECTS`).
+    """The assets of the given catalog objects (by default the 24 of the default load, `DEFAULT_OBJECTS`).
 
     `one_step=False`: one assets definition (one step) per object. `one_step=True`: one subsettable
     multi-asset named `name` for all of them; with `partitions_def`, the objects Stripe cannot filter by
