@@ -323,6 +323,12 @@ CASES = {
         "StripeResource.uri: the address contains the API key sk_test_…9876 itself, which Dagster would store",
         stripe_config={"uri": "stripe://?api_key=sk_test_LiteralKeyInYaml9876"},
     ),
+    "api-key-in-run-config": Case(
+        "StripeResource.api_key: the run config holds the API key itself …",
+        "StripeResource.api_key: the run config holds the API key itself, which Dagster stores with the run and "
+        "shows; give it as {env: STRIPE_API_KEY}",
+        stripe_config={"api_key": "sk_test_RunConfigKeyInClear5544"},
+    ),
     "budget-url": Case(
         "The request budget address mysql://… is not a PostgreSQL URL",
         "The request budget address mysql://… is not a PostgreSQL URL; set StripeResource.budget_url / NILUS_BUDGET_URL",
@@ -611,7 +617,7 @@ def test_first_line_is_the_documented_message_and_no_traceback(outputs, name):
     assert not re.search(r'^\s+File "', output, re.M), output[-3000:]
     assert "Warning" not in "\n".join(lines), output[-3000:]
     for secret in (BAD_KEY, RESTRICTED, CHARGES_ONLY, "PublishableKey12345678", "LiteralKeyInYaml9876", "NilusWarehousePassword99",
-                   "NilusBudgetPassword77"):
+                   "NilusBudgetPassword77", "sk_test_RunConfigKeyInClear5544"):
         assert secret[8:-4] not in output
 
 

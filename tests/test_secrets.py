@@ -141,7 +141,10 @@ BUDGET_PASSWORD = "NilusBudgetPw41xQ"
 WAREHOUSE_PASSWORD = "NilusWarehousePw52yR"
 UNREACHABLE_PASSWORD = "NilusUnreachablePw63zS"
 LITERAL_KEY = "sk_test_NilusLiteralRunConfig74wT"
+RUN_CONFIG_KEY = "sk_test_NilusApiKeyRunConfig85uV"
+RUN_CONFIG_PASSWORD = "NilusRunConfigPw96vW"
 SECRETS = (BUDGET_PASSWORD, WAREHOUSE_PASSWORD, UNREACHABLE_PASSWORD)
+WRITTEN = (LITERAL_KEY[8:-4], RUN_CONFIG_KEY[8:-4], RUN_CONFIG_PASSWORD)  # typed into run config: see below
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +169,9 @@ def secret_runs(tmp_path_factory):
         "warehouse-unparsable": ({"NILUS_WAREHOUSE_URL": f"postgresql://nilus:{WAREHOUSE_PASSWORD}@[::1/nilus"}, None),
         "budget-unreachable": ({"NILUS_BUDGET_URL": f"postgresql://nilus:{UNREACHABLE_PASSWORD}@127.0.0.1:{closed}/nilus"}, None),
         "literal-key": ({}, {"resources": {"stripe": {"config": {"uri": f"stripe://?api_key={LITERAL_KEY}"}}}}),
+        "api-key": ({}, {"resources": {"stripe": {"config": {"api_key": RUN_CONFIG_KEY}}}}),
+        "warehouse-url": ({}, {"resources": {"duckdb": {"config": {
+            "database": str(root / "w.duckdb"), "url": f"postgresql://nilus:{RUN_CONFIG_PASSWORD}@127.0.0.1:{closed}/n"}}}}),
     }
     with StripeEmulator(scale=SMALL, seed=13, api_keys=[GOOD_KEY]) as emu:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "NILUS_", "DAGSTER_"))}
@@ -179,7 +185,7 @@ def secret_runs(tmp_path_factory):
                 command += ["--config-json", json.dumps(config)]
             return subprocess.run(command, env={**base_env, **env}, cwd=root, capture_output=True, text=True, timeout=240)
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             outputs = dict(zip(runs, pool.map(run, runs)))
         requests = emu.stats()["total"]["requests"]
     return {"home": home, "outputs": outputs, "requests": requests}
@@ -191,6 +197,8 @@ def test_each_run_fails_with_one_masked_line_and_sends_no_request(secret_runs):
         "warehouse-unparsable": "The warehouse address in NILUS_WAREHOUSE_URL cannot be parsed",
         "budget-unreachable": "The request budget database postgresql://nilus@127.0.0.1:",
         "literal-key": "StripeResource.uri: the address contains the API key sk_test_…74wT itself",
+        "api-key": "StripeResource.api_key: the run config holds the API key itself, which Dagster stores",
+        "warehouse-url": "WarehouseResource.url: the run config holds an address with a password, which Dagster stores",
     }
     for name, proc in secret_runs["outputs"].items():
         assert proc.returncode != 0, name
@@ -204,23 +212,23 @@ def test_no_password_or_written_key_in_the_output_or_anything_dagster_stored(sec
     home = secret_runs["home"]
     for name, proc in secret_runs["outputs"].items():
         output = proc.stdout + proc.stderr
-        assert [s for s in (*SECRETS, LITERAL_KEY[8:-4]) if s in output] == [], name
+        assert [s for s in (*SECRETS, *WRITTEN) if s in output] == [], name
     files = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.suffix == ".db" for p in files) and any(p.suffix in (".err", ".out") for p in files)
     for path in files:
         data = path.read_bytes()
         assert [s for s in SECRETS if s.encode() in data] == [], path
         if path.name != "runs.db":  # see below
-            assert LITERAL_KEY[8:-4].encode() not in data, path
+            assert [s for s in WRITTEN if s.encode() in data] == [], path
     # Dagster records a run's config as the user gave it (runs.db) before any code of the package runs; what
     # the package controls (every event, the failure, the logs) never holds the key.
     instance = dg.DagsterInstance.from_config(str(home))
     try:
         runs = instance.get_runs()
-        assert len(runs) == 4
+        assert len(runs) == 6
         for run in runs:
             for entry in instance.all_logs(run.run_id):
                 serialized = dg.serialize_value(entry)
-                assert [s for s in (*SECRETS, LITERAL_KEY[8:-4]) if s in serialized] == [], entry.dagster_event_type
+                assert [s for s in (*SECRETS, *WRITTEN) if s in serialized] == [], entry.dagster_event_type
     finally:
         instance.dispose()

@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 from ..source.config import ConfigError
 from ..warehouse.sinks import Sink, as_sink, is_postgres_url
 from ..warehouse.lock import LOCK_WAIT_ENV, WarehouseLocked, check_database_path, connect, lock_wait_seconds
-from .validation import one_line
+from .validation import one_line, secret_written_in_run_config
 
 WAREHOUSE_URL_ENV = "NILUS_WAREHOUSE_URL"
 DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
@@ -53,6 +53,13 @@ class WarehouseResource(DuckDBResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """The warehouse settings, checked when a run starts and before any request (one line each):
         the address kind, the lock wait, and that the DuckDB file can be written."""
+        if secret_written_in_run_config(context, ("url",)):
+            raise dg.Failure(
+                description=f"WarehouseResource.url: the run config holds an address with a password, which Dagster "
+                f"stores with the run and shows; give it as {{env: {WAREHOUSE_URL_ENV}}} (or leave it out: "
+                f"{WAREHOUSE_URL_ENV} is read when the run starts), and delete this run or change the password.",
+                allow_retries=False,
+            )
         try:
             if self.resolved_url is None:
                 lock_wait_seconds(self.lock_wait_seconds)

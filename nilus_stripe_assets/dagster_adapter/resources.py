@@ -12,7 +12,7 @@ from ..source.config import (
     mask_key, parse_stripe_uri, validate_api_key,
 )
 from ..reading.budget import BudgetSettings, RequestBudget, account_fingerprint
-from .validation import one_line
+from .validation import one_line, secret_written_in_run_config
 
 if TYPE_CHECKING:
     from ..source.client import StripeApi
@@ -133,6 +133,16 @@ class StripeResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Settings read from the environment when a run starts, checked before any request (one line each)."""
+        written = secret_written_in_run_config(context, ("api_key", "budget_url"))
+        if written:
+            variable = API_KEY_ENV if written == "api_key" else BUDGET_URL_ENV
+            what = "the API key" if written == "api_key" else "an address with a password"
+            raise dg.Failure(
+                description=f"StripeResource.{written}: the run config holds {what} itself, which Dagster stores with "
+                f"the run and shows; give it as {{env: {variable}}} (or leave it out: {variable} is read when the run "
+                f"starts), and delete this run or rotate the secret.",
+                allow_retries=False,
+            )
         try:
             self.check_environment()
         except ConfigError as exc:

@@ -10,12 +10,12 @@ unchanged, Dagster records it as the cause of the run's failure, and `console.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 from pydantic import BaseModel, ValidationError
 
-from ..source.config import ConfigError
+from ..source.config import ConfigError, mask_url_passwords
 
 # Pydantic's constraint error types -> what the value must be (ctx holds the bound).
 _RULES = {
@@ -66,3 +66,21 @@ def one_line(model: type[BaseModel], exc: ValidationError, where: str) -> dg.Fai
     if len(errors) > 1:
         text += f" ({len(errors) - 1} more setting{'s' if len(errors) > 2 else ''} refused too.)"
     return dg.Failure(description=text, allow_retries=False)
+
+
+def secret_written_in_run_config(context: dg.InitResourceContext, fields: tuple[str, ...]) -> Optional[str]:
+    """Which of this resource's `fields` the run's config gives as a literal secret (a key, or a URL with a
+    password) instead of `{env: NAME}`. Dagster stores a run's config as given and shows it in the UI, so
+    such a value is refused when the run starts (the field validators cannot tell: they see the resolved value)."""
+    run = context.dagster_run
+    if run is None:
+        return None
+    keys = [key for key, definition in (context.all_resource_defs or {}).items() if definition is context.resource_def]
+    for key in keys:
+        given = ((run.run_config or {}).get("resources") or {}).get(key) or {}
+        config = given.get("config") if isinstance(given, dict) else None
+        for field in fields:
+            value = config.get(field) if isinstance(config, dict) else None
+            if isinstance(value, str) and (field == "api_key" or mask_url_passwords(value) != value):
+                return field
+    return None
