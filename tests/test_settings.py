@@ -157,3 +157,38 @@ def test_loading_definitions_creates_no_folder_and_survives_a_path_under_a_file(
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (tmp_path / "not").exists()
+
+
+def test_the_warehouse_path_message_names_where_the_path_came_from(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("a file")
+    under_file = str(tmp_path / "notes.txt" / "w.duckdb")
+    monkeypatch.setenv("NILUS_DUCKDB_PATH", under_file)
+    assert WarehouseResource(database=under_file)._database_setting() == "NILUS_DUCKDB_PATH"
+    # A component's sink.address gives the resource another file: the variable is not to blame.
+    other = WarehouseResource(database=str(tmp_path / "notes.txt" / "sink.duckdb"))
+    with pytest.raises(ConfigError, match=r"\(sink\.address / WarehouseResource\.database\) is under"):
+        check_database_path(other.database, other._database_setting())
+
+
+def test_a_refused_setting_is_one_line_under_the_multiprocess_executor_too(tmp_path):
+    """There the resource fails in the step's child process, and the run's failure only quotes it."""
+    import yaml
+
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(yaml.safe_dump({"telemetry": {"enabled": False}, "python_logs": settings["python_logs"]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "NILUS_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(home), STRIPE_API_KEY="sk_test_emulator", STRIPE_API_BASE="http://127.0.0.1:9",
+               NILUS_DUCKDB_PATH=str(tmp_path / "w.duckdb"))
+    config = {"execution": {"config": {"multiprocess": {}}}, "resources": {"stripe": {"config": {"max_in_flight": 0}}}}
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    proc = subprocess.run([dg_cli, "launch", "--assets", "stripe/charge", "-m", "nilus_stripe_assets.definitions",
+                           "--config-json", __import__("json").dumps(config)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
+    errors = [line.split(" - dagster - ERROR - ", 1)[1] for line in output.splitlines() if " - dagster - ERROR - " in line]
+    assert errors == ["StripeResource.max_in_flight is 0, but it must be at least 1; set it to such a value or leave "
+                      "it out (the default is 32)."], output[-3000:]

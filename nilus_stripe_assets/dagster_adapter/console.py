@@ -55,6 +55,13 @@ def failure_description(event) -> str | None:
         return failure_description(step_failure)
     error = _raised_failure(data)
     if error is None:
+        # Under the multiprocess executor a resource that refused its settings fails the step's child process
+        # before the step starts: the run's failure is a DagsterSubprocessError whose text holds the child's
+        # error chain (not linked as a cause), with the Failure's line in it.
+        message = getattr(getattr(data, "error", None), "message", "") or ""
+        for line in message.splitlines():
+            if line.startswith(_FAILURE_PREFIX) and event.is_run_failure:
+                return line[len(_FAILURE_PREFIX):].strip()
         return None
     described = getattr(getattr(data, "user_failure_data", None), "description", None)
     if described:

@@ -15,6 +15,7 @@ step with one line.
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Optional
 
 import dagster as dg
@@ -63,9 +64,16 @@ class WarehouseResource(DuckDBResource):
         try:
             if self.resolved_url is None:
                 lock_wait_seconds(self.lock_wait_seconds)
-                check_database_path(self.database, DUCKDB_PATH_ENV)
+                check_database_path(self.database, self._database_setting())
         except ConfigError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+    def _database_setting(self) -> str:
+        """Where the file's path came from, for messages: the variable, or the resource (a component's sink)."""
+        from_env = os.environ.get(DUCKDB_PATH_ENV, "").strip()
+        if from_env and Path(from_env).expanduser().resolve() == Path(self.database).expanduser().resolve():
+            return DUCKDB_PATH_ENV
+        return "sink.address / WarehouseResource.database"
 
     @property
     def resolved_url(self) -> Optional[str]:

@@ -54,7 +54,7 @@ def check_database_path(database: str, setting: str) -> None:
     """Raise ConfigError unless the DuckDB file `database` can be created or written: not a folder, not under
     a regular file, on a writable filesystem. Creates its missing folders (DuckDB creates only the file)."""
     path = Path(database)
-    fix = f"set {setting} to a file path in a writable folder, e.g. data/warehouse.duckdb"
+    fix = f"point {setting} at a file in a writable folder, e.g. data/warehouse.duckdb"
     if path.is_dir():
         raise ConfigError(f"The warehouse path {path} ({setting}) is a folder, not a DuckDB file; {fix}.")
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
