@@ -88,6 +88,15 @@ def load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float, ra
     totals = [(t, bench._total(endpoints)) for t, endpoints in requests.series]
     last = next((t for (t, n), (_, before) in zip(reversed(totals), reversed(totals[:-1])) if n > before), None)
     tail = round(record.pop("_exited") - last, 1) if last is not None else None
+    # Peak RSS while pages still arrived (up to the last request) and after (staging's rest, apply, checks).
+    timeline, sampled_from = record.pop("_rss_timeline"), record.pop("_rss_started")
+    fetching = [rss for t, rss, _ in timeline if last is not None and sampled_from + t <= last]
+    after = [rss for t, rss, _ in timeline if last is None or sampled_from + t > last]
+    record["peak_rss_fetching_mb"] = round(max(fetching, default=0) / MB)
+    record["peak_rss_after_mb"] = round(max(after, default=0) / MB)
+    peak_at = max(timeline, key=lambda sample: sample[1], default=(None,))[0]
+    record["peak_rss_seconds_after_last_request"] = (
+        round(sampled_from + peak_at - last, 1) if peak_at is not None and last is not None else None)
     fetch = record["fetch_seconds"]
     return record | {"emulator_rss_mb": round(emulator_memory.peak_rss / MB), "last_request_to_exit_seconds": tail,
                      "wall_over_fetch_plus_5": round(record["wall_seconds"] / (fetch + 5), 3) if fetch else None}
@@ -136,6 +145,7 @@ def _load(emulator: bench.Emulator, workdir: Path, label: str, timeout: float, r
         "warehouse_mb": round(os.path.getsize(database) / MB) if database.exists() else None,
         "inserted": meta.get("rows_inserted"), "updated": meta.get("rows_updated"), "unchanged": meta.get("rows_unchanged"),
         "loadavg_1m": round(os.getloadavg()[0], 1), "_exited": exited,
+        "_rss_timeline": memory.timeline, "_rss_started": memory.started,
     }
 
 
@@ -178,12 +188,12 @@ def alternate(size: int, rate: float, baseline: str, repeat: int, timeout: float
     workdir = Path(tempfile.mkdtemp(prefix=f"nilus-alternate-{size}-"))
     limits = ["--global-rate", str(rate), "--endpoint-rate", str(rate)] if rate < 10000 else []
     emulator = bench.Emulator(["--count", f"charge={size}", "--lazy", "charge", *limits], workdir, timeout=180)
-    own = bench.PYTHONPATH_OVERRIDE
+    own = bench.TARGET.pythonpath
     records = []
     try:
         for i in range(repeat):
             for package in (("new", "old") if i % 2 == 0 else ("old", "new")):
-                bench.PYTHONPATH_OVERRIDE = baseline if package == "old" else own
+                bench.TARGET.pythonpath = baseline if package == "old" else own
                 label = f"first-{package}-{i + 1}"
                 database = workdir / f"warehouse-{label}.duckdb"
                 records.append({"size": size, "package": package, "rate": rate,
@@ -191,7 +201,7 @@ def alternate(size: int, rate: float, baseline: str, repeat: int, timeout: float
                 print(row(records[-1]), flush=True)
                 database.unlink(missing_ok=True)
     finally:
-        bench.PYTHONPATH_OVERRIDE = own
+        bench.TARGET.pythonpath = own
         emulator.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -200,7 +210,7 @@ def alternate(size: int, rate: float, baseline: str, repeat: int, timeout: float
 
 HEADER = (f"{'charges':>10} {'run':<13} {'ok':<3} {'wall s':>7} {'obj/s':>7} {'fetch s':>7} {'write s':>7} "
           f"{'lock s':>6} {'RSS MB':>6} {'spool MB':>8} {'B/obj':>6} {'DB MB':>6} {'ins/upd/unch':>24} {'emu MB':>6} {'load':>5} "
-          f"{'tail s':>6} {'wall/(fetch+5)':>14}")
+          f"{'tail s':>6} {'wall/(fetch+5)':>14} {'RSS fetching/after':>18}")
 
 
 def row(r: dict) -> str:
@@ -209,7 +219,8 @@ def row(r: dict) -> str:
             f"{r['objects_per_second']:>7,} {r['fetch_seconds']!s:>7} {r['write_seconds']!s:>7} {r['lock_seconds']!s:>6} "
             f"{r['peak_rss_mb']:>6} {r['peak_spool_mb']:>8} {r['spool_bytes_per_object']!s:>6} "
             f"{r['warehouse_mb']!s:>6} {counts:>24} {r['emulator_rss_mb']:>6} {r['loadavg_1m']:>5} "
-            f"{r.get('last_request_to_exit_seconds')!s:>6} {r.get('wall_over_fetch_plus_5')!s:>14}")
+            f"{r.get('last_request_to_exit_seconds')!s:>6} {r.get('wall_over_fetch_plus_5')!s:>14} "
+            f"{str(r.get('peak_rss_fetching_mb')) + ' / ' + str(r.get('peak_rss_after_mb')):>18}")
 
 
 def plot(records: list[dict], path: str) -> None:

@@ -2,7 +2,7 @@
 
 A first load used to stage its whole spool after the last page (1M charges: ~9 s of CPU after a ~41 s
 fetch), while the fetch itself mostly waits on Stripe's rate limit. Here the spool closes each thread's file
-every `ROTATE_OBJECTS` objects (`Spool(on_file=...)`), and one thread per load stages it at once: the same
+every `ROTATE_OBJECTS` objects (`Spool.hand_on`), and one thread per load stages it at once: the same
 typed read, hash and bookkeeping as `parquet.stage`, one Parquet file per spool file. At the end (`finish`)
 only what is left is done, and the warehouse is not touched until `apply`, as before.
 
@@ -15,6 +15,8 @@ The result is exactly what staging the whole spool at once gives:
 - One row per key: keys repeated anywhere in the batch (across pieces too) are found over the narrow key
   column of all pieces; only the pieces holding a row to drop are rewritten without it.
 - The content hash is the spool's, as before.
+Whatever else fails while staging a piece (DuckDB out of memory under its cap, a full disk), the batch is
+staged at once from the spool, as before, and fails or succeeds as it would have.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from .spool import SpooledFile
 # Objects per spool file before it is closed and staged. Smaller pieces leave less to stage after the last
 # page (every writing thread's open file is staged then: at most 8 x 8,192 charges with the async split's 8
 # workers); each piece costs a DuckDB connection (~15 ms, closed between pieces so the fetch does not keep
-# its memory) and ~10 ms more of staging. 8,192 is one row group of the staged Parquet.
-ROTATE_OBJECTS = 8_192
+# its memory) and ~10 ms more of staging. A Stripe page holds at most 100 objects, so a file closed at
+# 8,092 or more holds at most 8,191: one row group of the staged Parquet (8,192), never a second tiny one.
+ROTATE_OBJECTS = 8_192 - 100
 
 
 @dataclass
@@ -133,8 +136,8 @@ class StreamedStaging:
 
     def finish(self, fields: Optional[Sequence[str]], kinds: Optional[Mapping[str, Iterable[str]]]) -> Optional[StagedBatch]:
         """The batch staged from its pieces, typed and de-duplicated as `stage` does it for the whole spool
-        (whose `fields` and `kinds` the spool's summary gives); None when that is not possible from the pieces (`fallback` says why): the caller then
-        stages the spool at once. Once only."""
+        (whose `fields` and `kinds` the spool's summary gives); None when that is not possible from the
+        pieces (`fallback` says why): the caller then stages the spool at once. Once only."""
         self.wait()
         if self._finished:
             self.fallback = self.fallback or "finished before"
