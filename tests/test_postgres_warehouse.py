@@ -75,7 +75,9 @@ def test_an_address_that_is_not_postgresql_fails_with_one_line(shared_emulator, 
     warehouse = WarehouseResource(database=str(tmp_path / "w.duckdb"))
     resources["duckdb"] = warehouse
     result = materialize(assets, resources, raise_on_error=False)
-    message = result.get_step_failure_events()[0].step_failure_data.error.message
+    # Checked when the warehouse resource starts (before any step, so before any Stripe request).
+    failures = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "RESOURCE_INIT_FAILURE")]
+    message = failures[0].event_specific_data.error.message
     assert "Failure: The warehouse address mysql://… is not a PostgreSQL URL; set NILUS_WAREHOUSE_URL" in message
     assert len(message.strip().splitlines()) == 1, message
 

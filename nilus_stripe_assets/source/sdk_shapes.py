@@ -30,6 +30,7 @@ SNAPSHOT = Path(__file__).with_name("stripe_shapes.json")
 
 # Stripe's wording for epoch-second fields ("Time at which the object was created. Measured in seconds since
 # the Unix epoch."). A few date fields do not say it in their description; their names do.
+_MILLISECONDS = re.compile(r"milliseconds since", re.I)
 _EPOCH_WORDS = re.compile(r"seconds since (the )?(unix )?epoch|\btimestamp\b|\btime at which\b", re.I)
 _EPOCH_NAMES = re.compile(r"^(created|date|updated|.*_at|.*_date|period_(start|end)|current_period_(start|end)"
                           r"|trial_(start|end)|available_on|redeem_by|billed_until|billing_cycle_anchor)$")
@@ -117,7 +118,10 @@ def _docstrings(cls: type) -> dict[str, str]:
 
 
 def is_epoch(name: str, kind: str, description: str) -> bool:
-    """An integer field holding seconds since the Unix epoch (Stripe's timestamps)."""
+    """An integer field holding seconds since the Unix epoch (Stripe's timestamps). A few fields count
+    milliseconds instead (`terminal.Reader.last_seen_at` says so): those stay integers, not shifted 1000x."""
+    if _MILLISECONDS.search(description):
+        return False
     return kind == "integer" and bool(_EPOCH_WORDS.search(description) or _EPOCH_NAMES.match(name))
 
 
