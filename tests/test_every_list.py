@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
+import dagster as dg
 import pytest
 
-from nilus_stripe_assets.emulator import StripeEmulator, generic
+from nilus_stripe_assets.dagster_adapter.factory import ONE_STEP_NAME, build_stripe_assets
+from nilus_stripe_assets.emulator import EmulatorClient, EmulatorError, StripeEmulator, generic
 from nilus_stripe_assets.emulator.builders import BUILDERS, ONLY_ON_DELETED, RandomContext
 from nilus_stripe_assets.emulator.data import RANDOM_PARENT, SPAN_SECONDS, default_now
-from nilus_stripe_assets.emulator.model import EMBEDDED, EMBEDDED_PAGE, OBJECT_TYPE, PARENT, PATH_TO_NAME
+from nilus_stripe_assets.emulator.model import ACCOUNT, EMBEDDED, EVENT_RETENTION_SECONDS, EMBEDDED_PAGE, OBJECT_TYPE, PARENT, PATH_TO_NAME
+from nilus_stripe_assets.emulator.model import PRODUCT, PRODUCTS, SAME_PATH, event_type
 from nilus_stripe_assets.source import shapes
 from nilus_stripe_assets.source.catalog import CATALOG
+
+from .conftest import make_resources, materialize, query
 
 NOW = default_now()  # today: events are listed for the last 30 days of the real clock
 CHILDREN = [name for name in CATALOG if name in PARENT]
@@ -56,7 +64,7 @@ def list_path(name: str, parent_id: str | None = None) -> tuple[str, dict]:
         return o.path, dict(o.list_params)
     if "{id}" in o.parent.path_template:
         return o.parent.path_template.format(id=parent_id), dict(o.list_params)
-    return o.parent.path_template, {o.parent.param: parent_id}
+    return o.parent.path_template, {**o.list_params, o.parent.param: parent_id}
 
 
 def busiest_parent(emu, child: str) -> tuple[str, int]:
@@ -157,3 +165,212 @@ def test_child_lists_run_past_one_page(emu, name):
         status, body = get(emu, f"{CATALOG[parent_name].path}/{parent}")
         assert status == 200 and body[field]["has_more"] is True
         assert [c["id"] for c in body[field]["data"]] == seen[:EMBEDDED_PAGE]
+
+
+def test_children_sharing_a_path_are_one_list_without_their_parameter(emu):
+    """An account's external accounts: bank accounts and cards, each alone with `object=`, together without."""
+    groups = {SAME_PATH[n] for n in SAME_PATH}
+    assert groups or not any(o.parent and o.parent.path_template.endswith("/external_accounts")
+                             for o in CATALOG.values())
+    for group in groups:
+        parent = busiest_parent(emu, group[0])[0]
+        path = CATALOG[group[0]].parent.path_template.format(id=parent)
+        mine = {n: set(get_all(emu, path, **CATALOG[n].list_params)) for n in group}
+        together = get_all(emu, path)
+        assert set(together) == set().union(*mine.values()) and len(together) == sum(map(len, mine.values()))
+        assert all(mine.values()), f"{group}: a parent without some kind of child"
+
+
+def get_all(emu, path: str, **params) -> list[str]:
+    """Ids of every page of a list, 5 at a time, checked newest first."""
+    ids, cursor, last = [], None, None
+    while True:
+        status, page = get(emu, path, limit=5, **params, **({"starting_after": cursor} if cursor else {}))
+        assert status == 200, page
+        ids += [o["id"] for o in page["data"]]
+        if not page["has_more"]:
+            return ids
+        cursor = page["data"][-1]["id"]
+
+
+# ---- not set up --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_a_product_not_set_up_answers_stripes_400(emu, product):
+    mine = [n for n in CATALOG if PRODUCT.get(n) == product]
+    other = next(n for n in CATALOG if n not in PRODUCT and n not in PARENT)
+    before = {n: list_first(emu, n) for n in mine}
+    emu.configure(not_set_up=[product.upper()])
+    try:
+        for name in mine:
+            path, params = list_path(name, before[name][1])
+            status, body = get(emu, path, **params)
+            assert status == 400 and set(body["error"]) == {"message", "type"}, body
+            assert body["error"]["type"] == "invalid_request_error"
+            assert ("not set up to use " + product in body["error"]["message"]
+                    or f"Have you onboarded to {product}?" in body["error"]["message"]), body
+        assert get(emu, CATALOG[other].path)[0] == 200  # the rest of the account answers
+    finally:
+        emu.configure(not_set_up=[])
+    assert all(list_first(emu, n)[0] == 200 for n in mine)
+
+
+def list_first(emu, name: str) -> tuple[int, str | None]:
+    """(status of the first page, the parent it was read under)."""
+    parent = busiest_parent(emu, name)[0] if name in PARENT and emu.store.tables[name].children else None
+    if name in PARENT and parent is None:
+        parent = next(iter(emu.store.tables[PARENT[name][0]].data), None)
+    path, params = list_path(name, parent)
+    return get(emu, path, **params)[0], parent
+
+
+def test_issuings_answer_is_stripes_word_for_word(emu):
+    if "Issuing" not in PRODUCTS:
+        pytest.fail("the catalog has no Issuing objects")
+    emu.configure(not_set_up="issuing")
+    try:
+        status, body = get(emu, "/v1/issuing/cards")
+    finally:
+        emu.configure(not_set_up=[])
+    assert (status, body) == (400, {"error": {
+        "message": "Your account is not set up to use Issuing. Please visit https://dashboard.stripe.com/issuing/overview "
+                   "to get started.", "type": "invalid_request_error"}})
+
+
+def test_not_set_up_through_the_control_route_and_the_cli(emu, tmp_path):
+    client = EmulatorClient(emu.url)
+    assert client.configure(not_set_up=["Treasury"])["not_set_up"] == ["treasury"]
+    try:
+        status, body = get(emu, "/v1/treasury/financial_accounts")
+        assert status == 400 and "Have you onboarded to Treasury?" in body["error"]["message"]
+        with pytest.raises(EmulatorError) as bad:
+            client.configure(not_set_up=["Issuingg"])
+        assert bad.value.status == 400 and "Issuing" in bad.value.payload["error"]["message"]
+    finally:
+        client.configure(not_set_up=[])
+    run = subprocess.run([sys.executable, "-m", "nilus_stripe_assets.emulator", "--port", "0", "--not-set-up", "issuingg"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "unknown products ['issuingg']" in run.stderr
+
+
+# ---- changes and their events ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def changing():
+    with StripeEmulator(seed=23, scale=0.5, accounts=2) as e:
+        yield e
+
+
+GENERIC_WITH_EVENTS = [n for n in CATALOG if n not in BUILDERS and n not in PARENT and event_type(n, "created")]
+
+
+@pytest.mark.parametrize("name", GENERIC_WITH_EVENTS)
+def test_created_updated_deleted_objects_and_their_events(changing, name):
+    o = CATALOG[name]
+    client = EmulatorClient(changing.url)
+    made = client.create(name)
+    assert sorted(made) == sorted(declared(name)) and made["object"] == OBJECT_TYPE[name]
+    assert made["id"] in set(get_all(changing, o.path, **o.list_params))
+    changed = client.update(name, made["id"], metadata={"changed": "yes"})
+    assert changed["metadata"] == {"changed": "yes"}
+    kinds = ["created", "updated"]
+    if o.deletable and name not in (ACCOUNT,):
+        assert client.delete(name, made["id"])["deleted"] is True
+        assert made["id"] not in set(get_all(changing, o.path, **o.list_params))
+        kinds.append("deleted")
+    status, page = get(changing, "/v1/events", limit=100)
+    mine = [e for e in page["data"] if e["data"]["object"]["id"] == made["id"]]
+    wanted = [event_type(name, k) for k in kinds if event_type(name, k)]
+    assert sorted(e["type"] for e in mine) == sorted(wanted)
+    assert all(t in o.event_types for t in wanted) and all(e["data"]["object"]["object"] == OBJECT_TYPE[name] for e in mine)
+
+
+# ---- every object through Dagster, into a DuckDB file ------------------------------------------------
+
+# What the main code location loads: every catalog object but the Connect locations' own children.
+LOADABLE = [n for n, o in CATALOG.items() if not getattr(o, "connect_only", False)]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def expected_ids(emu, name: str) -> set[str]:
+    table = emu.store.tables[name]
+    if name == "event":  # Stripe lists the last 30 days
+        since = time.time() - EVENT_RETENTION_SECONDS
+        return {oid for c, oid in table.keys if c >= since}
+    return set(table.data)
+
+
+def load_everything(emu, database: str, mode: str | None = None, instance=None):
+    # Without asset checks: this is about what is loaded (the checks have their own tests), and 100 objects'
+    # checks would double the module's time on 2 shared cores.
+    assets = build_stripe_assets(LOADABLE, one_step=True, with_checks=False)
+    config = {**QUIET, **({"ops": {ONE_STEP_NAME: {"config": {"mode": mode}}}} if mode else {})}
+    resources = make_resources(emu, database, max_requests_per_second=1000, max_requests_per_second_per_endpoint=1000)
+    return materialize(assets, resources, config, raise_on_error=False, instance=instance)
+
+
+def failures(result) -> list[str]:
+    return [e.step_failure_data.error.message for e in result.get_step_failure_events()]
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory):
+    """One account through two runs: its full load, then an incremental run after changes."""
+    with StripeEmulator(seed=29, scale=0.2, accounts=2) as e:
+        yield e, str(tmp_path_factory.mktemp("every") / "warehouse.duckdb"), dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="module")
+def loaded(account):
+    emu, database, instance = account
+    result = load_everything(emu, database, instance=instance)
+    assert result.success, failures(result)
+    return result
+
+
+@pytest.mark.parametrize("name", LOADABLE)
+def test_a_load_of_everything_is_exact_table_by_table(account, loaded, name):
+    emu, database, _ = account
+    ids = [r[0] for r in query(database, f"SELECT id FROM stripe.{name}")]
+    assert len(ids) == len(set(ids)), f"{name}: duplicated rows"
+    assert set(ids) == expected_ids(emu, name), f"{name}: {len(ids)} rows, emulator {len(expected_ids(emu, name))}"
+    assert ids, f"{name}: nothing to compare"
+    columns = {r[0] for r in query(database, "SELECT column_name FROM information_schema.columns "
+                                             f"WHERE table_schema = 'stripe' AND table_name = '{name}'")}
+    assert set(declared(name)) <= columns, f"{name}: SDK fields missing as columns"
+    if name in PARENT:  # every child row has its parent's id
+        column = CATALOG[name].parent.id_column
+        assert dict(query(database, f"SELECT id, {column} FROM stripe.{name}")) == emu.store.tables[name].attr
+
+
+@pytest.fixture(scope="module")
+def changed(account, loaded):
+    """~10 of issue 19's objects changed (updates, and deletes where Stripe deletes), then an incremental run."""
+    emu, database, instance = account
+    time.sleep(1.1)  # the changes' events fall after the full load's second
+    names = [n for n in LOADABLE if n not in BUILDERS and n not in PARENT and event_type(n, "updated")][:10]
+    updated, deleted = [], []
+    for name in names:
+        ids = sorted(expected_ids(emu, name))
+        emu.update(name, ids[0], metadata={"changed": "yes"})
+        updated.append((name, ids[0]))
+        if CATALOG[name].deletable and event_type(name, "deleted") and len(ids) > 1:
+            emu.delete(name, ids[1])
+            deleted.append((name, ids[1]))
+    emu.reset_stats()
+    return load_everything(emu, database, mode="sync:incremental", instance=instance), updated, deleted
+
+
+def test_an_incremental_run_brings_updates_and_deletes_of_the_new_objects(account, changed):
+    emu, database, _ = account
+    result, updated, deleted = changed
+    assert result.success, failures(result)
+    assert len(updated) == 10 and deleted
+    for name, oid in updated:
+        assert query(database, f"SELECT metadata->>'$.changed' FROM stripe.{name} WHERE id = ?", [oid]) == [("yes",)], name
+    for name, oid in deleted:  # flagged (merge), or gone from the snapshot (replace)
+        assert query(database, f"SELECT is_deleted FROM stripe.{name} WHERE id = ?", [oid]) in ([(True,)], []), name
+    assert emu.stats()["endpoints"]["GET /v1/events"]["requests"] <= 2  # one read of the event stream (and its pages)

@@ -20,7 +20,7 @@ import orjson
 
 from .builders import account_object, connected_since
 from .errors import StripeError, invalid, no_such
-from .model import ACCOUNT_ID
+from .model import ACCOUNT, ACCOUNT_ID
 from .store import Store
 
 ACCOUNT_PATHS = ("/v1/account", "/v1/accounts")
@@ -113,13 +113,21 @@ class Accounts:
         return self._list(params), 0
 
     def _object(self, aid: str) -> dict:
+        """The connected account as the platform's store holds it (the catalog's `account` rows, which the
+        control routes update and delete), else as first rendered."""
+        if ACCOUNT and aid in self.platform.tables[ACCOUNT].data:
+            return self.platform.fields(ACCOUNT, aid)
         return account_object(aid, self._created[aid], self._order.index(aid))
+
+    def _listed(self, aid: str) -> bool:
+        """Not revoked, and not deleted through the control routes."""
+        return aid not in self.revoked and not (ACCOUNT and aid in self.platform.tables[ACCOUNT].deleted)
 
     def _list(self, params: Mapping) -> bytes:
         limit = int(params.get("limit") or 10)
         if not 1 <= limit <= 100:
             raise invalid("This value must be between 1 and 100.", "limit", "parameter_invalid_integer")
-        newest_first = [aid for aid in reversed(self._order) if aid not in self.revoked]
+        newest_first = [aid for aid in reversed(self._order) if self._listed(aid)]
         after, before = params.get("starting_after"), params.get("ending_before")
         if after or before:
             cursor = after or before
