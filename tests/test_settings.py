@@ -192,3 +192,8 @@ def test_a_refused_setting_is_one_line_under_the_multiprocess_executor_too(tmp_p
     errors = [line.split(" - dagster - ERROR - ", 1)[1] for line in output.splitlines() if " - dagster - ERROR - " in line]
     assert errors == ["StripeResource.max_in_flight is 0, but it must be at least 1; set it to such a value or leave "
                       "it out (the default is 32)."], output[-3000:]
+
+
+def test_empty_optional_text_settings_still_mean_not_set():
+    resource = StripeResource(api_base="", stripe_account=" ")
+    assert resource.api_base is None and resource.stripe_account is None

@@ -100,7 +100,8 @@ class StripeResource(dg.ConfigurableResource):
     @field_validator("api_base")
     @classmethod
     def _http_url(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else check_api_base(value, "api_base", "fix it or leave it out")
+        # Empty (e.g. an unset variable templated in) means "not set", as it always did.
+        return check_api_base(value, "api_base", "fix it or leave it out") if value and value.strip() else None
 
     @field_validator("uri")
     @classmethod
@@ -117,7 +118,7 @@ class StripeResource(dg.ConfigurableResource):
     @field_validator("stripe_account")
     @classmethod
     def _account_id(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else check_account(value, "fix it or leave it out")
+        return check_account(value, "fix it or leave it out") if value and value.strip() else None
 
     @field_validator("connected_accounts")
     @classmethod
