@@ -201,8 +201,10 @@ class Spool:
             for part in still_open:
                 part.closed = True
         for part in still_open:
+            handle = part.handle  # None when another thread has just closed it
             try:
-                part.handle.close()
+                if handle is not None:
+                    handle.close()
             except OSError:
                 pass
         self.cleanup()
