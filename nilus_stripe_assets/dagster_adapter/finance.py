@@ -13,12 +13,12 @@ and joins by it.
 """
 
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Collection, Iterable, Optional, Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from ..source.catalog import CATALOG
+from ..source.catalog import CATALOG, DEFAULT_OBJECTS
 from ..warehouse.models import MODELS, Model, build, checks
 from ..warehouse.strategies import TableRef, table_columns
 from .duckdb_resource import open_sink
@@ -80,9 +80,11 @@ def column_schema(model: Model, account_column: Optional[str], types: Optional[d
 
 
 def _asset(model: Model, prefix: list[str], schema: str, stripe_schema: str, group_name: str,
-           account_column: Optional[str]) -> dg.AssetsDefinition:
+           account_column: Optional[str], loaded: Collection[str]) -> dg.AssetsDefinition:
     key = dg.AssetKey([group_name, model.name])
-    deps = [dg.AssetKey([*prefix, name]) for name in model.reads if name in CATALOG]
+    # Lineage to the Stripe assets the location defines; a table the location does not load (a model reads
+    # it when present) is no dependency, so it cannot turn up as a stub in a `stripe/*` selection.
+    deps = [dg.AssetKey([*prefix, name]) for name in model.reads if name in loaded]
     deps += [dg.AssetKey([group_name, name]) for name in model.after]
     check = CHECKS.get(model.name)
     specs = [dg.AssetCheckSpec(check[0], asset=key, blocking=False, description=check[1])] if check else []
@@ -127,10 +129,19 @@ def build_finance_assets(
     group_name: str = GROUP,
     account_column: Optional[str] = None,
     models: Sequence[Model] = MODELS,
+    stripe_objects: Optional[Iterable[str]] = None,
 ) -> list[dg.AssetsDefinition]:
     """One asset per finance model (`finance/<model>`), reading the Stripe tables in `stripe_schema` whose
-    assets are under `stripe_prefix`. `account_column`: the Connect account column to group by."""
-    return [_asset(m, list(stripe_prefix), schema, stripe_schema, group_name, account_column) for m in models]
+    assets are under `stripe_prefix`. `account_column`: the Connect account column to group by.
+    `stripe_objects`: the catalog objects the code location loads (default: those `build_stripe_assets()`
+    builds by default, `DEFAULT_OBJECTS`)."""
+    loaded = set(DEFAULT_OBJECTS if stripe_objects is None else stripe_objects)
+    return [_asset(m, list(stripe_prefix), schema, stripe_schema, group_name, account_column, loaded) for m in models]
 
 
-__all__ = ["CHECKS", "build_finance_assets", "column_schema"]
+def loaded_objects(stripe_assets: Iterable[dg.AssetsDefinition]) -> list[str]:
+    """The catalog objects among the keys of a location's Stripe assets (`stripe/<object>`)."""
+    return [key.path[-1] for a in stripe_assets for key in a.keys if key.path[-1] in CATALOG]
+
+
+__all__ = ["CHECKS", "build_finance_assets", "column_schema", "loaded_objects"]

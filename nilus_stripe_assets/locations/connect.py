@@ -22,7 +22,7 @@ from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.connect import account_partitions, build_accounts_asset, build_accounts_sensor
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
-from ..dagster_adapter.finance import build_finance_assets
+from ..dagster_adapter.finance import build_finance_assets, loaded_objects
 from ..dagster_adapter.resources import StripeResource
 from ..source.config import ConfigError, check_account
 
@@ -63,7 +63,7 @@ def build_accounts_schedule(job, accounts: dg.DynamicPartitionsDefinition, name:
 accounts = account_partitions()
 stripe_assets = build_stripe_assets(one_step=True, accounts=accounts)
 # The finance models, per Connect account (every model groups by stripe_account).
-finance_assets = build_finance_assets(account_column="stripe_account")
+finance_assets = build_finance_assets(account_column="stripe_account", stripe_objects=loaded_objects(stripe_assets))
 stripe_connect_load = dg.define_asset_job(
     "stripe_connect_load",
     selection=dg.AssetSelection.assets(*stripe_assets),

@@ -18,12 +18,12 @@ from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.connect import account_partitions, build_accounts_asset, build_accounts_sensor
 from ..dagster_adapter.defaults import default_executor
 from ..dagster_adapter.factory import build_stripe_assets
-from ..dagster_adapter.finance import build_finance_assets
+from ..dagster_adapter.finance import build_finance_assets, loaded_objects
 
 accounts = account_partitions()
 stripe_assets = build_stripe_assets(one_step=True, accounts=accounts, partitions_def=daily_partitions)
 # The finance models, per Connect account (every model groups by stripe_account).
-finance_assets = build_finance_assets(account_column="stripe_account")
+finance_assets = build_finance_assets(account_column="stripe_account", stripe_objects=loaded_objects(stripe_assets))
 by_day = [a for a in stripe_assets if isinstance(a.partitions_def, dg.MultiPartitionsDefinition)]
 
 stripe_connect_daily = dg.define_asset_job(

@@ -18,7 +18,7 @@ import dagster as dg
 from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
-from ..dagster_adapter.finance import build_finance_assets
+from ..dagster_adapter.finance import build_finance_assets, loaded_objects
 from ..source.config import ConfigError
 
 PARTITIONS_START_ENV = "NILUS_PARTITIONS_START"
@@ -46,7 +46,7 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), t
 # One step for the 18 partitioned objects (op `stripe_objects`), one for the 5 others.
 stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)
 # The finance models read the Stripe tables whatever their partitions.
-finance_assets = build_finance_assets()
+finance_assets = build_finance_assets(stripe_objects=loaded_objects(stripe_assets))
 partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 
 stripe_daily = dg.define_asset_job(

@@ -12,12 +12,12 @@ import dagster as dg
 from ..dagster_adapter.automation import build_events_sensor, build_incremental_job, build_incremental_schedule
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
-from ..dagster_adapter.finance import build_finance_assets
+from ..dagster_adapter.finance import build_finance_assets, loaded_objects
 
 stripe_assets = build_stripe_assets(one_step=True)
 # Each Stripe asset checks its own table in its own step (id unique/not null, freshness, stale rows);
 # the finance models read the Stripe tables.
-finance_assets = build_finance_assets()
+finance_assets = build_finance_assets(stripe_objects=loaded_objects(stripe_assets))
 
 stripe_full_load = dg.define_asset_job(
     "stripe_full_load",
