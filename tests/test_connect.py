@@ -341,3 +341,21 @@ def test_accounts_asset_adds_the_accounts_as_partitions(platform, warehouse_path
     message = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE) \
         .step_failure_data.user_failure_data.description
     assert "\n" not in message and "x" * 24 not in message
+
+
+def test_an_accounts_first_load_with_nothing_to_load(platform, warehouse_path):
+    """A first Connect load that lists no object (a day without charges) still makes a table with the account
+    column: its metadata and checks read `stripe_account`, and the next load finds its key."""
+    a, _ = platform.account_ids
+    assets = build_stripe_assets(["charge"], one_step=True, accounts=account_partitions(),
+                                 partitions_def=daily_partitions)
+    resources = make_resources(platform, warehouse_path)
+    instance = _instance(a)
+    empty = dg.MultiPartitionKey({"account": a, "day": "2024-01-02"})  # before the emulator's data starts
+    result = dg.materialize(assets, resources=resources, instance=instance, partition_key=empty)
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks if c.check_name.startswith("id_")), checks
+    assert "stripe_account" in dict(query(warehouse_path, "SELECT column_name, data_type FROM information_schema.columns "
+                                                          "WHERE table_name = 'charge'"))
+    assert query(warehouse_path, "SELECT count(*) FROM stripe.charge") == [(0,)]

@@ -154,6 +154,9 @@ def _evolve(
     merge_key: MergeKey = "id",
 ) -> dict[str, str]:
     """Create or widen the table so every staged column fits; return the final column types."""
+    # The merge key's columns always: a Connect account's first load that lists nothing (a day without
+    # charges) still makes `stripe_account`, which its metadata, checks and the next load read.
+    staged = {**{k: None for k in key_columns(merge_key)}, **staged}
     existing = con.columns(table)
     create, alter, columns = _schema_changes(con, table, existing, staged, declared)
     if create is None and not alter:
