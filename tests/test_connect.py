@@ -359,3 +359,28 @@ def test_an_accounts_first_load_with_nothing_to_load(platform, warehouse_path):
     assert "stripe_account" in dict(query(warehouse_path, "SELECT column_name, data_type FROM information_schema.columns "
                                                           "WHERE table_name = 'charge'"))
     assert query(warehouse_path, "SELECT count(*) FROM stripe.charge") == [(0,)]
+
+
+def test_the_platforms_own_lists_are_read_once_without_stripe_account(platform, warehouse_path):
+    """Issue 19: transfers (and the other `platform_level` lists) are one unpartitioned step read with the
+    platform's key alone; the other objects stay per account."""
+    accounts = account_partitions()
+    assets = build_stripe_assets(["charge", "transfer", "transfer_reversal", "person"], one_step=True, accounts=accounts)
+    by_op = {a.op.name: a for a in assets}
+    assert set(by_op) == {"stripe_objects", "stripe_objects_platform"}
+    assert {k.path[-1] for k in by_op["stripe_objects"].keys} == {"charge"}
+    assert by_op["stripe_objects"].partitions_def == accounts
+    assert by_op["stripe_objects_platform"].partitions_def is None
+    resources = make_resources(platform, warehouse_path)
+    platform.reset_stats()
+    assert dg.materialize([by_op["stripe_objects_platform"]], resources=resources).success
+    counts = platform.counts()
+    for name in ("transfer", "transfer_reversal", "person"):
+        assert query(warehouse_path, f"SELECT count(*) FROM stripe.{name}") == [(counts[name],)], name
+    columns = {c for (c,) in query(warehouse_path, "SELECT column_name FROM information_schema.columns "
+                                                    "WHERE table_name = 'transfer'")}
+    assert "stripe_account" not in columns  # the platform's table, not one account's share
+    # Persons of every connected account, through /v1/accounts/{id}/persons, none with Stripe-Account.
+    assert {a for (a,) in query(warehouse_path, "SELECT DISTINCT account FROM stripe.person")} <= set(platform.account_ids)
+    stats = platform.stats()
+    assert stats["accounts"] == {} and stats["total"]["requests"] > 0  # no request carried Stripe-Account

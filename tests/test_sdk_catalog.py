@@ -94,3 +94,24 @@ def test_the_spec_objects_keep_their_place_and_the_rest_is_described():
             "country_spec"} <= platform
     assert {name for name, o in CATALOG.items() if o.connect_only} == {
         "person", "capability", "external_bank_account", "external_card"}
+
+
+def test_the_code_location_shows_every_list_and_its_jobs_keep_the_default_load():
+    import dagster as dg
+
+    from nilus_stripe_assets.definitions import defs
+    from nilus_stripe_assets.source.catalog import every_object
+
+    graph = defs.resolve_asset_graph()
+    stripe_keys = {k for k in graph.get_all_asset_keys() if k.path[0] == "stripe"}
+    assert stripe_keys == {dg.AssetKey(["stripe", name]) for name in every_object()} and len(stripe_keys) >= 80
+    assert graph.get(dg.AssetKey(["stripe", "checkout_session"])).group_name == "stripe_checkout"
+    assert graph.get(dg.AssetKey(["stripe", "issuing_card"])).group_name == "stripe_issuing"
+    assert {graph.get(dg.AssetKey(["stripe", n])).group_name for n in DEFAULT_OBJECTS} == {"stripe"}
+    assert not {"person", "capability"} & set(every_object())  # Connect locations only
+
+    def selected(job: str) -> set[str]:
+        return {k.path[-1] for k in defs.resolve_job_def(job).asset_layer.selected_asset_keys if k.path[0] == "stripe"}
+
+    assert selected("stripe_full_load") == selected("stripe_incremental") == set(DEFAULT_OBJECTS)
+    assert selected("stripe_everything") == set(every_object())

@@ -98,7 +98,10 @@ class StripeTranslator:
         return dg.AssetKey(["stripe", obj.name])
 
     def get_group_name(self, obj: StripeObject) -> str:
-        return "stripe"
+        """`stripe` for the tables of the default load (the spec's objects and their line tables), the
+        product area for the other lists (`stripe_billing`, `stripe_issuing`, ...), so the UI stays navigable
+        and `stripe_full_load` (group `stripe`) stays what it was."""
+        return "stripe" if obj.default_load else f"stripe_{obj.group}"
 
     def get_table(self, obj: StripeObject) -> str:
         return f"stripe.{obj.table}"
@@ -430,7 +433,10 @@ def build_stripe_assets(
     `created` get a second, unpartitioned one (`<name>_unpartitioned`).
 
     `accounts` (Connect, see `dagster_adapter/connect.py`): each account is a partition; with `partitions_def` the
-    objects filtered by `created` are partitioned by account x day. Rows carry `stripe_account`.
+    objects filtered by `created` are partitioned by account x day. Rows carry `stripe_account`. The
+    platform's own lists (`platform_level`: connected accounts and their persons, application fees,
+    transfers, country specs) are read once, without Stripe-Account, in their own step (`<name>_platform`),
+    not per account.
     """
     translator = translator or StripeTranslator()
     names = list(objects) if objects is not None else list(DEFAULT_OBJECTS)
@@ -448,12 +454,19 @@ def build_stripe_assets(
         )
     options = dict(translator=translator, partitions_def=partitions_def, io_manager_key=io_manager_key,
                    with_checks=with_checks, accounts=accounts)
+    platform = [p for p in pipelines if accounts is not None and p.object.platform_level]
+    per_account = [p for p in pipelines if p not in platform]
     if not one_step:
-        return [build_stripe_asset(p, **options) for p in pipelines]
-    by_time = [p for p in pipelines if partitions_def is not None and p.object.supports_created]
-    whole = [p for p in pipelines if p not in by_time]
-    groups = [(name, by_time), (f"{name}_unpartitioned" if by_time else name, whole)]
-    return [_build(group, name=group_name, **options) for group_name, group in groups if group]
+        return ([build_stripe_asset(p, **options) for p in per_account]
+                + [build_stripe_asset(p, **{**options, "accounts": None}) for p in platform])
+    built = []
+    for step, group, group_options in ((name, per_account, options),
+                                       (f"{name}_platform", platform, {**options, "accounts": None})):
+        by_time = [p for p in group if partitions_def is not None and p.object.supports_created]
+        whole = [p for p in group if p not in by_time]
+        steps = [(step, by_time), (f"{step}_unpartitioned" if by_time else step, whole)]
+        built += [_build(part, name=step_name, **group_options) for step_name, part in steps if part]
+    return built
 
 
 __all__ = [

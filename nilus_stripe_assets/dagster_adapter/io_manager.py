@@ -203,6 +203,7 @@ def _write_metadata(batch: Batch, result: WriteResult) -> dict:
         "rows_updated": result.updated,
         "rows_deleted": result.deleted,
         "rows_unchanged": result.unchanged,
+        **({"stripe/not_set_up": batch.not_set_up} if batch.not_set_up else {}),
         **({"rows_adopted": result.adopted} if result.adopted else {}),
         "requests": int(req.get("requests", 0)),
         "rate_limited_429": int(req.get("rate_limited", 0)),

@@ -63,6 +63,9 @@ class Batch:
     streamed: Optional[StreamedStaging] = None
     # Change capture: objects whose newest event was rendered in another API version, read again in the pinned one.
     reread_other_version: Optional[int] = None
+    # Stripe's answer when the account does not use the object's product ("Your account is not set up to use
+    # Issuing…"): the batch is empty and the table is written empty; a later run fills it once the product is on.
+    not_set_up: Optional[str] = None
 
     @property
     def merge_key(self):
@@ -101,6 +104,7 @@ def extract(
     spool, streamed = open_spool()
     started = time.perf_counter()
     notes: list[str] = []
+    not_set_up_message: Optional[str] = None
     try:
         def sink(objects):
             if cancel is not None and cancel.is_set():
@@ -110,18 +114,35 @@ def extract(
             return written
 
         try:
-            fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
-        except ListOrderError as exc:
-            # What the split read is incomplete: start over with one cursor, which is right in any order.
-            notes.append(
-                f"{obj.name}: the async split was stopped because {exc}; it relies on Stripe's newest-first "
-                f"order and `created` filter, so {obj.name} was read again sequentially."
-            )
+            try:
+                fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
+            except ListOrderError as exc:
+                # What the split read is incomplete: start over with one cursor, which is right in any order.
+                notes.append(
+                    f"{obj.name}: the async split was stopped because {exc}; it relies on Stripe's newest-first "
+                    f"order and `created` filter, so {obj.name} was read again sequentially."
+                )
+                streamed.close()
+                spool.finish()
+                spool.cleanup()
+                spool, streamed = open_spool()
+                fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
+        except Exception as exc:
+            from ..source.errors import not_set_up  # with stripe-python, loaded by the first request
+
+            refusal = not_set_up(exc, obj)
+            if refusal is None:
+                raise
+            # The account does not use the product: nothing to read, which is not a failure. The table is
+            # written empty (created on a first load, unchanged by a merge), with Stripe's words in its metadata.
             streamed.close()
-            spool.finish()
-            spool.cleanup()
+            spool.discard()
             spool, streamed = open_spool()
-            fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
+            not_set_up_message = refusal
+            notes.append(
+                f"{obj.name}: the account does not use {obj.product}, so the table stays empty until it does "
+                f"(Stripe: {refusal})"
+            )
     except BaseException as exc:
         streamed.close()
         spooled = spool.objects
@@ -152,4 +173,5 @@ def extract(
         notes=notes,
         account=account,
         streamed=streamed,
+        not_set_up=not_set_up_message,
     )

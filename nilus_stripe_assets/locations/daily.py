@@ -19,6 +19,7 @@ from ..dagster_adapter.automation import build_incremental_job
 from ..dagster_adapter.defaults import default_executor, default_resources
 from ..dagster_adapter.factory import build_stripe_assets
 from ..dagster_adapter.finance import build_finance_assets, loaded_objects
+from ..source.catalog import DEFAULT_OBJECTS, every_object
 from ..source.config import ConfigError
 
 PARTITIONS_START_ENV = "NILUS_PARTITIONS_START"
@@ -43,21 +44,23 @@ def partitions_start() -> str:
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start(), timezone="UTC", end_offset=0)
 
-# One step for the 18 partitioned objects (op `stripe_objects`), one for the 5 others.
-stripe_assets = build_stripe_assets(partitions_def=daily_partitions, one_step=True)
+# One step for the objects Stripe filters by `created` (op `stripe_objects`), one for the others; every list
+# of the catalog, the default load's in group `stripe` (see the main location).
+stripe_assets = build_stripe_assets(every_object(), partitions_def=daily_partitions, one_step=True)
 # The finance models read the Stripe tables whatever their partitions.
 finance_assets = build_finance_assets(stripe_objects=loaded_objects(stripe_assets))
 partitioned = [a for a in stripe_assets if a.partitions_def is not None]
 
 stripe_daily = dg.define_asset_job(
     "stripe_daily",
-    selection=dg.AssetSelection.assets(*partitioned),  # partitioned by its assets' daily partitions
+    # partitioned by its assets' daily partitions; the default load's objects, as before
+    selection=dg.AssetSelection.assets(*partitioned) & dg.AssetSelection.groups("stripe"),
     description="Stripe objects created on one UTC day (the partition); backfills run ranges in one run.",
 )
 stripe_daily_schedule = dg.build_schedule_from_partitioned_job(
     stripe_daily, hour_of_day=2, default_status=dg.DefaultScheduleStatus.STOPPED
 )
-incremental = build_incremental_job([a for a in stripe_assets if a.partitions_def is None])
+incremental = build_incremental_job([a for a in stripe_assets if a.partitions_def is None], DEFAULT_OBJECTS)
 
 defs = dg.Definitions(
     assets=[*stripe_assets, *finance_assets],

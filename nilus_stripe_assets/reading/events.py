@@ -163,7 +163,7 @@ class EventStream:
         gte = None if None in starts else min(starts)
         params = Window(gte=gte).params()
         types = {s.obj.events_type for s in self._subscribers}
-        if self._event_rows is None and len(types) == 1:
+        if self._event_rows is None and len(types) == 1 and None not in types:
             # One object's events only: let Stripe filter (routing by object type still decides).
             params["type"] = types.pop()
         return params

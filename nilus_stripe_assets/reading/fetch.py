@@ -53,10 +53,14 @@ def rejects_created(exc: BaseException) -> bool:
     """A 400 invalid_request_error to a request with a `created` filter. Stripe accepts `created` on every
     list the catalog marks `supports_created`, but servers that speak Stripe's protocol may not: localstripe
     answers "Unexpected created", or a bare "Bad request" for two bounds. The caller then reads once without
-    the filter, and reports this error if that fails too, so a 400 for another reason still surfaces."""
+    the filter, and reports this error if that fails too, so a 400 for another reason still surfaces. Not
+    when Stripe says the account does not use the product: that is the answer with or without the filter."""
     import stripe  # stripe-python loads with the first request, not with the definitions that import Window
 
-    return isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 400
+    from ..source.errors import NOT_SET_UP_WORDS
+
+    return (isinstance(exc, stripe.InvalidRequestError) and exc.http_status == 400
+            and not NOT_SET_UP_WORDS.search(str(exc.user_message or exc)))
 
 
 def may_fail_on_created(exc: BaseException) -> bool:
@@ -301,9 +305,10 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
                 return
             start_after = first[-1]["id"] if first else None
         if relation.param:
-            path, params = relation.path_template, {relation.param: parent_id}
+            path, params = relation.path_template, {**obj.list_params, relation.param: parent_id}
         else:
-            path, params = relation.path_template.format(id=parent_id), {}
+            # The child's own parameters too: a connected account's external accounts are asked for by `object`.
+            path, params = relation.path_template.format(id=parent_id), dict(obj.list_params)
         for data in iter_pages(api, path, params, starting_after=start_after):
             sink_children(data)
 

@@ -80,9 +80,14 @@ class StripeObject:
     default_load: bool = False  # one of the tables of the default full load (group `stripe`)
 
     @property
-    def events_type(self) -> str:
-        """Value for `GET /v1/events?type=` that selects this object's events."""
-        return f"{self.event_prefix or self.name}.*"
+    def events_type(self) -> Optional[str]:
+        """Value for `GET /v1/events?type=` that selects this object's events, or None when no one prefix
+        covers them (routing by `data.object.object` decides either way; the filter only saves pages).
+        Stripe's prefixes differ from the object's name: `charge.dispute.*`, `issuing_card.*` for issuing.card."""
+        if self.default_load or self.event_prefix:
+            return f"{self.event_prefix or self.name}.*"
+        prefixes = {t.rsplit(".", 1)[0] for t in self.event_types}
+        return f"{prefixes.pop()}.*" if len(prefixes) == 1 else None
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -127,6 +132,12 @@ DEFAULT_OBJECTS: tuple[str, ...] = tuple(name for name, o in CATALOG.items() if 
 
 # Stripe's `object` field value for each catalog name (the emulator renders it; events carry it).
 STRIPE_OBJECT_TYPE: dict[str, str] = {name: o.stripe_type for name, o in CATALOG.items()}
+
+
+def every_object(connect: bool = False) -> tuple[str, ...]:
+    """Every list a location can load: the whole catalog, less the children of connected accounts (persons,
+    capabilities, external accounts) outside the Connect locations."""
+    return tuple(name for name, o in CATALOG.items() if connect or not o.connect_only)
 
 
 def get(name: str) -> StripeObject:

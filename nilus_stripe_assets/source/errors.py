@@ -29,7 +29,7 @@ from .catalog import CATALOG
 from .config import _VALID_KEY_RE, _one_line, _scrub_tokens, key_mode, mask_key, suggest_object
 from .config import GLOBAL_RATE_LIMITS
 
-__all__ = ["StripeLoadError", "ScrubbedStripeError", "PERMISSIONS", "explain", "scrub"]
+__all__ = ["StripeLoadError", "ScrubbedStripeError", "PERMISSIONS", "explain", "not_set_up", "scrub"]
 
 DASHBOARD_KEYS = "Stripe Dashboard → Developers → API keys"
 
@@ -133,6 +133,23 @@ class StripeLoadError(Exception):
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+# What Stripe answers to a list of a product the account has not set up: "Your account is not set up to use
+# Issuing. Please visit …", or for Treasury a 400 "Unrecognized request URL … (Hint: Have you onboarded to
+# Treasury? …)" (the wordings Stripe's own sync engine skips on).
+NOT_SET_UP_WORDS = re.compile(r"not set up to use|have you onboarded to", re.I)
+
+
+def not_set_up(exc: BaseException, obj) -> Optional[str]:
+    """Stripe's message (one line) when `exc` says the account does not use the product of catalog object `obj`
+    (one with a `product`); None for any other error, which still fails the object."""
+    if getattr(obj, "product", None) is None or not isinstance(exc, stripe.InvalidRequestError):
+        return None
+    if exc.http_status not in (400, 404):
+        return None
+    message = _one_line(scrub(exc.user_message or str(exc)))
+    return message if NOT_SET_UP_WORDS.search(message) else None
 
 
 def _clip(text: str, limit: int = 160) -> str:
