@@ -27,8 +27,9 @@ from ..source.catalog import CATALOG, StripeObject
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
     from ..source.client import StripeApi
 
-# A re-read state is newer than every event of the read (the events list's ranks start at 1).
-REREAD_RANK = -1
+# A re-read state is newer than every event of the read: below every rank `ListOrder` gives (1, 2, ... for a
+# newest-first list, -1, -2, ... for one read oldest first).
+REREAD_RANK = -(2**62)
 IDS_PER_LIST = 100  # `ids` of one list request: a page of at most 100 holds them all
 REREAD_WORKERS = 8
 
