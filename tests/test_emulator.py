@@ -58,12 +58,21 @@ def order_key(obj: dict, time_field: str = "created") -> tuple:
     return (-obj[time_field], tuple(-ord(c) for c in obj["id"]))
 
 
+def unpaged(path: str) -> bool:
+    """A list Stripe serves whole, without `limit` (an account's capabilities, report types)."""
+    from nilus_stripe_assets.emulator.api import resolve
+    from nilus_stripe_assets.emulator.model import accepted_params
+
+    route = resolve("GET", path)
+    return route is not None and "limit" not in (accepted_params(route.name) or {"limit"})
+
+
 def walk(client, path: str, limit: int, **params) -> list[dict]:
     """Every page of a list endpoint with starting_after; checks list order within and across pages."""
     out, cursor = [], None
     while True:
         page = client.raw_request("get", path, limit=limit, starting_after=cursor, **params).data
-        assert page["object"] == "list" and len(page["data"]) <= limit
+        assert page["object"] == "list" and (len(page["data"]) <= limit or unpaged(path) and not page["has_more"])
         out += page["data"]
         if not page["has_more"]:
             break

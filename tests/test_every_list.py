@@ -23,7 +23,7 @@ from nilus_stripe_assets.emulator import EmulatorClient, EmulatorError, StripeEm
 from nilus_stripe_assets.emulator.builders import BUILDERS, ONLY_ON_DELETED, RandomContext
 from nilus_stripe_assets.emulator.data import RANDOM_PARENT, SPAN_SECONDS, default_now
 from nilus_stripe_assets.emulator.model import ACCOUNT, EMBEDDED, EVENT_RETENTION_SECONDS, EMBEDDED_PAGE, OBJECT_TYPE, PARENT, PATH_TO_NAME
-from nilus_stripe_assets.emulator.model import PRODUCT, PRODUCTS, SAME_PATH, event_type
+from nilus_stripe_assets.emulator.model import PRODUCT, PRODUCTS, SAME_PATH, accepted_params, event_type
 from nilus_stripe_assets.source import shapes
 from nilus_stripe_assets.source.catalog import CATALOG
 
@@ -65,6 +65,13 @@ def list_path(name: str, parent_id: str | None = None) -> tuple[str, dict]:
     if "{id}" in o.parent.path_template:
         return o.parent.path_template.format(id=parent_id), dict(o.list_params)
     return o.parent.path_template, {**o.list_params, o.parent.param: parent_id}
+
+
+def paging(name: str, limit: int, cursor: str | None = None) -> dict:
+    """`limit` and `starting_after` where the list takes them (an account's capabilities come all at once)."""
+    if "limit" not in accepted_params(name):
+        return {}
+    return {"limit": limit, **({"starting_after": cursor} if cursor else {})}
 
 
 def busiest_parent(emu, child: str) -> tuple[str, int]:
@@ -109,7 +116,7 @@ def test_every_object_is_served_with_its_sdk_fields(emu, name):
     o = CATALOG[name]
     parent = busiest_parent(emu, name)[0] if name in PARENT else None
     path, params = list_path(name, parent)
-    status, page = get(emu, path, limit=100, **params)
+    status, page = get(emu, path, **paging(name, 100), **params)
     assert status == 200, page
     assert page["data"], f"{name}: empty list"
     for obj in page["data"]:
@@ -137,6 +144,17 @@ def test_created_filter_only_where_the_list_takes_it(emu, name):
 
 # Fan-outs whose path is their own (`/v1/subscription_items?subscription=`), not another list's filter
 # (`/v1/balance_transactions?payout=` is also the account's list).
+@pytest.mark.parametrize("name", [n for n in CATALOG if n != ACCOUNT])  # (/v1/accounts: accounts.py's own list)
+def test_a_parameter_the_list_does_not_take_is_refused(emu, name):
+    """Stripe's 400 `parameter_unknown` for anything its `*ListParams` lack; what they have is taken."""
+    parent = busiest_parent(emu, name)[0] if name in PARENT else None
+    path, params = list_path(name, parent)
+    status, body = get(emu, path, **params, nilus_bogus="1")
+    assert (status, body["error"]["code"], body["error"]["param"]) == (400, "parameter_unknown", "nilus_bogus")
+    assert body["error"]["message"] == "Received unknown parameter: nilus_bogus"
+    assert get(emu, path, **params, **{"expand[]": "data.id"})[0] == 200  # every list takes expand
+
+
 @pytest.mark.parametrize("name", [n for n in CHILDREN if CATALOG[n].parent.param
                                   and PATH_TO_NAME.get(CATALOG[n].parent.path_template) == n])
 def test_a_required_parent_parameter_is_required(emu, name):
@@ -153,7 +171,7 @@ def test_child_lists_run_past_one_page(emu, name):
     path, params = list_path(name, parent)
     seen, cursor = [], None
     while True:
-        status, page = get(emu, path, limit=EMBEDDED_PAGE, **params, **({"starting_after": cursor} if cursor else {}))
+        status, page = get(emu, path, **paging(name, EMBEDDED_PAGE, cursor), **params)
         assert status == 200, page
         seen += [obj["id"] for obj in page["data"]]
         if not page["has_more"]:

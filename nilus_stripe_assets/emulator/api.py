@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote
 from ..source.catalog import CATALOG
 from .errors import StripeError, api_error, invalid, no_such
 from .accounts import ACCOUNT_PATHS
-from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARAM_CHILDREN, PARENT, PATH_TO_NAME, SAME_PATH
+from .model import EVENT_RETENTION_SECONDS, OBJECT_TYPE, PARAM_CHILDREN, PARENT, PATH_TO_NAME, SAME_PATH, accepted_params
 from .store import CursorMissing, Store
 
 MAX_EVENT_TYPES = 20
@@ -174,21 +174,34 @@ def _list_body(items: list[bytes], has_more: bool, url: str) -> bytes:
                      b"true" if has_more else b"false", b',"url":"', url.encode(), b'"}'])
 
 
+_PAGINATION = frozenset({"limit", "starting_after", "ending_before"})
+UNPAGED = 10**9  # a list without `limit` (an account's capabilities) answers every object at once
+
+
+def _paged(name: str) -> bool:
+    accepted = accepted_params(name)
+    return accepted is None or "limit" in accepted
+
+
 def _check_known(name: str, params: dict) -> None:
     """Stripe refuses a parameter the list does not take (the SDK's `*ListParams`, as the catalog has them)."""
-    accepted = getattr(CATALOG[name], "list_param_names", None)
-    if accepted is None:  # a catalog without them: every parameter is taken
+    accepted = accepted_params(name)
+    if accepted is None:  # the SDK does not say: every parameter is taken
         return
     for key in params:
-        if key not in accepted:
+        # Pagination parameters on a list that has none (report types, capabilities: every object at once)
+        # are let through and ignored: whether Stripe refuses them there is not known to us.
+        if key not in accepted and not (key in _PAGINATION and "limit" not in accepted):
             raise invalid(f"Received unknown parameter: {key}", key, "parameter_unknown")
 
 
 def list_objects(store: Store, route: Route, params: dict, path: str, oldest_first: bool = False,
                  ignore_created: bool = False) -> tuple[bytes, int]:
     name = route.name
-    _check_known(name, params)
-    limit = _limit(params)
+    if not (name in PARENT and route.oid is None and "{id}" in CATALOG[name].parent.path_template):
+        # (a child read at another list's path, `/v1/payment_methods?customer=`, is not its SDK method's list)
+        _check_known(name, params)
+    limit = _limit(params) if _paged(name) else UNPAGED
     after, before = params.get("starting_after") or None, params.get("ending_before") or None
     if after and before:
         raise invalid("You may only specify one of these parameters: ending_before, starting_after.", "ending_before")
@@ -261,7 +274,7 @@ def handle(store: Store, route: Route, qs: str, path: str, oldest_first: bool = 
 def list_together(store: Store, names: tuple[str, ...], route: Route, params: dict, path: str) -> tuple[bytes, int]:
     """One list of several children of a parent (an account's bank accounts and cards), in Stripe's order."""
     _check_known(names[0], params)
-    limit = _limit(params)
+    limit = _limit(params) if _paged(names[0]) else UNPAGED
     after, before = params.get("starting_after") or None, params.get("ending_before") or None
     _created_range(params, names[0])  # refused where the list takes no created filter (the children's is one list)
     parent_name = PARENT[names[0]][0]

@@ -6,10 +6,11 @@ outside this module and the field-builder table in `builders.py`.
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ..source import shapes
-from ..source.catalog import CATALOG
+from ..source.catalog import CATALOG, DATA
 
 # The version stripe-python pins (and the package sends): objects are rendered in its shapes. Events of an
 # account whose default version is older are rendered in that one (`Store.api_version`, `versions.py`).
@@ -46,6 +47,21 @@ for _name, _o in CATALOG.items():
         _group = tuple(n for n, o in CATALOG.items() if o.parent and o.parent.path_template == _o.parent.path_template)
         if len(_group) > 1:
             SAME_PATH[_name] = _group
+
+# The SDK method each list is read with (the catalog's data: `stripe_lists.json`), e.g. "Transfer.list_reversals".
+_SDK_METHOD: dict[str, str] = {row["name"]: row["sdk_method"] for row in json.loads(DATA.read_text("utf-8"))["lists"]
+                               if row.get("sdk_method")} if DATA.exists() else {}
+
+
+def accepted_params(name: str) -> Optional[frozenset[str]]:
+    """The query parameters Stripe takes on the list of `name` (its `*ListParams`), or None if unknown."""
+    method = _SDK_METHOD.get(name)
+    if method is None:
+        return None
+    from . import sdk_nested  # the SDK is imported only when a list is asked for
+
+    return sdk_nested.list_params(method)
+
 
 # The catalog's connected accounts (`GET /v1/accounts`), if it has them: the platform's, seeded from the
 # emulator's connected accounts (`accounts.py`), parents of persons, capabilities and external accounts.

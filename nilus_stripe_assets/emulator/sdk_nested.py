@@ -116,3 +116,31 @@ def inner_fields(cls: type) -> tuple[Inner, ...]:
         ftype = FieldType.from_json(raw)
         out.append(Inner(name, ftype, nullable, sdk_shapes.is_epoch(name, ftype.kind, ""), holds(annotation, ns)))
     return tuple(out)
+
+
+# Options every SDK method takes that are not query parameters (`*ListParams` inherit them from RequestOptions).
+_REQUEST_OPTIONS = frozenset({"api_key", "stripe_version", "stripe_account", "stripe_context", "max_network_retries",
+                              "idempotency_key", "content_type", "headers"})
+
+
+@cache
+def list_params(sdk_method: str) -> Optional[frozenset[str]]:
+    """The query parameters a list method takes ("Transfer.list_reversals" -> its `TransferListReversalsParams`'
+    keys minus request options), or None if the SDK does not say."""
+    owner, _, method = sdk_method.rpartition(".")
+    cls = resource(owner)
+    fn = getattr(cls, method, None) if cls is not None else None
+    params = (getattr(fn, "__annotations__", None) or {}).get("params")
+    refs = typing.get_args(params)
+    if not refs:
+        return None
+    ref = refs[0]
+    name = ref.__forward_arg__ if isinstance(ref, typing.ForwardRef) else getattr(ref, "__name__", "")
+    import stripe.params as sdk_params  # the TypedDicts, by the class's namespace ("issuing") or at the top
+
+    ns = namespace(cls)
+    for module in ((getattr(sdk_params, ns, None),) if ns else ()) + (sdk_params,):
+        typed = getattr(module, name, None) if module is not None else None
+        if typed is not None:
+            return frozenset(typed.__annotations__) - _REQUEST_OPTIONS
+    return None
