@@ -20,12 +20,12 @@ from typing import Iterator, Optional
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field
 
 from ..source.config import ConfigError
 from ..warehouse.sinks import Sink, as_sink, is_postgres_url
 from ..warehouse.lock import LOCK_WAIT_ENV, WarehouseLocked, check_database_path, connect, lock_wait_seconds
-from .validation import one_line, secret_written_in_run_config
+from .validation import refused_in_one_line, secret_written_in_run_config
 
 WAREHOUSE_URL_ENV = "NILUS_WAREHOUSE_URL"
 DUCKDB_PATH_ENV = "NILUS_DUCKDB_PATH"
@@ -43,13 +43,7 @@ class WarehouseResource(DuckDBResource):
         f"${WAREHOUSE_URL_ENV}, else the file in `database`). Use EnvVar('{WAREHOUSE_URL_ENV}') if it holds a password.",
     )
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _refused_in_one_line(cls, data, handler):
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise one_line(cls, exc, "WarehouseResource.") from None
+    _refused_in_one_line = refused_in_one_line("WarehouseResource.")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """The warehouse settings, checked when a run starts and before any request (one line each):

@@ -24,7 +24,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ..source.catalog import CATALOG, DEFAULT_OBJECTS, StripeObject
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ..source.config import MODES, ConfigError, parse_source_table, resolve_strategy, unknown_object
 from ..reading.accounts import ACCOUNT_COLUMN
@@ -36,7 +36,7 @@ from .freshness import default_freshness_policy
 from .duckdb_resource import check_warehouse
 from .io_manager import declared_schema, describe, prepare_batch, write_batch
 from .resources import StripeResource
-from .validation import one_line
+from .validation import refused_in_one_line
 
 POOL = "stripe_api"  # one Dagster concurrency pool for every Stripe asset; its limit is in dagster.yaml
 IO_MANAGER_KEY = "stripe_io_manager"
@@ -157,13 +157,7 @@ class StripeLoadConfig(dg.Config):
     lookback_seconds: int = Field(default=DEFAULT_LOOKBACK_SECONDS, ge=0)  # sync:incremental re-reads this much
     capture_changes: bool = True  # sync:incremental also applies updates/deletes from /v1/events
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _refused_in_one_line(cls, data, handler):
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise one_line(cls, exc, "The run config's ") from None
+    _refused_in_one_line = refused_in_one_line("The run config's ")
 
     @field_validator("mode")
     @classmethod

@@ -5,14 +5,14 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from ..source.config import (
     DEFAULT_API_BASE, ConfigError, StripeURI, check_api_base, check_account, default_global_rate, literal_api_key,
     mask_key, parse_stripe_uri, validate_api_key,
 )
 from ..reading.budget import BudgetSettings, RequestBudget, account_fingerprint
-from .validation import one_line, secret_written_in_run_config
+from .validation import refused_in_one_line, secret_written_in_run_config
 
 if TYPE_CHECKING:
     from ..source.client import StripeApi
@@ -89,13 +89,7 @@ class StripeResource(dg.ConfigurableResource):
         "reading of Stripe's docs) or 'account' (each connected account has its own budget).",
     )
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _refused_in_one_line(cls, data, handler):
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise one_line(cls, exc, "StripeResource.") from None
+    _refused_in_one_line = refused_in_one_line("StripeResource.")
 
     @field_validator("api_base")
     @classmethod

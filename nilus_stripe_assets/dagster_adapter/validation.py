@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import dagster as dg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 from ..source.config import ConfigError, mask_url_passwords
 
@@ -66,6 +66,19 @@ def one_line(model: type[BaseModel], exc: ValidationError, where: str) -> dg.Fai
     if len(errors) > 1:
         text += f" ({len(errors) - 1} more setting{'s' if len(errors) > 2 else ''} refused too.)"
     return dg.Failure(description=text, allow_retries=False)
+
+
+def refused_in_one_line(where: str):
+    """A model validator for a config class: Pydantic's multi-line error becomes one `dg.Failure` line naming
+    the field as `where` + its name (e.g. "StripeResource.max_in_flight …"). Assign it in the class body."""
+
+    def _refused_in_one_line(cls, data, handler):
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise one_line(cls, exc, where) from None
+
+    return model_validator(mode="wrap")(classmethod(_refused_in_one_line))
 
 
 def secret_written_in_run_config(context: dg.InitResourceContext, fields: tuple[str, ...]) -> Optional[str]:
