@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from nilus_stripe_assets.source.catalog import CATALOG, DEFAULT_OBJECTS
+from nilus_stripe_assets.source.catalog import CATALOG, DEFAULT_OBJECTS, every_object
 from nilus_stripe_assets.daily import daily_partitions
 from nilus_stripe_assets.emulator import StripeEmulator
 from nilus_stripe_assets.emulator.model import ACCOUNT_ID
@@ -243,7 +243,16 @@ def test_connect_locations_load():
     assert connect.defs.resolve_schedule_def("stripe_connect_incremental_hourly")
     kinds = sorted(type(a.partitions_def).__name__ for a in connect_daily.stripe_assets)
     assert kinds == ["DynamicPartitionsDefinition", "MultiPartitionsDefinition"]
-    assert len(connect.stripe_assets[0].keys) == len(DEFAULT_OBJECTS)
+    # Every list (the children of connected accounts too), one account-partitioned step; the default job loads
+    # the default tables and the platform's Connect lists.
+    assert len(connect.stripe_assets) == 1 and len(connect.stripe_assets[0].keys) == len(every_object(connect=True))
+    load = connect.defs.resolve_job_def("stripe_connect_load")
+    selected = {k.path[-1] for k in load.asset_layer.selected_asset_keys} - {"stripe_accounts"}
+    platform_lists = {"account", "person", "capability", "external_bank_account", "external_card", "application_fee",
+                      "application_fee_refund", "transfer", "transfer_reversal", "country_spec"}
+    assert selected == set(DEFAULT_OBJECTS) | platform_lists
+    assert {k.path[-1] for k in connect.defs.resolve_job_def("stripe_connect_everything").asset_layer.selected_asset_keys} \
+        == set(every_object(connect=True))
     # The finance models per account: their tables carry stripe_account first.
     graph = connect.defs.resolve_asset_graph()
     schema = graph.get(dg.AssetKey(["finance", "mrr_by_month"])).metadata["dagster/column_schema"]
@@ -362,25 +371,35 @@ def test_an_accounts_first_load_with_nothing_to_load(platform, warehouse_path):
 
 
 def test_the_platforms_own_lists_are_read_once_without_stripe_account(platform, warehouse_path):
-    """Issue 19: transfers (and the other `platform_level` lists) are one unpartitioned step read with the
-    platform's key alone; the other objects stay per account."""
+    """Issue 19: transfers (and the other `platform_level` lists) share the accounts' partitions, so one
+    selection and one `--partition` cover every asset, but only the platform's partition reads them, with the
+    platform's key alone; a connected account's partition skips them (not materialized) and says so."""
+    a, b = platform.account_ids
     accounts = account_partitions()
     assets = build_stripe_assets(["charge", "transfer", "transfer_reversal", "person"], one_step=True, accounts=accounts)
-    by_op = {a.op.name: a for a in assets}
-    assert set(by_op) == {"stripe_objects", "stripe_objects_platform"}
-    assert {k.path[-1] for k in by_op["stripe_objects"].keys} == {"charge"}
-    assert by_op["stripe_objects"].partitions_def == accounts
-    assert by_op["stripe_objects_platform"].partitions_def is None
+    assert len(assets) == 1 and assets[0].partitions_def == accounts
     resources = make_resources(platform, warehouse_path)
+    instance = _instance(ACCOUNT_ID, a, b)
+
     platform.reset_stats()
-    assert dg.materialize([by_op["stripe_objects_platform"]], resources=resources).success
+    result = _run(assets, resources, instance, a)
+    done = {m.materialization.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert done == {"charge"}  # the platform's lists are not the connected account's
+    stats = platform.stats()
+    assert set(stats["accounts"]) == {a}
+    assert not any("/transfers" in path or "/persons" in path for path in stats["endpoints"]), stats["endpoints"]
+
+    platform.reset_stats()
+    result = _run(assets, resources, instance, ACCOUNT_ID)
+    done = {m.materialization.asset_key.path[-1] for m in result.get_asset_materialization_events()}
+    assert done == {"charge", "transfer", "transfer_reversal", "person"}
     counts = platform.counts()
     for name in ("transfer", "transfer_reversal", "person"):
-        assert query(warehouse_path, f"SELECT count(*) FROM stripe.{name}") == [(counts[name],)], name
-    columns = {c for (c,) in query(warehouse_path, "SELECT column_name FROM information_schema.columns "
-                                                    "WHERE table_name = 'transfer'")}
-    assert "stripe_account" not in columns  # the platform's table, not one account's share
+        # Read once, with the platform's key: every row is the platform's.
+        assert _rows(warehouse_path, f"stripe.{name}") == {ACCOUNT_ID: counts[name]}, name
     # Persons of every connected account, through /v1/accounts/{id}/persons, none with Stripe-Account.
-    assert {a for (a,) in query(warehouse_path, "SELECT DISTINCT account FROM stripe.person")} <= set(platform.account_ids)
+    assert {x for (x,) in query(warehouse_path, "SELECT DISTINCT account FROM stripe.person")} <= set(platform.account_ids)
     stats = platform.stats()
     assert stats["accounts"] == {} and stats["total"]["requests"] > 0  # no request carried Stripe-Account
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [(c.asset_key, c.check_name, c.metadata) for c in checks if not c.passed]

@@ -58,7 +58,8 @@ def test_accounts_registered_from_the_command_line_then_loaded_by_partition_and_
                                   cwd=tmp_path, capture_output=True, text=True, timeout=300)
             return done.returncode, done.stdout + done.stderr
 
-        everything = ("--assets", 'key:"stripe/*"')  # the README's selection: every account-partitioned asset
+        everything = ("--assets", 'key:"stripe/*"')  # every list: every asset is partitioned by account
+        load = ("--job", "stripe_connect_load")  # the README's: the default tables and the platform's Connect lists
 
         # A fresh instance knows no account: Dagster refuses the partition (what issue 21 met).
         code, output = dg_launch(*everything, "--partition", ACCOUNT_ID)
@@ -71,25 +72,41 @@ def test_accounts_registered_from_the_command_line_then_loaded_by_partition_and_
         assert _partitions(home) == expected
         assert f"Added {ACCOUNTS + 1} Stripe account(s) as partitions of stripe_accounts: {', '.join(expected)}" in output
 
-        code, output = dg_launch(*everything, "--partition", ACCOUNT_ID)
+        code, output = dg_launch(*load, "--partition", ACCOUNT_ID)
         assert code == 0, output[-3000:]
-        code, output = dg_launch(*everything, "--partition-range", f"{expected[1]}...{expected[-1]}")
+        code, output = dg_launch(*load, "--partition-range", f"{expected[1]}...{expected[-1]}")
+        assert code == 0, output[-3000:]
+        # A connected account's partition skips the platform's lists, and says so.
+        assert "the platform's own lists, loaded in the platform's partition" in output
+        # Every list of one connected account: one selection, one partition, though the platform's lists are in it.
+        code, output = dg_launch(*everything, "--partition", expected[1])
         assert code == 0, output[-3000:]
 
         rows = dict(query(str(database), "SELECT stripe_account, count(*) FROM stripe.charge GROUP BY 1"))
         assert rows == {ACCOUNT_ID: emu.counts()["charge"], **{a: CHARGES_PER_ACCOUNT for a in emu.account_ids}}
         assert query(str(database), "SELECT count(*) - count(DISTINCT (stripe_account, id)) FROM stripe.customer") == [(0,)]
+        # The platform's lists were read once, without Stripe-Account, and carry the platform's id.
+        for name in ("account", "transfer", "application_fee", "country_spec"):
+            assert dict(query(str(database), f"SELECT stripe_account, count(*) FROM stripe.{name} GROUP BY 1")) == {
+                ACCOUNT_ID: emu.counts()[name]}, name
+        assert sorted(i for (i,) in query(str(database), "SELECT id FROM stripe.account")) == sorted(emu.account_ids)
+        # A connected account's lists of every product: its charges are there (a second time, merged: no copies).
+        assert query(str(database), "SELECT count(*) FROM stripe.charge WHERE stripe_account = ?", [expected[1]]) == [
+            (CHARGES_PER_ACCOUNT,)]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs = instance.get_runs()
-            assert len(runs) == 3  # accounts, one partition, one range (one run); the refused launch made none
+            assert len(runs) == 4  # accounts, one partition, one range (one run), everything; none for the refusal
             range_run = next(r for r in runs if r.tags.get("dagster/asset_partition_range_start"))
             assert range_run.tags["dagster/asset_partition_range_end"] == expected[-1]
+            # The platform's lists are materialized in the platform's partition only.
+            assert instance.get_materialized_partitions(dg.AssetKey(["stripe", "transfer"])) == {ACCOUNT_ID}
+            assert instance.get_materialized_partitions(dg.AssetKey(["stripe", "charge"])) == set(expected)
             # Every run's key checks on the tables passed (each run judges its own accounts' rows).
             for name in ("charge", "customer"):
                 for check in ("id_not_null", "id_unique"):
                     key = dg.AssetCheckKey(dg.AssetKey(["stripe", name]), check)
                     history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
-                    assert [h.status.value for h in history] == ["SUCCEEDED", "SUCCEEDED"], (key, history)
+                    assert [h.status.value for h in history] == ["SUCCEEDED"] * 3, (key, history)
 
         # Registering again adds nothing and changes no partition.
         code, output = dg_launch("--assets", "stripe_accounts")

@@ -47,7 +47,7 @@ def _keys_by_object(assets_defs: Sequence[dg.AssetsDefinition]) -> dict[str, dg.
 def build_incremental_job(stripe_assets: Sequence[dg.AssetsDefinition], objects: Optional[Iterable[str]] = None):
     """`objects`: the catalog objects the job runs (default: every one of `stripe_assets`); the locations pass
     the default load's, so the hourly run stays what it was when they hold every list."""
-    keys = _selected_keys(stripe_assets, objects)
+    keys = selected_keys(stripe_assets, objects)
     return dg.define_asset_job(
         INCREMENTAL_JOB,
         selection=dg.AssetSelection.assets(*keys),
@@ -88,7 +88,8 @@ def _parse_cursor(cursor: Optional[str]) -> tuple[Optional[int], list[str]]:
     return state["created"], state.get("ids", [])
 
 
-def _selected_keys(stripe_assets: Sequence[dg.AssetsDefinition], objects: Optional[Iterable[str]]) -> list[dg.AssetKey]:
+def selected_keys(stripe_assets: Sequence[dg.AssetsDefinition], objects: Optional[Iterable[str]]) -> list[dg.AssetKey]:
+    """The asset keys of catalog `objects` among `stripe_assets` (all of them for None), for a job's selection."""
     if objects is None:
         return [key for a in stripe_assets for key in a.keys]
     by_object = _keys_by_object(stripe_assets)

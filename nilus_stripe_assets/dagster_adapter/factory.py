@@ -273,6 +273,9 @@ def _load(
     except RunRefused as exc:
         raise dg.Failure(description=str(exc)) from None
     failures: list[str] = list(plan.refused)
+    if plan.platform_only:  # not materialized for a connected account's partition: said, not silent
+        context.log.info(f"{', '.join(plan.platform_only)}: the platform's own lists, loaded in the platform's "
+                         f"partition ({plan.platform}), not per connected account.")
 
     def checks_of(target: _Target) -> Iterator[dg.AssetCheckResult]:
         names = selected_checks.pop(target.key, None)
@@ -367,7 +370,9 @@ def _build(
 
     @dg.multi_asset(
         name=name,
-        specs=[_spec(t, partitions_def, not one, io_manager_key) for t in targets],
+        # A platform list (Connect) yields nothing in a connected account's partition: it is skippable there.
+        specs=[_spec(t, partitions_def, not one or (accounts is not None and t.object.platform_level), io_manager_key)
+               for t in targets],
         check_specs=[spec for t in targets if t.checks for spec in t.checks.specs()] or None,
         can_subset=True,  # also lets a check that cannot judge yield nothing (shown as skipped)
         partitions_def=group_partitions,
@@ -428,9 +433,10 @@ def build_stripe_assets(
 
     `accounts` (Connect, see `dagster_adapter/connect.py`): each account is a partition; with `partitions_def` the
     objects filtered by `created` are partitioned by account x day. Rows carry `stripe_account`. The
-    platform's own lists (`platform_level`: connected accounts and their persons, application fees,
-    transfers, country specs) are read once, without Stripe-Account, in their own step (`<name>_platform`),
-    not per account.
+    platform's own lists (`platform_level`: connected accounts and their persons, capabilities and external
+    accounts, application fees, transfers, country specs) are partitioned alike, so that one selection and
+    one `--partition` cover every asset, but they are read, without Stripe-Account, only in the platform's
+    own partition (its account id); a connected account's partition skips them.
     """
     translator = translator or StripeTranslator()
     names = list(objects) if objects is not None else list(DEFAULT_OBJECTS)
@@ -448,18 +454,12 @@ def build_stripe_assets(
         )
     options = dict(translator=translator, partitions_def=partitions_def, io_manager_key=io_manager_key,
                    with_checks=with_checks, accounts=accounts)
-    platform = [p for p in pipelines if accounts is not None and p.object.platform_level]
-    per_account = [p for p in pipelines if p not in platform]
     if not one_step:
-        return ([build_stripe_asset(p, **options) for p in per_account]
-                + [build_stripe_asset(p, **{**options, "accounts": None}) for p in platform])
-    built = []
-    for step, group, group_options in ((name, per_account, options),
-                                       (f"{name}_platform", platform, {**options, "accounts": None})):
-        by_time = [p for p in group if partitions_def is not None and p.object.supports_created]
-        whole = [p for p in group if p not in by_time]
-        steps = [(step, by_time), (f"{step}_unpartitioned" if by_time else step, whole)]
-        built += [_build(part, name=step_name, **group_options) for step_name, part in steps if part]
+        return [build_stripe_asset(p, **options) for p in pipelines]
+    by_time = [p for p in pipelines if partitions_def is not None and p.object.supports_created]
+    whole = [p for p in pipelines if p not in by_time]
+    steps = [(name, by_time), (f"{name}_unpartitioned" if by_time else name, whole)]
+    built = [_build(part, name=step_name, **options) for step_name, part in steps if part]
     return built
 
 

@@ -128,20 +128,24 @@ def extract(
                 spool, streamed = open_spool()
                 fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
         except Exception as exc:
-            from ..source.errors import not_set_up  # with stripe-python, loaded by the first request
+            from ..source.errors import not_offered, not_set_up  # with stripe-python, loaded by the first request
 
-            refusal = not_set_up(exc, obj)
+            refusal = not_set_up(exc, obj)  # Stripe's own words first, then a list not served at all
+            missing = None if refusal else not_offered(exc, obj)
+            refusal = refusal or missing
             if refusal is None:
                 raise
-            # The account does not use the product: nothing to read, which is not a failure. The table is
-            # written empty (created on a first load, unchanged by a merge), with Stripe's words in its metadata.
+            # The account does not use the product (or the list is not served): nothing to read, which is not a
+            # failure. The table is written empty (created on a first load, unchanged by a merge), with Stripe's
+            # words in its metadata.
             streamed.close()
             spool.discard()
             spool, streamed = open_spool()
             not_set_up_message = refusal
             notes.append(
                 f"{obj.name}: the account does not use {obj.product}, so the table stays empty until it does "
-                f"(Stripe: {refusal})"
+                f"(Stripe: {refusal})" if missing is None else
+                f"{obj.name}: {missing}, so the table stays empty until it does."
             )
     except BaseException as exc:
         streamed.close()

@@ -5,7 +5,10 @@ slices of the run's partitions, the run options) and turns the outcomes back int
 checks. Everything between is here, so a script or another orchestrator can run the same load:
 - the platform's own id and an access check of each connected account (one request each), so an account
   that revoked the platform's access fails with one line and loads nothing, and the others still load;
-- one plan per object and account (mode, strategy, window, cursors: `plan.py`);
+- one plan per object and account (mode, strategy, window, cursors: `plan.py`); the platform's own lists
+  (`platform_level`: connected accounts and their persons, capabilities and external accounts, application
+  fees, transfers, country specs) only in the platform's slice, read once without Stripe-Account, since
+  Stripe serves them to the platform and not per connected account;
 - one API handle per object and account, so each object's request counters are its own, and one per
   account for the run's single `/v1/events` read;
 - how many split workers each object gets, so a run over many accounts fills the pipe with accounts
@@ -74,6 +77,8 @@ class RunPlan:
     workers: int
     max_concurrent: int
     expected: dict = field(default_factory=dict)  # target key -> how many plans (accounts) load it
+    platform: Optional[str] = None  # Connect: the platform's own account id
+    platform_only: list[str] = field(default_factory=list)  # platform lists skipped in connected accounts' slices
 
     @property
     def accounts(self) -> Optional[list]:
@@ -157,6 +162,8 @@ def plan_run(
             if targets:
                 events_apis[account] = handle()
             for target in targets:
+                if by_account and target.object.platform_level and account != platform:
+                    continue  # the platform's list: read in the platform's own slice, not per connected account
                 plan = plan_object(
                     (target.key, account), target.object, target.table, default_mode=target.mode,
                     strategy=target.strategy, options=options, partition=window if target.partitioned else None,
@@ -164,6 +171,8 @@ def plan_run(
                 )
                 plans.append(plan)
                 apis[plan.key] = handle()  # one handle each, so each object's request counters are its own
+    platform_only = sorted({t.object.name for t in targets if by_account and t.object.platform_level}
+                           if any(account != platform for account, _ in slices) else set())
     expected: dict = {}
     for plan in plans:
         expected[plan.key[0]] = expected.get(plan.key[0], 0) + 1
@@ -171,4 +180,5 @@ def plan_run(
     # (splitting a small account into 8 pieces costs up to 8 part-filled pages each).
     workers = max(1, source.workers_per_object // max(1, len(apis) // max(1, len(targets))))
     return RunPlan(plans, apis, events_apis, list(slices), refused, len(targets), by_account, workers,
-                   max_concurrent=max(len(targets), source.max_in_flight), expected=expected)
+                   max_concurrent=max(len(targets), source.max_in_flight), expected=expected,
+                   platform_only=platform_only, platform=platform)

@@ -29,7 +29,7 @@ from .catalog import CATALOG
 from .config import _VALID_KEY_RE, _one_line, _scrub_tokens, key_mode, mask_key, suggest_object
 from .config import GLOBAL_RATE_LIMITS
 
-__all__ = ["StripeLoadError", "ScrubbedStripeError", "PERMISSIONS", "explain", "not_set_up", "scrub"]
+__all__ = ["StripeLoadError", "ScrubbedStripeError", "PERMISSIONS", "explain", "not_offered", "not_set_up", "scrub"]
 
 DASHBOARD_KEYS = "Stripe Dashboard → Developers → API keys"
 
@@ -143,13 +143,29 @@ NOT_SET_UP_WORDS = re.compile(r"not set up to use|have you onboarded to", re.I)
 
 def not_set_up(exc: BaseException, obj) -> Optional[str]:
     """Stripe's message (one line) when `exc` says the account does not use the product of catalog object `obj`
-    (one with a `product`); None for any other error, which still fails the object."""
+    (one with a `product`); None for any other error, which still fails the object (see also `not_offered`)."""
     if getattr(obj, "product", None) is None or not isinstance(exc, stripe.InvalidRequestError):
         return None
     if exc.http_status not in (400, 404):
         return None
     message = _one_line(scrub(exc.user_message or str(exc)))
     return message if NOT_SET_UP_WORDS.search(message) else None
+
+
+def not_offered(exc: BaseException, obj) -> Optional[str]:
+    """One line when the list itself is not served (a 404 that is not about a missing object): Stripe answers
+    "Unrecognized request URL" for a list gated to accounts in a preview or another region, and a
+    Stripe-compatible server for a list it does not implement. Only for the lists beyond the default load
+    (`default_load`): a 404 on a default table still fails it, as a wrong STRIPE_API_BASE should."""
+    if getattr(obj, "default_load", True) or getattr(exc, "http_status", None) != 404:
+        return None
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.code == "resource_missing":  # "No such account: …": a parent gone, not a list missing
+            return None
+    elif not isinstance(exc, stripe.APIError):  # a 404 page that is not Stripe's JSON
+        return None
+    said = _clip(scrub(getattr(exc, "user_message", None) or str(exc)))
+    return f"this server does not offer {_list_path(obj)} (404: {said})"
 
 
 def _clip(text: str, limit: int = 160) -> str:
