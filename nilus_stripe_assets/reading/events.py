@@ -53,9 +53,22 @@ def cursor_expired(cursor: int, now: int) -> bool:
 
 def carried_type(obj: StripeObject) -> str:
     """The `data.object.object` of the events that carry `obj`'s states (the parent's, for embedded children)."""
-    if obj.parent is not None and obj.parent.embedded_field:
+    if _embedded(obj):
         return STRIPE_OBJECT_TYPE[obj.parent.object]
     return STRIPE_OBJECT_TYPE[obj.name]
+
+
+def carried_types(obj: StripeObject) -> set[str]:
+    """Every `data.object.object` that carries `obj`'s states: an embedded child also has events of its own
+    where Stripe sends them (`application_fee.refund.updated` carries a `fee_refund`)."""
+    return {carried_type(obj), STRIPE_OBJECT_TYPE[obj.name]} if obj.event_types else {carried_type(obj)}
+
+
+def _embedded(obj: StripeObject, carried: Optional[dict] = None) -> bool:
+    """Whether `obj`'s states come embedded in its parent (in `carried`, when given: the event's object)."""
+    if obj.parent is None or not obj.parent.embedded_field:
+        return False
+    return carried is None or carried.get("object") == STRIPE_OBJECT_TYPE[obj.parent.object]
 
 
 @dataclass
@@ -173,7 +186,8 @@ class EventStream:
         once `complete` has run for its capture."""
         routes: dict[str, list[_Subscriber]] = {}
         for sub in self._subscribers:
-            routes.setdefault(carried_type(sub.obj), []).append(sub)
+            for kind in carried_types(sub.obj):
+                routes.setdefault(kind, []).append(sub)
         self.started_at = int(time.time())
         started = time.perf_counter()
         newest: Optional[int] = None
@@ -214,7 +228,7 @@ class EventStream:
     def _route(self, sub: _Subscriber, event: dict, carried: dict, rank: int) -> list[tuple[dict, dict]]:
         """The states of one event to apply for `sub`: all it carries when rendered in the pinned version; from
         another version, only a deletion, reduced to the object's key (the rest waits for `complete`)."""
-        obj, embedded = sub.obj, sub.obj.parent is not None and bool(sub.obj.parent.embedded_field)
+        obj, embedded = sub.obj, _embedded(sub.obj, carried)
         current = event.get("api_version") == self.version
         deletion = str(event.get("type", "")).endswith(".deleted")
         if carried.get("id"):
@@ -253,8 +267,8 @@ class EventStream:
         and `rank` in the list (see `ListOrder`), and the fields the payload has. `api` reads the children
         beyond an embedded page (default: the stream's)."""
         created = int(event["created"])
-        embedded = obj.parent.embedded_field if obj.parent else None
-        if embedded:
+        if _embedded(obj, carried):
+            embedded = obj.parent.embedded_field
             # e.g. customer.subscription.updated -> the subscription's items; a canceled subscription's
             # items are not deleted objects, so only their state is applied.
             # Not every child class declares its parent's id (stripe.CreditNoteLineItem has no `credit_note`):
@@ -292,4 +306,4 @@ class EventStream:
             spool_disk.remove(str(self._event_rows.path))
 
 
-__all__ = ["Capture", "EventStream", "ListOrder", "carried_type", "cursor_expired", "state_key"]
+__all__ = ["Capture", "EventStream", "ListOrder", "carried_type", "carried_types", "cursor_expired", "state_key"]

@@ -84,9 +84,13 @@ class StripeObject:
         """Value for `GET /v1/events?type=` that selects this object's events, or None when no one prefix
         covers them (routing by `data.object.object` decides either way; the filter only saves pages).
         Stripe's prefixes differ from the object's name: `charge.dispute.*`, `issuing_card.*` for issuing.card."""
-        if self.default_load or self.event_prefix:
-            return f"{self.event_prefix or self.name}.*"
         prefixes = {t.rsplit(".", 1)[0] for t in self.event_types}
+        own = self.event_prefix or (self.name if self.default_load else None)
+        if own:
+            # A filter must cover every type that carries the object: a refund also arrives in
+            # `charge.refund.updated`, which `refund.*` would drop; then no one filter is safe.
+            uncovered = {p for p in prefixes if p != own and not p.startswith(f"{own}.")}
+            return f"{own}.*" if not uncovered else None
         return f"{prefixes.pop()}.*" if len(prefixes) == 1 else None
 
     @property
