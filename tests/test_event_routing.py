@@ -24,19 +24,24 @@ def _changed(emu: StripeEmulator, name: str, oid: str, **fields) -> dict:
     return state
 
 
+def _loaded(emu: StripeEmulator, warehouse, name: str, count: int):
+    """A full load of `name` alone; its assets, resources and the first `count` ids it wrote."""
+    assets = build_stripe_assets([name])
+    resources = warehouse.resources(emu)
+    assert materialize(assets, resources).success
+    ids = [r[0] for r in warehouse.query(f"SELECT id FROM stripe.{name} ORDER BY id")][:count]
+    assert len(ids) == count
+    return assets, resources, ids
+
+
 def test_refund_changes_sent_as_charge_refund_events_are_applied_when_refunds_load_alone(warehouse):
     with StripeEmulator(scale=0.2, seed=11) as emu:
-        assets = build_stripe_assets(["refund"])
-        resources = warehouse.resources(emu)
-        assert materialize(assets, resources).success
-        ids = [r[0] for r in warehouse.query("SELECT id FROM stripe.refund ORDER BY id")][:4]
-        assert len(ids) == 4
+        assets, resources, ids = _loaded(emu, warehouse, "refund", 4)
         for oid in ids[:2]:
             emu.emit_event("charge.refund.updated", _changed(emu, "refund", oid, metadata={"via": "charge.refund"}))
         for oid in ids[2:]:
             emu.emit_event("refund.updated", _changed(emu, "refund", oid, metadata={"via": "refund"}))
 
-        emu.reset_stats()
         assert materialize(assets, resources, mode_config(assets, "sync:incremental")).success
         rows = dict(warehouse.query(f"SELECT id, metadata FROM stripe.refund WHERE id IN ({', '.join('?' * 4)})", ids))
         via = {oid: orjson.loads(rows[oid])["via"] if isinstance(rows[oid], (str, bytes)) else rows[oid]["via"]
@@ -46,11 +51,7 @@ def test_refund_changes_sent_as_charge_refund_events_are_applied_when_refunds_lo
 
 def test_application_fee_refund_events_of_their_own_are_applied(warehouse):
     with StripeEmulator(scale=0.2, seed=12) as emu:
-        assets = build_stripe_assets(["application_fee_refund"])
-        resources = warehouse.resources(emu)
-        assert materialize(assets, resources).success
-        ids = [r[0] for r in warehouse.query("SELECT id FROM stripe.application_fee_refund ORDER BY id")][:3]
-        assert len(ids) == 3
+        assets, resources, ids = _loaded(emu, warehouse, "application_fee_refund", 3)
         for oid in ids:
             emu.emit_event("application_fee.refund.updated",
                            _changed(emu, "application_fee_refund", oid, metadata={"reason": "own event"}))
