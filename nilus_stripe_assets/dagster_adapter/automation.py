@@ -19,11 +19,14 @@ INCREMENTAL_JOB = "stripe_incremental"
 _OBJECT_BY_STRIPE_TYPE = {stripe_type: name for name, stripe_type in STRIPE_OBJECT_TYPE.items()}
 # Children whose states travel inside their parent's events (a subscription's `items`, an invoice's
 # `lines`), by the parent's Stripe type. Payment methods have their own events (`payment_method.attached`,
-# …), so a customer's change refreshes only customers.
+# …). Children re-listed by parent follow the events that name their parents (`Parent.relist_on`: a
+# customer's balance transactions after its `customer.*` events).
 _ALSO_REFRESH: dict[str, list[str]] = {}
 for _name, _obj in CATALOG.items():
     if _obj.parent is not None and _obj.parent.embedded_field:
         _ALSO_REFRESH.setdefault(STRIPE_OBJECT_TYPE[_obj.parent.object], []).append(_name)
+    for _kind, _ in _obj.parent.relist_on if _obj.parent is not None else ():
+        _ALSO_REFRESH.setdefault(_kind, []).append(_name)
 MAX_EVENTS_PER_TICK = 2000  # bound one tick's work; the cursor resumes the rest on the next tick
 
 

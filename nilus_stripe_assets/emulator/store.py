@@ -315,6 +315,7 @@ class Store:
                 self._refresh_parent(name, [parent])
             else:
                 self._event(name, "created", obj)
+            self._signal_parent(name, parent, obj)
             return obj
 
     def update(self, name: str, oid: str, fields: dict) -> dict:
@@ -339,6 +340,7 @@ class Store:
                 self._refresh_parent(name, [old_parent, table.attr.get(oid)])
             else:
                 self._event(name, "updated", obj, previous)
+            self._signal_parent(name, table.attr.get(oid), obj)
             return obj
 
     def delete(self, name: str, oid: str) -> dict:
@@ -358,6 +360,7 @@ class Store:
                 if name in PARENT and (event_type(name, "deleted") or "").endswith(".detached"):
                     obj[PARENT[name][1]] = None  # a detached payment method belongs to no customer
                 self._event(name, "deleted", obj)
+            self._signal_parent(name, parent, None)
             return {"id": oid, "object": OBJECT_TYPE[name], "deleted": True}
 
     def emit(self, etype: str, data_object: dict, api_version: Optional[str] = None,
@@ -412,6 +415,35 @@ class Store:
         keys = table.key_list(parent_id)
         first = [orjson.loads(table.data[oid]) for _, oid in reversed(keys[-EMBEDDED_PAGE:])]
         return embedded_list(parent_id, child, first, len(keys))
+
+    def _signal_parent(self, child: str, parent_id: Optional[str], obj: Optional[dict]) -> None:
+        """What Stripe says about a change of a child no event carries (`Parent.relist_on`): a customer balance
+        transaction moves its customer's `balance` (`customer.updated`); an entitlement change updates the
+        customer's `entitlements.active_entitlement_summary`. `obj`: the child as it is now (None: deleted)."""
+        relation = CATALOG[child].parent
+        if relation is None or not parent_id:
+            return
+        parent_name = relation.object
+        for kind, id_field in relation.relist_on:
+            if id_field == "id" and kind == OBJECT_TYPE[parent_name]:
+                parents = self.tables[parent_name]
+                if parent_id not in parents.data or obj is None or "ending_balance" not in obj:
+                    continue
+                parent = orjson.loads(parents.data[parent_id])
+                previous = {"balance": parent.get("balance")}
+                parent["balance"] = obj["ending_balance"]
+                parents.remove(parent_id)
+                self._put(parent_name, parent)
+                self._event(parent_name, "updated", parent, previous)
+            else:
+                keys = self.tables[child].key_list(parent_id)
+                items = [orjson.loads(self.tables[child].data[oid]) for _, oid in reversed(keys[-EMBEDDED_PAGE:])]
+                summary = {"object": kind, id_field: parent_id, "livemode": False,
+                           "entitlements": embedded_list(parent_id, child, items, len(keys))}
+                eid = self._new_id("event")
+                body = event_bytes(eid, f"{kind}.updated", int(self.clock()), _dumps(summary), b"",
+                                   self.api_version)
+                self.tables["event"].add(eid, int(self.clock()), body, f"{kind}.updated")
 
     def _refresh_parent(self, child: str, parent_ids) -> None:
         """Re-render the embedded child list of the parents `parent_ids` and emit the parents' updated events."""

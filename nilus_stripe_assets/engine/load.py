@@ -10,7 +10,7 @@ import errno
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..reading.accounts import merge_key, tag
 from ..source.catalog import StripeObject
@@ -88,9 +88,11 @@ def extract(
     spool_root: Optional[str] = None,
     cancel: Optional[threading.Event] = None,
     account: Optional[str] = None,
+    parent_ids: Optional[Sequence[str]] = None,
 ) -> Batch:
-    """Read `obj` from Stripe into a spool on disk. Raises stripe errors unchanged (the caller explains them),
-    and `Cancelled` at the next page once `cancel` is set."""
+    """Read `obj` from Stripe into a spool on disk (a child list: only the children of `parent_ids`, when
+    given). Raises stripe errors unchanged (the caller explains them), and `Cancelled` at the next page once
+    `cancel` is set."""
     fetch_mode = "sync" if mode.startswith("sync") else "async"
     started_at = int(time.time())
 
@@ -115,7 +117,8 @@ def extract(
 
         try:
             try:
-                fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes)
+                fetch_object(api, obj, fetch_mode, sink, window=window, workers=workers, notes=notes,
+                             parent_ids=parent_ids)
             except ListOrderError as exc:
                 # What the split read is incomplete: start over with one cursor, which is right in any order.
                 notes.append(
@@ -126,7 +129,8 @@ def extract(
                 spool.finish()
                 spool.cleanup()
                 spool, streamed = open_spool()
-                fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes)
+                fetch_object(api, obj, "sync", sink, window=window, workers=workers, notes=notes,
+                             parent_ids=parent_ids)
         except Exception as exc:
             from ..source.errors import not_offered, not_set_up  # with stripe-python, loaded by the first request
 

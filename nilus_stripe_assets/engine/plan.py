@@ -84,9 +84,11 @@ def plan_object(
                       platform=platform)
     own_rows = Slice(None, equals=((ACCOUNT_COLUMN, account),)) if account else None
     # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
-    # slice of history, and snapshots (replace) and the event stream itself have no changes to capture.
-    plan.keeps_events_cursor = not partitioned and obj.name != "event" and resolved != "replace"
-    plan.incremental = not partitioned and mode == "sync:incremental" and resolved != "replace"
+    # slice of history, and snapshots (replace) and the event stream itself have no changes to capture,
+    # except the snapshots re-listed by parent (`Parent.relist_on`): events say which parents' to replace.
+    by_parent = resolved == "replace" and obj.parent is not None and bool(obj.parent.relist_on)
+    plan.keeps_events_cursor = not partitioned and obj.name != "event" and (resolved != "replace" or by_parent)
+    plan.incremental = not partitioned and mode == "sync:incremental" and (resolved != "replace" or by_parent)
     if partition is not None:
         plan.window = partition
         if resolved == "replace":

@@ -24,7 +24,7 @@ from ..reading.fetch import Window
 from .load import Batch, extract
 from .plan import ObjectPlan
 from ..staging.spool import Spool, SpoolSummary
-from ..warehouse.strategies import ChangeSet
+from ..warehouse.strategies import ChangeSet, Slice
 
 if TYPE_CHECKING:  # annotations only: stripe (and requests) load when a run first makes a request
     from ..source.client import StripeApi
@@ -129,6 +129,31 @@ class _RunStream:
         )
 
 
+# Beyond this many parents named by events, one IN list is unwieldy and a re-read of every parent's list
+# costs about as much: read the whole snapshot instead.
+MAX_RELISTED_PARENTS = 10_000
+
+
+def _relisted(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[str], cancel: threading.Event,
+              stream: _RunStream, capture: Capture, notes: list[str]) -> Batch:
+    """Children no event carries, re-listed for the parents the run's events name (`Parent.relist_on`): a
+    customer's balance transactions after its `customer.*` events. Only those parents' rows are replaced;
+    a deleted parent's list is gone, so its rows stay as they were."""
+    obj = plan.object
+    stream.wait()  # the parents come from the events read
+    parents = sorted(capture.parents - capture.gone)
+    if len(parents) > MAX_RELISTED_PARENTS:
+        notes.append(f"{obj.name}: {len(parents)} {obj.parent.object}s changed, so every list was read again")
+        return extract(api, obj, plan.mode, plan.strategy, plan.table, scope=plan.scope, workers=workers,
+                       spool_root=spool_root, cancel=cancel, account=plan.account)
+    own = plan.scope.equals if plan.scope is not None else ()
+    scope = Slice(None, equals=own, among=(obj.parent.id_column, tuple(parents)))
+    notes.append(f"{obj.name}: the lists of the {len(parents)} {obj.parent.object}(s) named by the run's events "
+                 f"read again; only their rows replaced")
+    return extract(api, obj, plan.mode, plan.strategy, plan.table, scope=scope, workers=workers,
+                   spool_root=spool_root, cancel=cancel, account=plan.account, parent_ids=parents)
+
+
 def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[str], log,
           cancel: threading.Event, stream: _RunStream) -> Batch:
     """Read one object into a spool and attach its changes from the run's event stream; raises errors
@@ -152,6 +177,8 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
                      f"{obj.parent.relist_days} days (no event carries them)")
         batch = extract(api, obj, mode, plan.strategy, table, window=window, scope=plan.scope, workers=workers,
                         spool_root=spool_root, cancel=cancel, account=plan.account)
+    elif capture is not None and obj.parent is not None and obj.parent.relist_on:
+        batch = _relisted(plan, api, workers, spool_root, cancel, stream, capture, notes)
     elif capture is not None and obj.parent is not None:
         # Children without a `created` filter (payment methods, subscription items) would need one request
         # per parent to list; their changes all arrive as events, so a request count independent of the

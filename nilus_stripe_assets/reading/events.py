@@ -71,6 +71,21 @@ def _embedded(obj: StripeObject, carried: Optional[dict] = None) -> bool:
     return carried is None or carried.get("object") == STRIPE_OBJECT_TYPE[obj.parent.object]
 
 
+def _relist_on(obj: StripeObject) -> tuple[tuple[str, str], ...]:
+    return obj.parent.relist_on if obj.parent is not None else ()
+
+
+def _name_parent(obj: StripeObject, capture: Capture, event: dict, carried: dict) -> None:
+    """Note the parent an event names for `obj`'s re-list (`Parent.relist_on`); a deleted parent is gone."""
+    for kind, id_field in _relist_on(obj):
+        parent = carried.get(id_field) if carried.get("object") == kind else None
+        if isinstance(parent, str) and parent:
+            if id_field == "id" and str(event.get("type", "")).endswith(".deleted"):
+                capture.gone.add(parent)
+            else:
+                capture.parents.add(parent)
+
+
 @dataclass
 class Capture:
     """One object's share of the stream."""
@@ -87,6 +102,10 @@ class Capture:
     # Objects whose newest event was rendered in another API version, read again in the pinned one
     # (`versions.py`; None until `EventStream.complete`).
     reread_other_version: Optional[int] = None
+    # Children re-listed by parent (`Parent.relist_on`): the parents the events name, and those deleted since
+    # (their lists are gone; their rows stay as they are).
+    parents: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
 
 
 class ListOrder:
@@ -186,7 +205,7 @@ class EventStream:
         once `complete` has run for its capture."""
         routes: dict[str, list[_Subscriber]] = {}
         for sub in self._subscribers:
-            for kind in carried_types(sub.obj):
+            for kind in [kind for kind, _ in _relist_on(sub.obj)] or carried_types(sub.obj):
                 routes.setdefault(kind, []).append(sub)
         self.started_at = int(time.time())
         started = time.perf_counter()
@@ -206,15 +225,19 @@ class EventStream:
                     rank = order.rank()
                     carried = (event.get("data") or {}).get("object") or {}
                     for sub in routes.get(carried.get("object") or "", ()):
-                        if int(event["created"]) >= sub.capture.since - EVENTS_LOOKBACK_SECONDS:
-                            states = self._route(sub, event, carried, rank)
-                            if self.account:  # part of the state (and its content hash), as on listed rows
-                                stamp_account([state for state, _ in states], self.account)
-                            sub.capture.events += 1
-                            # Tags name the event and the payload's fields, outside the states' content hash.
-                            sub.capture.objects += sub.spool.write(
-                                [state for state, _ in states], tags=[tag for _, tag in states]
-                            )
+                        if int(event["created"]) < sub.capture.since - EVENTS_LOOKBACK_SECONDS:
+                            continue
+                        sub.capture.events += 1
+                        if _relist_on(sub.obj):
+                            _name_parent(sub.obj, sub.capture, event, carried)
+                            continue
+                        states = self._route(sub, event, carried, rank)
+                        if self.account:  # part of the state (and its content hash), as on listed rows
+                            stamp_account([state for state, _ in states], self.account)
+                        # Tags name the event and the payload's fields, outside the states' content hash.
+                        sub.capture.objects += sub.spool.write(
+                            [state for state, _ in states], tags=[tag for _, tag in states]
+                        )
                 newest = max(newest or 0, max(int(e["created"]) for e in page))
         finally:
             if self._event_rows is not None:

@@ -276,9 +276,10 @@ def fetch_split(
 
 
 def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, workers: int,
-                   parents_window: Window = Window()) -> None:
+                   parents_window: Window = Window(), parent_ids: Optional[Sequence[str]] = None) -> None:
     """Fan out over the parent list (parents created in `parents_window` where the parent's list filters on
-    `created`): each parent's children, concurrently unless mode is sync."""
+    `created`; only `parent_ids` when given, without listing the parents): each parent's children,
+    concurrently unless mode is sync."""
     relation = obj.parent
     assert relation is not None
     parent = CATALOG[relation.object]
@@ -315,8 +316,15 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
     parent_params = dict(parent.list_params)
     if parent.supports_created:
         parent_params.update(parents_window.params())
+
+    def list_parents(on_parents: Callable[[Sequence[dict]], Any]) -> None:
+        if parent_ids is None:
+            fetch_sequential(api, parent.path, parent_params, on_parents)
+        else:
+            on_parents([{"id": parent_id} for parent_id in parent_ids])
+
     if mode == "sync" or workers <= 1:
-        fetch_sequential(api, parent.path, parent_params, lambda parents: [children_of(p) for p in parents])
+        list_parents(lambda parents: [children_of(p) for p in parents])
         return
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe-children")
@@ -338,7 +346,7 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
 
     try:
         # Parents are listed in this thread, in order, so the child pool gets all the workers.
-        fetch_sequential(api, parent.path, parent_params, on_parents)
+        list_parents(on_parents)
     finally:
         pool.shutdown(wait=True)
     if errors:
@@ -347,7 +355,7 @@ def fetch_children(api: StripeApi, obj: StripeObject, mode: str, sink: Sink, wor
 
 def fetch_object(
     api: StripeApi, obj: StripeObject, mode: str, sink: Sink, window: Window = Window(), workers: int = 8,
-    notes: Optional[list[str]] = None,
+    notes: Optional[list[str]] = None, parent_ids: Optional[Sequence[str]] = None,
 ) -> None:
     """Read every object of one catalog entry within `window` (ignored where Stripe cannot filter on it).
 
@@ -356,7 +364,7 @@ def fetch_object(
     Anything worth a warning is appended to `notes`."""
     notes = [] if notes is None else notes
     if obj.parent is not None:
-        fetch_children(api, obj, mode, sink, workers, parents_window=window)
+        fetch_children(api, obj, mode, sink, workers, parents_window=window, parent_ids=parent_ids)
         return
     params = dict(obj.list_params)
     if not obj.supports_created:

@@ -39,6 +39,10 @@ class Parent:
     # Children no event carries (a payout's balance transactions): an incremental run re-lists those of the
     # parents created in the last `relist_days` days instead of reading nothing.
     relist_days: Optional[int] = None
+    # Children no event carries whose changes show on their parent (a customer balance transaction moves the
+    # customer's `balance`): (the `data.object.object` of such events, its field naming the parent). An
+    # incremental run re-lists the children of the parents those events name, and replaces just theirs.
+    relist_on: tuple[tuple[str, str], ...] = ()
 
     def lists_children_of(self, parent: Mapping) -> bool:
         return all(parent.get(field) == value for field, value in self.only_if)
@@ -112,7 +116,8 @@ def _object(row: dict) -> StripeObject:
         description=row["description"], sdk_class=row["sdk_class"], created_field=row["created_field"],
         supports_created=row["supports_created"],
         parent=Parent(parent["object"], parent["path_template"], parent["param"], parent["embedded_field"],
-                      tuple((field, value) for field, value in parent["only_if"]), parent["relist_days"])
+                      tuple((field, value) for field, value in parent["only_if"]), parent["relist_days"],
+                      tuple((kind, field) for kind, field in parent.get("relist_on", ())))
         if parent else None,
         merge_key=row["merge_key"] if isinstance(row["merge_key"], str) else tuple(row["merge_key"]),
         list_params=dict(row["list_params"]), list_by_ids=row["list_by_ids"], event_prefix=row["event_prefix"],

@@ -63,6 +63,7 @@ class Decision:
     parent_param: Optional[str] = None  # the parent's id parameter when the SDK marks none required
     only_if: tuple = ()  # parent field values that have the child list (Parent.only_if)
     relist_days: Optional[int] = None  # Parent.relist_days: children no event carries, re-listed in increments
+    relist_on: tuple = ()  # Parent.relist_on: events naming the parents whose children changed
     merge_key: object = "id"  # a column, or (parent id, id) where Stripe repeats ids across parents
     path: Optional[str] = None  # catalog `path` when it is not the SDK method's (payment_method)
     sdk_class: Optional[str] = None  # when the method returns a union (external accounts)
@@ -153,7 +154,9 @@ DECISIONS: dict[str, Decision] = {
                                          strategy="replace"),
     "customer.list_balance_transactions": D(
         "customer_balance_transaction", "billing", "Every customer's balance transactions, with the customer id.",
-        parent="customer", strategy="replace"),
+        # No event carries them, but each one moves its customer's `balance` (a `customer.updated`): an
+        # incremental run re-lists the customers that changed, not every customer.
+        parent="customer", strategy="replace", relist_on=(("customer", "id"),)),
     "customer.list_cash_balance_transactions": D(
         "customer_cash_balance_transaction", "billing",
         "Every customer's cash balance transactions, with the customer id.", parent="customer"),
@@ -175,7 +178,10 @@ DECISIONS: dict[str, Decision] = {
                                    strategy="replace", product="Entitlements"),
     "entitlements.active_entitlement.list": D(
         "entitlements_active_entitlement", "billing", "Every customer's active entitlements, with the customer id.",
-        parent="customer", strategy="replace", product="Entitlements"),
+        # A customer's entitlements change with an `entitlements.active_entitlement_summary.updated` event
+        # naming the customer: an incremental run re-lists those customers only.
+        parent="customer", strategy="replace", product="Entitlements",
+        relist_on=(("entitlements.active_entitlement_summary", "customer"),)),
     # -- products
     "product.list_features": D("product_feature", "products", "Every product's features, with the product id.",
                                parent="product", strategy="replace"),
@@ -610,6 +616,7 @@ def build_rows() -> dict:
                 "embedded_field": d.embedded_field,
                 "only_if": [list(pair) for pair in d.only_if],
                 "relist_days": d.relist_days,
+                "relist_on": [list(pair) for pair in d.relist_on],
             },
             "merge_key": d.merge_key if isinstance(d.merge_key, str) else list(d.merge_key),
             "list_params": dict(d.list_params),

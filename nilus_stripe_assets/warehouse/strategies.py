@@ -74,11 +74,17 @@ class Slice:
     gte: Optional[int] = None
     lt: Optional[int] = None
     equals: tuple[tuple[str, str], ...] = ()
+    # (column, values): only rows whose column holds one of the values, e.g. the customers whose balance
+    # transactions were listed again. No values: no rows.
+    among: Optional[tuple[str, tuple[str, ...]]] = None
 
     def condition(self, alias: str = "") -> str:
         # The column is an epoch field, stored as TIMESTAMPTZ (`_evolve` converts tables that kept seconds).
         prefix = alias + "." if alias else ""
         parts = [f"{prefix}{quote(c)} = {literal(v)}" for c, v in self.equals]
+        if self.among is not None:
+            column, values = self.among
+            parts.append(f"{prefix}{quote(column)} IN ({', '.join(literal(v) for v in values)})" if values else "false")
         if self.column:
             col = prefix + quote(self.column)
             parts.append(f"{col} >= to_timestamp({int(self.gte)}) AND {col} < to_timestamp({int(self.lt)})")
