@@ -89,3 +89,43 @@ def test_a_deleted_customers_rows_stay_and_its_list_is_not_asked_for(warehouse):
         assert materialize(assets, resources, mode_config(assets, "sync:incremental")).success
         assert _child_requests(emu) == 0
         assert kept <= _stored(warehouse, "customer_balance_transaction")
+
+
+def test_connect_relists_one_accounts_customers_and_leaves_the_others_rows(warehouse_path):
+    import dagster as dg
+
+    from nilus_stripe_assets.dagster_adapter.connect import account_partitions
+    from nilus_stripe_assets.emulator.model import ACCOUNT_ID
+
+    from .conftest import make_resources, query
+
+    counts = {"customer": 10, "customer_balance_transaction": 30}
+    with StripeEmulator(scale=0.05, counts=counts, seed=23, accounts=2, account_counts=counts,
+                        account_scale=0.05) as emu:
+        a, b = emu.account_ids
+        assets = build_stripe_assets(["customer_balance_transaction"], one_step=True, accounts=account_partitions())
+        resources = make_resources(emu, warehouse_path)
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions("stripe_accounts", [ACCOUNT_ID, a, b])
+
+        def run(account, config=None):
+            assert dg.materialize(assets, resources=resources, instance=instance, partition_key=account,
+                                  run_config=config or {}).success
+
+        for account in (ACCOUNT_ID, a, b):
+            run(account)
+        before = dict(query(warehouse_path, "SELECT stripe_account, count(*) FROM stripe.customer_balance_transaction "
+                                            "GROUP BY 1"))
+        assert before == {ACCOUNT_ID: 30, a: 30, b: 30}
+        store = emu.accounts.store(a)
+        customer = next(iter(store.tables["customer"].data))
+        added = emu.create("customer_balance_transaction", stripe_account=a, customer=customer, amount=700)
+
+        emu.reset_stats()
+        run(a, mode_config(assets, "sync:incremental"))
+        after = dict(query(warehouse_path, "SELECT stripe_account, count(*) FROM stripe.customer_balance_transaction "
+                                           "GROUP BY 1"))
+        assert after == {ACCOUNT_ID: 30, a: 31, b: 30}
+        assert query(warehouse_path, "SELECT stripe_account FROM stripe.customer_balance_transaction WHERE id = ?",
+                     [added["id"]]) == [(a,)]
+        assert _child_requests(emu) == 1
