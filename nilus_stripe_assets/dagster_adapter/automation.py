@@ -25,7 +25,7 @@ _ALSO_REFRESH: dict[str, list[str]] = {}
 for _name, _obj in CATALOG.items():
     if _obj.parent is not None and _obj.parent.embedded_field:
         _ALSO_REFRESH.setdefault(STRIPE_OBJECT_TYPE[_obj.parent.object], []).append(_name)
-    for _kind, _ in _obj.parent.relist_on if _obj.parent is not None else ():
+    for _kind, _ in _obj.relist_on:
         _ALSO_REFRESH.setdefault(_kind, []).append(_name)
 MAX_EVENTS_PER_TICK = 2000  # bound one tick's work; the cursor resumes the rest on the next tick
 

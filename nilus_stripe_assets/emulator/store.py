@@ -368,14 +368,19 @@ class Store:
         """Append any event, e.g. one about an object outside the catalog (`customer.source.created` with a
         card) or one rendered in an older API version (a payload without some fields)."""
         with self.lock:
-            eid = self._new_id("event")
-            created = int(self.clock())
-            extra = b',"previous_attributes":' + orjson.dumps(previous_attributes) if previous_attributes else b""
-            body = event_bytes(eid, etype, created, _dumps(data_object), extra, api_version or API_VERSION)
-            self.tables["event"].add(eid, created, body, etype)
-            return orjson.loads(body)
+            return orjson.loads(self._append_event(etype, data_object, api_version or API_VERSION, previous_attributes))
 
     # ---- helpers (lock held) -----------------------------------------------------------------
+    def _append_event(self, etype: str, data_object: dict, api_version: str,
+                      previous_attributes: Optional[dict] = None) -> bytes:
+        """Append an event carrying `data_object` as it is (not re-rendered); returns its bytes."""
+        eid = self._new_id("event")
+        created = int(self.clock())
+        extra = b',"previous_attributes":' + orjson.dumps(previous_attributes) if previous_attributes else b""
+        body = event_bytes(eid, etype, created, _dumps(data_object), extra, api_version)
+        self.tables["event"].add(eid, created, body, etype)
+        return body
+
     def _put(self, name: str, obj: dict, created: Optional[int] = None, parent: Optional[str] = None) -> None:
         """Store `obj`, listed by its creation time (`created` for classes without one: line items) and
         indexed by its parent id (`parent` where the class declares no field for it)."""
@@ -420,11 +425,11 @@ class Store:
         """What Stripe says about a change of a child no event carries (`Parent.relist_on`): a customer balance
         transaction moves its customer's `balance` (`customer.updated`); an entitlement change updates the
         customer's `entitlements.active_entitlement_summary`. `obj`: the child as it is now (None: deleted)."""
-        relation = CATALOG[child].parent
-        if relation is None or not parent_id:
+        relist_on = CATALOG[child].relist_on
+        if not relist_on or not parent_id:
             return
-        parent_name = relation.object
-        for kind, id_field in relation.relist_on:
+        parent_name = PARENT[child][0]
+        for kind, id_field in relist_on:
             if id_field == "id" and kind == OBJECT_TYPE[parent_name]:
                 parents = self.tables[parent_name]
                 if parent_id not in parents.data or obj is None or "ending_balance" not in obj:
@@ -436,14 +441,9 @@ class Store:
                 self._put(parent_name, parent)
                 self._event(parent_name, "updated", parent, previous)
             else:
-                keys = self.tables[child].key_list(parent_id)
-                items = [orjson.loads(self.tables[child].data[oid]) for _, oid in reversed(keys[-EMBEDDED_PAGE:])]
                 summary = {"object": kind, id_field: parent_id, "livemode": False,
-                           "entitlements": embedded_list(parent_id, child, items, len(keys))}
-                eid = self._new_id("event")
-                body = event_bytes(eid, f"{kind}.updated", int(self.clock()), _dumps(summary), b"",
-                                   self.api_version)
-                self.tables["event"].add(eid, int(self.clock()), body, f"{kind}.updated")
+                           "entitlements": self._embedded(parent_id, child)}
+                self._append_event(f"{kind}.updated", summary, self.api_version)
 
     def _refresh_parent(self, child: str, parent_ids) -> None:
         """Re-render the embedded child list of the parents `parent_ids` and emit the parents' updated events."""

@@ -86,7 +86,7 @@ def plan_object(
     # Unpartitioned merge/append loads of changing objects keep an events cursor; a partition is a
     # slice of history, and snapshots (replace) and the event stream itself have no changes to capture,
     # except the snapshots re-listed by parent (`Parent.relist_on`): events say which parents' to replace.
-    by_parent = resolved == "replace" and obj.parent is not None and bool(obj.parent.relist_on)
+    by_parent = resolved == "replace" and bool(obj.relist_on)
     plan.keeps_events_cursor = not partitioned and obj.name != "event" and (resolved != "replace" or by_parent)
     plan.incremental = not partitioned and mode == "sync:incremental" and (resolved != "replace" or by_parent)
     if partition is not None:

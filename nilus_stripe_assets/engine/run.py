@@ -141,15 +141,16 @@ def _relisted(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Option
     a deleted parent's list is gone, so its rows stay as they were."""
     obj = plan.object
     stream.wait()  # the parents come from the events read
-    parents = sorted(capture.parents - capture.gone)
+    parents: Optional[list[str]] = sorted(capture.parents - capture.gone)
+    scope = plan.scope
     if len(parents) > MAX_RELISTED_PARENTS:
         notes.append(f"{obj.name}: {len(parents)} {obj.parent.object}s changed, so every list was read again")
-        return extract(api, obj, plan.mode, plan.strategy, plan.table, scope=plan.scope, workers=workers,
-                       spool_root=spool_root, cancel=cancel, account=plan.account)
-    own = plan.scope.equals if plan.scope is not None else ()
-    scope = Slice(None, equals=own, among=(obj.parent.id_column, tuple(parents)))
-    notes.append(f"{obj.name}: the lists of the {len(parents)} {obj.parent.object}(s) named by the run's events "
-                 f"read again; only their rows replaced")
+        parents = None  # every parent's list, the whole snapshot replaced
+    else:
+        own = plan.scope.equals if plan.scope is not None else ()
+        scope = Slice(None, equals=own, among=(obj.parent.id_column, tuple(parents)))
+        notes.append(f"{obj.name}: the lists of the {len(parents)} {obj.parent.object}(s) named by the run's "
+                     f"events read again; only their rows replaced")
     return extract(api, obj, plan.mode, plan.strategy, plan.table, scope=scope, workers=workers,
                    spool_root=spool_root, cancel=cancel, account=plan.account, parent_ids=parents)
 
@@ -177,7 +178,7 @@ def fetch(plan: ObjectPlan, api: StripeApi, workers: int, spool_root: Optional[s
                      f"{obj.parent.relist_days} days (no event carries them)")
         batch = extract(api, obj, mode, plan.strategy, table, window=window, scope=plan.scope, workers=workers,
                         spool_root=spool_root, cancel=cancel, account=plan.account)
-    elif capture is not None and obj.parent is not None and obj.parent.relist_on:
+    elif capture is not None and obj.relist_on:
         batch = _relisted(plan, api, workers, spool_root, cancel, stream, capture, notes)
     elif capture is not None and obj.parent is not None:
         # Children without a `created` filter (payment methods, subscription items) would need one request

@@ -12,7 +12,8 @@ plus those (groups `stripe` and `stripe_connect`); `stripe_connect_everything` (
 list. The asset `stripe_accounts` adds accounts as partitions when materialized (those in
 `NILUS_STRIPE_ACCOUNTS=acct_a,acct_b`, else every account `GET /v1/accounts` lists plus the platform);
 `stripe_accounts_sensor` does the same every 5 minutes and starts a first load of each new one;
-`stripe_connect_incremental_hourly` runs `sync:incremental` for every known account. `nilus_stripe_assets.connect_daily` partitions by account x day instead.
+`stripe_connect_incremental_hourly` runs `sync:incremental` for every known account.
+`nilus_stripe_assets.connect_daily` partitions by account x day instead.
 
 Same asset keys as the single-account locations: load one location per workspace.
 """

@@ -71,13 +71,9 @@ def _embedded(obj: StripeObject, carried: Optional[dict] = None) -> bool:
     return carried is None or carried.get("object") == STRIPE_OBJECT_TYPE[obj.parent.object]
 
 
-def _relist_on(obj: StripeObject) -> tuple[tuple[str, str], ...]:
-    return obj.parent.relist_on if obj.parent is not None else ()
-
-
 def _name_parent(obj: StripeObject, capture: Capture, event: dict, carried: dict) -> None:
     """Note the parent an event names for `obj`'s re-list (`Parent.relist_on`); a deleted parent is gone."""
-    for kind, id_field in _relist_on(obj):
+    for kind, id_field in obj.relist_on:
         parent = carried.get(id_field) if carried.get("object") == kind else None
         if isinstance(parent, str) and parent:
             if id_field == "id" and str(event.get("type", "")).endswith(".deleted"):
@@ -205,7 +201,7 @@ class EventStream:
         once `complete` has run for its capture."""
         routes: dict[str, list[_Subscriber]] = {}
         for sub in self._subscribers:
-            for kind in [kind for kind, _ in _relist_on(sub.obj)] or carried_types(sub.obj):
+            for kind in [kind for kind, _ in sub.obj.relist_on] or carried_types(sub.obj):
                 routes.setdefault(kind, []).append(sub)
         self.started_at = int(time.time())
         started = time.perf_counter()
@@ -228,7 +224,7 @@ class EventStream:
                         if int(event["created"]) < sub.capture.since - EVENTS_LOOKBACK_SECONDS:
                             continue
                         sub.capture.events += 1
-                        if _relist_on(sub.obj):
+                        if sub.obj.relist_on:
                             _name_parent(sub.obj, sub.capture, event, carried)
                             continue
                         states = self._route(sub, event, carried, rank)

@@ -98,6 +98,11 @@ class StripeObject:
         return f"{prefixes.pop()}.*" if len(prefixes) == 1 else None
 
     @property
+    def relist_on(self) -> tuple[tuple[str, str], ...]:
+        """`Parent.relist_on` of a child list (the events naming the parents to re-list), else ()."""
+        return self.parent.relist_on if self.parent is not None else ()
+
+    @property
     def key_columns(self) -> tuple[str, ...]:
         return (self.merge_key,) if isinstance(self.merge_key, str) else tuple(self.merge_key)
 

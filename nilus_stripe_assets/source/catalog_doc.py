@@ -43,8 +43,8 @@ def _changes(obj: StripeObject) -> str:
     """How a run sees the object's changes after the first load."""
     if obj.name == "event":
         return "is the event stream"
-    if obj.parent is not None and obj.parent.relist_on:
-        kinds = ", ".join(f"`{kind}`" for kind, _ in obj.parent.relist_on)
+    if obj.relist_on:
+        kinds = ", ".join(f"`{kind}`" for kind, _ in obj.relist_on)
         return f"re-listed for the `{obj.parent.object}`s that {kinds} events name"
     if obj.strategy == "replace":
         return "re-read whole"
